@@ -1,0 +1,368 @@
+//! Credit arithmetic: what a sender may still send ([`CreditWindow`]) and what a receiver has
+//! asked for and will ask for next ([`Demand`]), both counted in events and in bytes.
+//!
+//! The rules, shared by every place flowgate runs (in-process, over TCP, over JetStream):
+//!
+//! * Credit is cumulative: two grants of 10 events are one grant of 20 (Reactive Streams 3.9).
+//! * A grant of nothing (zero events and zero bytes) is a protocol error, like `request(0)`.
+//! * Sums saturate at `u64::MAX`, which means "unbounded" in that dimension (Reactive Streams
+//!   3.17): spending from an unbounded dimension leaves it unbounded.
+//! * Nothing can make credit negative: spending more than is available fails and changes
+//!   nothing.
+
+use std::fmt;
+
+/// An amount of permission to send, in events and in bytes.
+///
+/// Memory is bytes, so a bound in events alone is no memory bound: every window, queue and
+/// request carries both dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Credit {
+    /// Number of events.
+    pub events: u64,
+    /// Number of bytes, as counted by the items' own size (see [`crate::Event::size_bytes`]).
+    pub bytes: u64,
+}
+
+impl Credit {
+    /// No credit at all.
+    pub const ZERO: Credit = Credit { events: 0, bytes: 0 };
+    /// Unbounded credit in both dimensions.
+    pub const UNBOUNDED: Credit = Credit { events: u64::MAX, bytes: u64::MAX };
+
+    /// Credit for `events` events and `bytes` bytes.
+    pub const fn new(events: u64, bytes: u64) -> Self {
+        Credit { events, bytes }
+    }
+
+    /// True when both dimensions are zero.
+    pub const fn is_zero(&self) -> bool {
+        self.events == 0 && self.bytes == 0
+    }
+
+    /// True when an item of `bytes` bytes fits: at least one event and enough bytes.
+    pub const fn admits(&self, bytes: u64) -> bool {
+        self.events >= 1 && self.bytes >= bytes
+    }
+
+    /// Component-wise saturating sum; `u64::MAX` stays unbounded.
+    pub const fn saturating_add(self, other: Credit) -> Credit {
+        Credit {
+            events: self.events.saturating_add(other.events),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+
+    /// Component-wise saturating difference (never below zero).
+    pub const fn saturating_sub(self, other: Credit) -> Credit {
+        Credit {
+            events: self.events.saturating_sub(other.events),
+            bytes: self.bytes.saturating_sub(other.bytes),
+        }
+    }
+
+    /// Component-wise minimum.
+    pub fn min(self, other: Credit) -> Credit {
+        Credit { events: self.events.min(other.events), bytes: self.bytes.min(other.bytes) }
+    }
+}
+
+impl fmt::Display for Credit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dim = |v: u64| if v == u64::MAX { "unbounded".to_string() } else { v.to_string() };
+        write!(f, "{} events / {} bytes", dim(self.events), dim(self.bytes))
+    }
+}
+
+/// A broken credit rule. Over a network these become error frames naming the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditError {
+    /// A grant or request of zero events and zero bytes (`request(0)`).
+    ZeroRequest,
+    /// A send of `wanted` when only `available` was granted.
+    Insufficient {
+        /// What the send needed.
+        wanted: Credit,
+        /// What the window held.
+        available: Credit,
+    },
+    /// A peer delivered more than was asked for.
+    Overdelivered {
+        /// What arrived.
+        delivered: Credit,
+        /// What was outstanding.
+        outstanding: Credit,
+    },
+}
+
+impl fmt::Display for CreditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreditError::ZeroRequest => {
+                write!(f, "credit request of zero events and zero bytes (request(0) is invalid)")
+            }
+            CreditError::Insufficient { wanted, available } => {
+                write!(f, "send of {wanted} exceeds the available credit of {available}")
+            }
+            CreditError::Overdelivered { delivered, outstanding } => {
+                write!(f, "delivery of {delivered} exceeds the outstanding demand of {outstanding}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CreditError {}
+
+/// A refill threshold as an integer ratio: a receiver asks for more once its outstanding
+/// demand has fallen to `num / den` of its target, in either dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ratio {
+    num: u64,
+    den: u64,
+}
+
+impl Ratio {
+    /// `num / den`, clamped to at most 1. `den` of zero is treated as one.
+    pub const fn new(num: u64, den: u64) -> Self {
+        let den = if den == 0 { 1 } else { den };
+        let num = if num > den { den } else { num };
+        Ratio { num, den }
+    }
+
+    /// `value * num / den`, computed without overflow and rounded down.
+    pub const fn of(&self, value: u64) -> u64 {
+        // u128 keeps the product exact; the result is at most `value`, so it fits back.
+        ((value as u128 * self.num as u128) / self.den as u128) as u64
+    }
+}
+
+/// Refill when half of the demand has been used: one request per half-window keeps the
+/// pipe full without a request per event. (The same rule h2 and async-nats use.)
+pub const REFILL_AT_HALF: Ratio = Ratio::new(1, 2);
+
+/// The sender's side: credit granted by the receiver and not yet spent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreditWindow {
+    /// Credit granted and not yet spent; `u64::MAX` in a dimension means unbounded.
+    available: Credit,
+    /// Everything ever granted, saturating; for accounting and tests.
+    granted_total: Credit,
+    /// Everything ever spent, saturating.
+    spent_total: Credit,
+}
+
+impl CreditWindow {
+    /// An empty window: nothing may be sent until credit is granted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a grant. A zero grant is [`CreditError::ZeroRequest`] and changes nothing.
+    pub fn grant(&mut self, credit: Credit) -> Result<(), CreditError> {
+        if credit.is_zero() {
+            return Err(CreditError::ZeroRequest);
+        }
+        self.available = self.available.saturating_add(credit);
+        self.granted_total = self.granted_total.saturating_add(credit);
+        Ok(())
+    }
+
+    /// Credit still available.
+    pub fn available(&self) -> Credit {
+        self.available
+    }
+
+    /// Everything granted so far.
+    pub fn granted_total(&self) -> Credit {
+        self.granted_total
+    }
+
+    /// Everything spent so far.
+    pub fn spent_total(&self) -> Credit {
+        self.spent_total
+    }
+
+    /// True when one item of `bytes` bytes may be sent now.
+    pub fn admits(&self, bytes: u64) -> bool {
+        self.available.admits(bytes)
+    }
+
+    /// Spends `events` events and `bytes` bytes, or fails and changes nothing.
+    pub fn try_spend(&mut self, events: u64, bytes: u64) -> Result<(), CreditError> {
+        let wanted = Credit::new(events, bytes);
+        if self.available.events < events || self.available.bytes < bytes {
+            return Err(CreditError::Insufficient { wanted, available: self.available });
+        }
+        if self.available.events != u64::MAX {
+            self.available.events -= events;
+        }
+        if self.available.bytes != u64::MAX {
+            self.available.bytes -= bytes;
+        }
+        self.spent_total = self.spent_total.saturating_add(wanted);
+        Ok(())
+    }
+}
+
+/// The receiver's side: how much it wants in flight (`target`), how much it has asked for and
+/// not yet received (`outstanding`), and when to ask again (`refill`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    /// How much the receiver is willing to have requested-but-undelivered at once.
+    target: Credit,
+    /// Requested and not yet delivered.
+    outstanding: Credit,
+    /// Ask for more once `outstanding` falls to this share of `target` in either dimension.
+    refill: Ratio,
+}
+
+impl Demand {
+    /// A receiver that wants up to `target` in flight. A zero target is an error.
+    pub fn new(target: Credit, refill: Ratio) -> Result<Self, CreditError> {
+        if target.events == 0 || target.bytes == 0 {
+            return Err(CreditError::ZeroRequest);
+        }
+        Ok(Demand { target, outstanding: Credit::ZERO, refill })
+    }
+
+    /// The current target.
+    pub fn target(&self) -> Credit {
+        self.target
+    }
+
+    /// Requested and not yet delivered.
+    pub fn outstanding(&self) -> Credit {
+        self.outstanding
+    }
+
+    /// Changes the target (for adaptive limits). Demand already outstanding stays valid; a
+    /// smaller target simply delays the next request.
+    pub fn set_target(&mut self, target: Credit) -> Result<(), CreditError> {
+        if target.events == 0 || target.bytes == 0 {
+            return Err(CreditError::ZeroRequest);
+        }
+        self.target = target;
+        Ok(())
+    }
+
+    /// The request to send now, if one is due: tops both dimensions back up to the target once
+    /// either has fallen to the refill threshold. The returned credit counts as outstanding.
+    #[must_use = "a request that is not sent leaves the sender without credit"]
+    pub fn poll_request(&mut self) -> Option<Credit> {
+        let low_events = self.outstanding.events <= self.refill.of(self.target.events);
+        let low_bytes = self.outstanding.bytes <= self.refill.of(self.target.bytes);
+        if !(low_events || low_bytes) {
+            return None;
+        }
+        let request = self.target.saturating_sub(self.outstanding);
+        if request.is_zero() {
+            return None;
+        }
+        self.outstanding = self.outstanding.saturating_add(request);
+        Some(request)
+    }
+
+    /// Records a delivery. Receiving more than was asked for is a protocol violation by the
+    /// sender: it fails and changes nothing.
+    pub fn on_delivered(&mut self, events: u64, bytes: u64) -> Result<(), CreditError> {
+        let delivered = Credit::new(events, bytes);
+        if events > self.outstanding.events || bytes > self.outstanding.bytes {
+            return Err(CreditError::Overdelivered { delivered, outstanding: self.outstanding });
+        }
+        self.outstanding = self.outstanding.saturating_sub(delivered);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refill_at_half_is_one_half() {
+        assert_eq!(REFILL_AT_HALF.of(100), 50);
+        assert_eq!(REFILL_AT_HALF.of(1), 0);
+        assert_eq!(REFILL_AT_HALF.of(u64::MAX), u64::MAX / 2);
+    }
+
+    #[test]
+    fn ratio_never_exceeds_one() {
+        assert_eq!(Ratio::new(3, 2).of(10), 10);
+        assert_eq!(Ratio::new(1, 0).of(10), 10);
+    }
+
+    #[test]
+    fn zero_grant_is_request_zero_and_changes_nothing() {
+        let mut w = CreditWindow::new();
+        assert_eq!(w.grant(Credit::ZERO), Err(CreditError::ZeroRequest));
+        assert_eq!(w.available(), Credit::ZERO);
+    }
+
+    #[test]
+    fn grants_are_cumulative() {
+        let mut w = CreditWindow::new();
+        w.grant(Credit::new(10, 100)).unwrap();
+        w.grant(Credit::new(5, 50)).unwrap();
+        assert_eq!(w.available(), Credit::new(15, 150));
+    }
+
+    #[test]
+    fn grants_saturate_to_unbounded_and_stay_unbounded() {
+        let mut w = CreditWindow::new();
+        w.grant(Credit::new(u64::MAX - 1, 10)).unwrap();
+        w.grant(Credit::new(5, 10)).unwrap();
+        assert_eq!(w.available().events, u64::MAX);
+        w.try_spend(1_000, 5).unwrap();
+        assert_eq!(w.available().events, u64::MAX, "unbounded stays unbounded");
+        assert_eq!(w.available().bytes, 15);
+    }
+
+    #[test]
+    fn overspend_fails_and_changes_nothing() {
+        let mut w = CreditWindow::new();
+        w.grant(Credit::new(2, 100)).unwrap();
+        let err = w.try_spend(1, 101).unwrap_err();
+        assert!(matches!(err, CreditError::Insufficient { .. }));
+        assert_eq!(w.available(), Credit::new(2, 100));
+        w.try_spend(2, 100).unwrap();
+        assert!(w.try_spend(1, 0).is_err());
+    }
+
+    #[test]
+    fn demand_requests_target_first_then_only_after_half_is_used() {
+        let mut d = Demand::new(Credit::new(10, 1000), REFILL_AT_HALF).unwrap();
+        assert_eq!(d.poll_request(), Some(Credit::new(10, 1000)));
+        assert_eq!(d.poll_request(), None, "nothing used yet");
+        d.on_delivered(4, 100).unwrap();
+        assert_eq!(d.poll_request(), None, "6 of 10 events still outstanding");
+        d.on_delivered(1, 100).unwrap();
+        assert_eq!(d.poll_request(), Some(Credit::new(5, 200)));
+        assert_eq!(d.outstanding(), Credit::new(10, 1000));
+    }
+
+    #[test]
+    fn demand_refills_when_bytes_run_low_even_if_events_do_not() {
+        let mut d = Demand::new(Credit::new(100, 1000), REFILL_AT_HALF).unwrap();
+        let _ = d.poll_request();
+        d.on_delivered(1, 600).unwrap();
+        assert_eq!(d.poll_request(), Some(Credit::new(1, 600)));
+    }
+
+    #[test]
+    fn overdelivery_is_an_error_and_changes_nothing() {
+        let mut d = Demand::new(Credit::new(2, 100), REFILL_AT_HALF).unwrap();
+        let _ = d.poll_request();
+        assert!(matches!(d.on_delivered(3, 10), Err(CreditError::Overdelivered { .. })));
+        assert_eq!(d.outstanding(), Credit::new(2, 100));
+    }
+
+    #[test]
+    fn zero_target_is_rejected() {
+        assert_eq!(Demand::new(Credit::new(0, 10), REFILL_AT_HALF), Err(CreditError::ZeroRequest));
+    }
+
+    #[test]
+    fn errors_name_the_rule() {
+        assert!(CreditError::ZeroRequest.to_string().contains("request(0)"));
+    }
+}

@@ -1,0 +1,26 @@
+//! flowgate's flow-control core: plain Rust, std only, no IO and no clock reads.
+//!
+//! Everything that decides (how much may be sent, what a full queue does, how fast a stage
+//! may go) lives here as values and `&mut self` state machines. Time is an argument. The async
+//! code in `flowgate-client` and the `flowgate` binary only feeds these types inputs and
+//! carries out their answers, which is what lets them be tested exhaustively with property
+//! tests.
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`credit`] | [`Credit`] in events and bytes; the sender's [`CreditWindow`]; the receiver's [`Demand`] |
+//! | [`queue`] | [`BoundedQueue`] with an [`OverflowPolicy`] and the counters of its ledger |
+//! | [`token_bucket`] | [`TokenBucket`]: rate + burst, time passed in |
+//! | [`event`] | the [`Event`] record and its size in credit |
+
+#![forbid(unsafe_code)]
+
+pub mod credit;
+pub mod event;
+pub mod queue;
+pub mod token_bucket;
+
+pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio};
+pub use event::Event;
+pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
+pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
