@@ -248,6 +248,11 @@ impl Producer {
         self.stats
     }
 
+    /// A handle that reads the pipe's counters without keeping either end alive.
+    pub fn observer(&self) -> Observer {
+        Observer { shared: Arc::clone(&self.shared) }
+    }
+
     /// The pipe's queue counters.
     pub fn queue_stats(&self) -> QueueStats {
         self.shared.lock().queue.stats()
@@ -258,6 +263,25 @@ impl Drop for Producer {
     fn drop(&mut self) {
         self.shared.lock().producer_alive = false;
         self.shared.data_ready.notify_one();
+    }
+}
+
+/// Reads a pipe's counters from anywhere (a metrics sampler, a live view); holding one does
+/// not keep the pipe open.
+#[derive(Clone)]
+pub struct Observer {
+    shared: Arc<Shared>,
+}
+
+impl Observer {
+    /// The pipe's queue counters.
+    pub fn queue_stats(&self) -> QueueStats {
+        self.shared.lock().queue.stats()
+    }
+
+    /// Credit the producer holds right now.
+    pub fn producer_credit(&self) -> Credit {
+        self.shared.lock().credit.available()
     }
 }
 

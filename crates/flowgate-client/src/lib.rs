@@ -12,4 +12,4 @@
 
 pub mod inproc;
 
-pub use inproc::{Consumer, PipeConfig, Producer, ProducerStats, RecvError, SendError, Sent, pipe};
+pub use inproc::{Consumer, Observer, PipeConfig, Producer, ProducerStats, RecvError, SendError, Sent, pipe};

@@ -1,0 +1,180 @@
+//! `flowgate demo`: the 10,000/s producer and the 1,000/s database, without and with
+//! backpressure, each as a real process under a real memory limit, measured live and checked
+//! against the database file.
+//!
+//! | file | responsibility |
+//! |---|---|
+//! | `mode.rs` | the modes and the pipe each one builds |
+//! | `worker.rs` | the pipeline process: producer → pipe → consumer → SQLite |
+//! | `sample.rs` | the JSON lines the pipeline reports on |
+//! | `supervisor.rs` | runs one mode as a child process, shows it live, sees how it ended |
+//! | `memlimit.rs` | the cgroup (or rlimit) memory limit |
+//! | `sqlite.rs` | the demo's SQLite table |
+//! | `result.rs` | one run's measured figures (the `--json` schema) |
+//! | `summary.rs` | the side-by-side table |
+
+mod memlimit;
+mod mode;
+mod result;
+mod sample;
+mod sqlite;
+mod summary;
+mod supervisor;
+pub(crate) mod worker;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use flowgate_core::Event;
+
+pub(crate) use mode::Mode;
+use supervisor::RunConfig;
+
+use crate::units::{Rate, Size, Span, human_bytes};
+
+/// Exit code when a bounded mode crashed or lost events: flowgate broke its promise.
+pub(crate) const EXIT_PROMISE_BROKEN: u8 = 3;
+
+/// The smallest memory limit a pipeline process can start under (runtime, SQLite, buffers).
+const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  flowgate demo
+      naive, then backpressure, 30 s each, side by side
+  flowgate demo --mode backpressure --duration 10s --json run.json
+  flowgate demo --mode drop-oldest --queue-capacity 500 --consumer-rate 200
+  flowgate demo --mode naive --memory-limit 48MiB --payload-size 4KiB
+
+The memory limit is enforced for real: each mode's pipeline runs as a child process in a
+memory cgroup of its own (the kernel OOM-kills it past the limit), or, where no cgroup can
+be made, under RLIMIT_DATA (an allocation past the limit aborts it).
+
+Exit status: 0 when every run completed (a naive crash is the expected outcome),
+3 when a bounded mode crashed or lost events, 1 on any other error, 2 on bad flags.";
+
+/// Flags of `flowgate demo`.
+#[derive(Debug, Args)]
+#[command(after_help = DEMO_EXAMPLES)]
+pub(crate) struct DemoArgs {
+    /// Which pipeline to run.
+    #[arg(long, value_enum, default_value_t = Mode::Compare)]
+    mode: Mode,
+    /// Events the producer makes per second (it waits when it has no credit).
+    #[arg(long, default_value = "10000", value_name = "N[/s]")]
+    producer_rate: Rate,
+    /// Events the database absorbs per second (the slow stage).
+    #[arg(long, default_value = "1000", value_name = "N[/s]")]
+    consumer_rate: Rate,
+    /// How long the producer runs in each mode.
+    #[arg(long, default_value = "30s")]
+    duration: Span,
+    /// Queue bound in events (bounded modes).
+    #[arg(long, default_value_t = 1000, value_name = "EVENTS")]
+    queue_capacity: u64,
+    /// Queue bound in bytes (bounded modes).
+    #[arg(long, default_value = "8MiB", value_name = "SIZE")]
+    queue_bytes: Size,
+    /// Payload bytes per event.
+    #[arg(long, default_value = "512B", value_name = "SIZE")]
+    payload_size: Size,
+    /// Memory limit of each pipeline process.
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    memory_limit: Size,
+    /// How long the consumer may keep committing after the producer stops.
+    #[arg(long, default_value = "10s")]
+    drain_timeout: Span,
+    /// SQLite database file (one table per mode, recreated each run).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Write the measured results as a JSON array, one object per mode.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    fn validate(&self) -> Result<RunConfig> {
+        if self.queue_capacity == 0 {
+            bail!("--queue-capacity 0 can hold no event; give at least 1");
+        }
+        let template = Event {
+            id: 0,
+            key: None,
+            created_us: 0,
+            payload: vec![0; usize::try_from(self.payload_size.0).unwrap_or(usize::MAX)],
+        };
+        let event_bytes = template.size_bytes();
+        if self.queue_bytes.0 < event_bytes {
+            bail!(
+                "--queue-bytes {} cannot hold one event of {} (--payload-size {} plus the record); give at least {}",
+                self.queue_bytes,
+                human_bytes(event_bytes),
+                self.payload_size,
+                human_bytes(event_bytes)
+            );
+        }
+        if self.memory_limit.0 < MIN_MEMORY_LIMIT {
+            bail!(
+                "--memory-limit {} is below the {} a pipeline process needs to start",
+                self.memory_limit,
+                human_bytes(MIN_MEMORY_LIMIT)
+            );
+        }
+        let db = match &self.db {
+            Some(path) => path.clone(),
+            None => {
+                let dir = std::env::temp_dir().join("flowgate-demo");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                dir.join("demo.db")
+            }
+        };
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                bail!("--db {}: directory {} does not exist", db.display(), parent.display());
+            }
+        }
+        Ok(RunConfig {
+            producer_rate: self.producer_rate.0,
+            consumer_rate: self.consumer_rate.0,
+            duration: self.duration.0,
+            drain_timeout: self.drain_timeout.0,
+            queue_capacity: self.queue_capacity,
+            queue_bytes: self.queue_bytes.0,
+            payload_size: self.payload_size.0,
+            memory_limit: self.memory_limit.0,
+            db,
+        })
+    }
+}
+
+/// Runs the demo; returns the process exit code.
+pub(crate) fn run(args: DemoArgs) -> Result<u8> {
+    let config = args.validate()?;
+    eprintln!(
+        "flowgate demo: producer {}/s -> queue -> consumer {}/s -> SQLite {}; {} per mode, memory limit {}",
+        config.producer_rate,
+        config.consumer_rate,
+        config.db.display(),
+        args.duration,
+        args.memory_limit,
+    );
+    let mut results = Vec::new();
+    for mode in args.mode.runs() {
+        let result = supervisor::run_mode(&config, mode)?;
+        eprintln!("{:>13} limit enforced by {}", mode.name(), result.memory_limit_mechanism);
+        results.push(result);
+    }
+    println!();
+    print!("{}", summary::render(&results, config.consumer_rate));
+    println!("\nrows are in {} (one table per mode)", config.db.display());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&results)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write --json {}", path.display()))?;
+        println!("results written to {}", path.display());
+    }
+    let broken = results.iter().any(|r| r.mode != Mode::Naive.name() && (r.crashed || r.lost > 0));
+    Ok(if broken { EXIT_PROMISE_BROKEN } else { 0 })
+}
