@@ -72,7 +72,11 @@ impl fmt::Display for SendError {
         match self {
             SendError::Closed(e) => write!(f, "event {} not sent: the consumer is gone", e.id),
             SendError::Rejected(e) => {
-                write!(f, "event {} rejected: the pipe is full and its policy is reject", e.id)
+                write!(
+                    f,
+                    "event {} rejected: the pipe is full and its policy is reject",
+                    e.id
+                )
             }
             SendError::TooLarge(e) => write!(
                 f,
@@ -135,7 +139,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-updated in a way that
         // matters more than the panic itself, so recover the guard instead of propagating.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -155,7 +161,10 @@ pub fn pipe(config: PipeConfig) -> (Producer, Consumer) {
         data_ready: Notify::new(),
     });
     (
-        Producer { shared: Arc::clone(&shared), stats: ProducerStats::default() },
+        Producer {
+            shared: Arc::clone(&shared),
+            stats: ProducerStats::default(),
+        },
         Consumer { shared },
     )
 }
@@ -207,7 +216,9 @@ impl Producer {
         if size > state.queue.capacity().bytes {
             // Let the queue refuse and count it, so its ledger sees every refusal.
             return match state.queue.push(event, size) {
-                Push::TooLarge(e) | Push::Full(e) | Push::Rejected(e) => Err(SendError::TooLarge(e)),
+                Push::TooLarge(e) | Push::Full(e) | Push::Rejected(e) => {
+                    Err(SendError::TooLarge(e))
+                }
                 _ => unreachable!("an event larger than the capacity is never queued"),
             };
         }
@@ -250,7 +261,9 @@ impl Producer {
 
     /// A handle that reads the pipe's counters without keeping either end alive.
     pub fn observer(&self) -> Observer {
-        Observer { shared: Arc::clone(&self.shared) }
+        Observer {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The pipe's queue counters.
@@ -371,11 +384,19 @@ mod tests {
     use super::*;
 
     fn event(id: u64, payload: usize) -> Event {
-        Event { id, key: None, created_us: 0, payload: vec![0; payload] }
+        Event {
+            id,
+            key: None,
+            created_us: 0,
+            payload: vec![0; payload],
+        }
     }
 
     fn bounded(events: u64, policy: OverflowPolicy) -> PipeConfig {
-        PipeConfig { capacity: Credit::new(events, 1 << 20), policy }
+        PipeConfig {
+            capacity: Credit::new(events, 1 << 20),
+            policy,
+        }
     }
 
     #[tokio::test]

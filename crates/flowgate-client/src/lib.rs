@@ -12,4 +12,6 @@
 
 pub mod inproc;
 
-pub use inproc::{Consumer, Observer, PipeConfig, Producer, ProducerStats, RecvError, SendError, Sent, pipe};
+pub use inproc::{
+    Consumer, Observer, PipeConfig, Producer, ProducerStats, RecvError, SendError, Sent, pipe,
+};

@@ -26,9 +26,15 @@ pub struct Credit {
 
 impl Credit {
     /// No credit at all.
-    pub const ZERO: Credit = Credit { events: 0, bytes: 0 };
+    pub const ZERO: Credit = Credit {
+        events: 0,
+        bytes: 0,
+    };
     /// Unbounded credit in both dimensions.
-    pub const UNBOUNDED: Credit = Credit { events: u64::MAX, bytes: u64::MAX };
+    pub const UNBOUNDED: Credit = Credit {
+        events: u64::MAX,
+        bytes: u64::MAX,
+    };
 
     /// Credit for `events` events and `bytes` bytes.
     pub const fn new(events: u64, bytes: u64) -> Self {
@@ -63,13 +69,22 @@ impl Credit {
 
     /// Component-wise minimum.
     pub fn min(self, other: Credit) -> Credit {
-        Credit { events: self.events.min(other.events), bytes: self.bytes.min(other.bytes) }
+        Credit {
+            events: self.events.min(other.events),
+            bytes: self.bytes.min(other.bytes),
+        }
     }
 }
 
 impl fmt::Display for Credit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dim = |v: u64| if v == u64::MAX { "unbounded".to_string() } else { v.to_string() };
+        let dim = |v: u64| {
+            if v == u64::MAX {
+                "unbounded".to_string()
+            } else {
+                v.to_string()
+            }
+        };
         write!(f, "{} events / {} bytes", dim(self.events), dim(self.bytes))
     }
 }
@@ -99,13 +114,25 @@ impl fmt::Display for CreditError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CreditError::ZeroRequest => {
-                write!(f, "credit request of zero events and zero bytes (request(0) is invalid)")
+                write!(
+                    f,
+                    "credit request of zero events and zero bytes (request(0) is invalid)"
+                )
             }
             CreditError::Insufficient { wanted, available } => {
-                write!(f, "send of {wanted} exceeds the available credit of {available}")
+                write!(
+                    f,
+                    "send of {wanted} exceeds the available credit of {available}"
+                )
             }
-            CreditError::Overdelivered { delivered, outstanding } => {
-                write!(f, "delivery of {delivered} exceeds the outstanding demand of {outstanding}")
+            CreditError::Overdelivered {
+                delivered,
+                outstanding,
+            } => {
+                write!(
+                    f,
+                    "delivery of {delivered} exceeds the outstanding demand of {outstanding}"
+                )
             }
         }
     }
@@ -191,7 +218,10 @@ impl CreditWindow {
     pub fn try_spend(&mut self, events: u64, bytes: u64) -> Result<(), CreditError> {
         let wanted = Credit::new(events, bytes);
         if self.available.events < events || self.available.bytes < bytes {
-            return Err(CreditError::Insufficient { wanted, available: self.available });
+            return Err(CreditError::Insufficient {
+                wanted,
+                available: self.available,
+            });
         }
         if self.available.events != u64::MAX {
             self.available.events -= events;
@@ -222,7 +252,11 @@ impl Demand {
         if target.events == 0 || target.bytes == 0 {
             return Err(CreditError::ZeroRequest);
         }
-        Ok(Demand { target, outstanding: Credit::ZERO, refill })
+        Ok(Demand {
+            target,
+            outstanding: Credit::ZERO,
+            refill,
+        })
     }
 
     /// The current target.
@@ -267,7 +301,10 @@ impl Demand {
     pub fn on_delivered(&mut self, events: u64, bytes: u64) -> Result<(), CreditError> {
         let delivered = Credit::new(events, bytes);
         if events > self.outstanding.events || bytes > self.outstanding.bytes {
-            return Err(CreditError::Overdelivered { delivered, outstanding: self.outstanding });
+            return Err(CreditError::Overdelivered {
+                delivered,
+                outstanding: self.outstanding,
+            });
         }
         self.outstanding = self.outstanding.saturating_sub(delivered);
         Ok(())
@@ -352,13 +389,19 @@ mod tests {
     fn overdelivery_is_an_error_and_changes_nothing() {
         let mut d = Demand::new(Credit::new(2, 100), REFILL_AT_HALF).unwrap();
         let _ = d.poll_request();
-        assert!(matches!(d.on_delivered(3, 10), Err(CreditError::Overdelivered { .. })));
+        assert!(matches!(
+            d.on_delivered(3, 10),
+            Err(CreditError::Overdelivered { .. })
+        ));
         assert_eq!(d.outstanding(), Credit::new(2, 100));
     }
 
     #[test]
     fn zero_target_is_rejected() {
-        assert_eq!(Demand::new(Credit::new(0, 10), REFILL_AT_HALF), Err(CreditError::ZeroRequest));
+        assert_eq!(
+            Demand::new(Credit::new(0, 10), REFILL_AT_HALF),
+            Err(CreditError::ZeroRequest)
+        );
     }
 
     #[test]

@@ -33,8 +33,17 @@ mod tests {
 
     #[test]
     fn size_counts_key_payload_and_the_record_itself() {
-        let bare = Event { id: 1, key: None, created_us: 0, payload: Vec::new() };
-        let full = Event { key: Some(vec![0; 8]), payload: vec![0; 100], ..bare.clone() };
+        let bare = Event {
+            id: 1,
+            key: None,
+            created_us: 0,
+            payload: Vec::new(),
+        };
+        let full = Event {
+            key: Some(vec![0; 8]),
+            payload: vec![0; 100],
+            ..bare.clone()
+        };
         assert!(bare.size_bytes() > 0, "an empty event still costs memory");
         assert_eq!(full.size_bytes() - bare.size_bytes(), 108);
     }

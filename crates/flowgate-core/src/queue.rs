@@ -122,7 +122,12 @@ impl<T> BoundedQueue<T> {
     /// An empty queue. A capacity of zero in either dimension can hold nothing; it is allowed
     /// (every push is then "full") but rarely what anyone wants.
     pub fn new(capacity: Credit, policy: OverflowPolicy) -> Self {
-        BoundedQueue { items: VecDeque::new(), capacity, policy, stats: QueueStats::default() }
+        BoundedQueue {
+            items: VecDeque::new(),
+            capacity,
+            policy,
+            stats: QueueStats::default(),
+        }
     }
 
     /// The capacity in events and bytes.
@@ -152,7 +157,8 @@ impl<T> BoundedQueue<T> {
 
     /// Room left, in events and bytes.
     pub fn free(&self) -> Credit {
-        self.capacity.saturating_sub(Credit::new(self.stats.queued, self.stats.queued_bytes))
+        self.capacity
+            .saturating_sub(Credit::new(self.stats.queued, self.stats.queued_bytes))
     }
 
     /// Lifetime counters.
@@ -191,7 +197,9 @@ impl<T> BoundedQueue<T> {
                 let mut evicted = 0;
                 while !self.fits(bytes) {
                     // Cannot run dry: the item fits an empty queue (checked above).
-                    let Some((_, old_bytes)) = self.items.pop_front() else { break };
+                    let Some((_, old_bytes)) = self.items.pop_front() else {
+                        break;
+                    };
                     self.stats.queued -= 1;
                     self.stats.queued_bytes -= old_bytes;
                     self.stats.dropped_oldest += 1;
@@ -222,7 +230,9 @@ impl<T> BoundedQueue<T> {
                 Some((_, bytes)) if taken.bytes.saturating_add(*bytes) <= limit.bytes => {}
                 _ => break,
             }
-            let Some((item, bytes)) = self.pop() else { break };
+            let Some((item, bytes)) = self.pop() else {
+                break;
+            };
             out.push(item);
             taken = taken.saturating_add(Credit::new(1, bytes));
         }
@@ -311,10 +321,16 @@ mod tests {
             assert_eq!(q.push(i, 40), Push::Queued);
         }
         let mut out = Vec::new();
-        assert_eq!(q.pop_within(Credit::new(10, 100), &mut out), Credit::new(2, 80));
+        assert_eq!(
+            q.pop_within(Credit::new(10, 100), &mut out),
+            Credit::new(2, 80)
+        );
         assert_eq!(out, vec![0, 1]);
         out.clear();
-        assert_eq!(q.pop_within(Credit::new(1, 1000), &mut out), Credit::new(1, 40));
+        assert_eq!(
+            q.pop_within(Credit::new(1, 1000), &mut out),
+            Credit::new(1, 40)
+        );
         assert_eq!(out, vec![2]);
     }
 

@@ -33,7 +33,10 @@ impl fmt::Display for TokenBucketError {
             TokenBucketError::ZeroRate => f.write_str("token bucket rate must be at least 1/s"),
             TokenBucketError::ZeroBurst => f.write_str("token bucket burst must be at least 1"),
             TokenBucketError::ExceedsBurst { wanted, burst } => {
-                write!(f, "take of {wanted} tokens can never succeed with a burst of {burst}")
+                write!(
+                    f,
+                    "take of {wanted} tokens can never succeed with a burst of {burst}"
+                )
             }
         }
     }
@@ -126,7 +129,11 @@ impl TokenBucket {
     pub fn time_until(&mut self, n: u64, now: Duration) -> Duration {
         self.refill(now);
         let need = u128::from(n.min(self.burst)) * NANOS_PER_SEC;
-        if self.nano_tokens >= need { Duration::ZERO } else { self.wait_for(need - self.nano_tokens) }
+        if self.nano_tokens >= need {
+            Duration::ZERO
+        } else {
+            self.wait_for(need - self.nano_tokens)
+        }
     }
 
     fn whole_tokens(&self) -> u64 {
@@ -142,10 +149,14 @@ impl TokenBucket {
 
     fn refill(&mut self, now: Duration) {
         // A clock that went backwards adds nothing and keeps the later instant.
-        let Some(elapsed) = now.checked_sub(self.last) else { return };
+        let Some(elapsed) = now.checked_sub(self.last) else {
+            return;
+        };
         self.last = now;
         let cap = u128::from(self.burst) * NANOS_PER_SEC;
-        let added = elapsed.as_nanos().saturating_mul(u128::from(self.rate_per_sec));
+        let added = elapsed
+            .as_nanos()
+            .saturating_mul(u128::from(self.rate_per_sec));
         self.nano_tokens = self.nano_tokens.saturating_add(added).min(cap);
     }
 }
@@ -189,7 +200,10 @@ mod tests {
         let mut b = TokenBucket::new(100, 5, ms(0)).unwrap();
         assert_eq!(
             b.try_take(6, ms(0)),
-            Err(Shortfall::Never(TokenBucketError::ExceedsBurst { wanted: 6, burst: 5 }))
+            Err(Shortfall::Never(TokenBucketError::ExceedsBurst {
+                wanted: 6,
+                burst: 5
+            }))
         );
     }
 
@@ -203,8 +217,14 @@ mod tests {
 
     #[test]
     fn zero_rate_and_zero_burst_are_refused() {
-        assert_eq!(TokenBucket::new(0, 1, ms(0)), Err(TokenBucketError::ZeroRate));
-        assert_eq!(TokenBucket::new(1, 0, ms(0)), Err(TokenBucketError::ZeroBurst));
+        assert_eq!(
+            TokenBucket::new(0, 1, ms(0)),
+            Err(TokenBucketError::ZeroRate)
+        );
+        assert_eq!(
+            TokenBucket::new(1, 0, ms(0)),
+            Err(TokenBucketError::ZeroBurst)
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub(crate) struct Rss {
 
 /// The calling process's RSS; zeros where `/proc` is not available.
 pub(crate) fn own_rss() -> Rss {
-    fs::read_to_string("/proc/self/status").map(|s| parse_status(&s)).unwrap_or_default()
+    fs::read_to_string("/proc/self/status")
+        .map(|s| parse_status(&s))
+        .unwrap_or_default()
 }
 
 fn parse_status(status: &str) -> Rss {
@@ -21,10 +23,19 @@ fn parse_status(status: &str) -> Rss {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map_or(0, |kib| kib * 1024)
     };
-    Rss { now: field("VmRSS:"), peak: field("VmHWM:") }
+    Rss {
+        now: field("VmRSS:"),
+        peak: field("VmHWM:"),
+    }
 }
 
 #[cfg(test)]
@@ -34,7 +45,13 @@ mod tests {
     #[test]
     fn parses_kib_fields_into_bytes() {
         let s = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
-        assert_eq!(parse_status(s), Rss { now: 1 << 20, peak: 2 << 20 });
+        assert_eq!(
+            parse_status(s),
+            Rss {
+                now: 1 << 20,
+                peak: 2 << 20
+            }
+        );
     }
 
     #[test]

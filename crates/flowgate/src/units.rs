@@ -16,10 +16,14 @@ impl FromStr for Span {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let d = humantime::parse_duration(s.trim()).map_err(|e| {
-            format!("'{s}' is not a duration ({e}); write a number with a unit, e.g. 30s, 500ms, 2m")
+            format!(
+                "'{s}' is not a duration ({e}); write a number with a unit, e.g. 30s, 500ms, 2m"
+            )
         })?;
         if d.is_zero() {
-            return Err(format!("'{s}' is zero; the duration must be greater than zero"));
+            return Err(format!(
+                "'{s}' is zero; the duration must be greater than zero"
+            ));
         }
         Ok(Span(d))
     }
@@ -61,11 +65,13 @@ impl FromStr for Rate {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let digits = s.trim().trim_end_matches("/s").replace('_', "");
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("'{s}' is not a rate; write events per second, e.g. 1000 or 1000/s"))?;
+        let n: u64 = digits.parse().map_err(|_| {
+            format!("'{s}' is not a rate; write events per second, e.g. 1000 or 1000/s")
+        })?;
         if n == 0 {
-            return Err(format!("'{s}' is zero; the rate must be at least 1 event/s"));
+            return Err(format!(
+                "'{s}' is zero; the rate must be at least 1 event/s"
+            ));
         }
         Ok(Rate(n))
     }
@@ -89,9 +95,16 @@ mod tests {
     #[test]
     fn durations_need_a_unit_and_must_be_positive() {
         assert_eq!("30s".parse::<Span>(), Ok(Span(Duration::from_secs(30))));
-        assert_eq!("250ms".parse::<Span>(), Ok(Span(Duration::from_millis(250))));
+        assert_eq!(
+            "250ms".parse::<Span>(),
+            Ok(Span(Duration::from_millis(250)))
+        );
         assert!("30".parse::<Span>().unwrap_err().contains("e.g. 30s"));
-        assert!("0s".parse::<Span>().unwrap_err().contains("greater than zero"));
+        assert!(
+            "0s".parse::<Span>()
+                .unwrap_err()
+                .contains("greater than zero")
+        );
     }
 
     #[test]
@@ -99,7 +112,12 @@ mod tests {
         assert_eq!("8MiB".parse::<Size>(), Ok(Size(8 << 20)));
         assert_eq!("512B".parse::<Size>(), Ok(Size(512)));
         assert_eq!("512".parse::<Size>(), Ok(Size(512)));
-        assert!("lots".parse::<Size>().unwrap_err().contains("'lots' is not a size"));
+        assert!(
+            "lots"
+                .parse::<Size>()
+                .unwrap_err()
+                .contains("'lots' is not a size")
+        );
     }
 
     #[test]

@@ -12,6 +12,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+/// Which mechanism the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LimitWith {
+    /// A memory cgroup where one can be made, else RLIMIT_DATA.
+    Auto,
+    /// A memory cgroup, or fail.
+    Cgroup,
+    /// RLIMIT_DATA, even where a cgroup could be made.
+    Rlimit,
+}
+
 /// How the limit is enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mechanism {
@@ -50,10 +61,19 @@ pub(crate) struct MemoryLimit {
 }
 
 impl MemoryLimit {
-    /// Makes a cgroup named `name` limited to `bytes`, or falls back to an rlimit.
-    pub(crate) fn prepare(name: &str, bytes: u64) -> MemoryLimit {
-        let mechanism = make_cgroup(name, bytes).unwrap_or(Mechanism::Rlimit);
-        MemoryLimit { mechanism, bytes }
+    /// Makes a cgroup named `name` limited to `bytes`, or falls back to an rlimit as `with`
+    /// allows.
+    pub(crate) fn prepare(name: &str, bytes: u64, with: LimitWith) -> Result<MemoryLimit> {
+        let mechanism = match with {
+            LimitWith::Rlimit => Mechanism::Rlimit,
+            LimitWith::Auto => make_cgroup(name, bytes).unwrap_or(Mechanism::Rlimit),
+            LimitWith::Cgroup => make_cgroup(name, bytes).with_context(|| {
+                "--limit-with cgroup: cannot make a memory cgroup here (needs root and a cgroup \
+                 memory controller); use --limit-with rlimit"
+                    .to_string()
+            })?,
+        };
+        Ok(MemoryLimit { mechanism, bytes })
     }
 
     /// How many times the kernel's OOM killer acted inside this run's cgroup (0 for rlimit).
@@ -66,7 +86,8 @@ impl MemoryLimit {
         fs::read_to_string(dir.join(file))
             .ok()
             .and_then(|s| {
-                s.lines().find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+                s.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
             })
             .unwrap_or(0)
     }
@@ -88,8 +109,13 @@ impl Drop for MemoryLimit {
 
 fn make_cgroup(name: &str, bytes: u64) -> Option<Mechanism> {
     let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    if let Some(path) = own.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p)) {
-        let dir = Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')).join(name);
+    if let Some(path) = own
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p))
+    {
+        let dir = Path::new("/sys/fs/cgroup/memory")
+            .join(path.trim_start_matches('/'))
+            .join(name);
         fs::create_dir(&dir).ok()?;
         let ok = fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string()).is_ok();
         // With swap, the limit would only move the queue to disk; count swap too where the
@@ -102,7 +128,9 @@ fn make_cgroup(name: &str, bytes: u64) -> Option<Mechanism> {
         return None;
     }
     let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')).join(name);
+    let dir = Path::new("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'))
+        .join(name);
     fs::create_dir(&dir).ok()?;
     if fs::write(dir.join("memory.max"), bytes.to_string()).is_ok() {
         let _ = fs::write(dir.join("memory.swap.max"), "0");
@@ -122,7 +150,10 @@ pub(crate) fn apply_to_self(cgroup: Option<&Path>, bytes: u64) -> Result<()> {
                 .map(|s| s.contains(dir.file_name().and_then(|n| n.to_str()).unwrap_or("\0")))
                 .unwrap_or(false);
             if !confirmed {
-                bail!("joined {} but /proc/self/cgroup does not show it", dir.display());
+                bail!(
+                    "joined {} but /proc/self/cgroup does not show it",
+                    dir.display()
+                );
             }
             Ok(())
         }

@@ -28,6 +28,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use flowgate_core::Event;
 
+pub(crate) use memlimit::LimitWith;
 pub(crate) use mode::Mode;
 use supervisor::RunConfig;
 
@@ -85,6 +86,10 @@ pub(crate) struct DemoArgs {
     /// How long the consumer may keep committing after the producer stops.
     #[arg(long, default_value = "10s")]
     drain_timeout: Span,
+    /// How to enforce --memory-limit: a memory cgroup where one can be made, else
+    /// RLIMIT_DATA (auto); or insist on one.
+    #[arg(long, value_enum, default_value_t = LimitWith::Auto)]
+    limit_with: LimitWith,
     /// SQLite database file (one table per mode, recreated each run).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
@@ -130,10 +135,14 @@ impl DemoArgs {
                 dir.join("demo.db")
             }
         };
-        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                bail!("--db {}: directory {} does not exist", db.display(), parent.display());
-            }
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            bail!(
+                "--db {}: directory {} does not exist",
+                db.display(),
+                parent.display()
+            );
         }
         Ok(RunConfig {
             producer_rate: self.producer_rate.0,
@@ -144,14 +153,24 @@ impl DemoArgs {
             queue_bytes: self.queue_bytes.0,
             payload_size: self.payload_size.0,
             memory_limit: self.memory_limit.0,
+            limit_with: self.limit_with,
             db,
         })
     }
 }
 
+/// Exit code for flags that parse but make no sense together.
+const EXIT_USAGE: u8 = 2;
+
 /// Runs the demo; returns the process exit code.
 pub(crate) fn run(args: DemoArgs) -> Result<u8> {
-    let config = args.validate()?;
+    let config = match args.validate() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Ok(EXIT_USAGE);
+        }
+    };
     eprintln!(
         "flowgate demo: producer {}/s -> queue -> consumer {}/s -> SQLite {}; {} per mode, memory limit {}",
         config.producer_rate,
@@ -163,7 +182,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
     let mut results = Vec::new();
     for mode in args.mode.runs() {
         let result = supervisor::run_mode(&config, mode)?;
-        eprintln!("{:>13} limit enforced by {}", mode.name(), result.memory_limit_mechanism);
+        eprintln!(
+            "{:>13} limit enforced by {}",
+            mode.name(),
+            result.memory_limit_mechanism
+        );
         results.push(result);
     }
     println!();
@@ -175,6 +198,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
             .with_context(|| format!("cannot write --json {}", path.display()))?;
         println!("results written to {}", path.display());
     }
-    let broken = results.iter().any(|r| r.mode != Mode::Naive.name() && (r.crashed || r.lost > 0));
+    let broken = results
+        .iter()
+        .any(|r| r.mode != Mode::Naive.name() && (r.crashed || r.lost > 0));
     Ok(if broken { EXIT_PROMISE_BROKEN } else { 0 })
 }

@@ -80,14 +80,23 @@ impl RunResult {
         mechanism: &'static str,
     ) -> Self {
         let duration_s = crash.as_ref().map_or(last.t, |(_, at)| *at);
-        let running: Vec<&Sample> = history.iter().filter(|s| s.phase == Phase::Running).collect();
+        let running: Vec<&Sample> = history
+            .iter()
+            .filter(|s| s.phase == Phase::Running)
+            .collect();
         let final_rss_bytes = running.last().map_or(last.rss_bytes, |s| s.rss_bytes);
         let warm_at = running.last().map_or(0.0, |s| s.t) / 4.0;
-        let warm_rss = running.iter().find(|s| s.t >= warm_at).map_or(final_rss_bytes, |s| s.rss_bytes);
+        let warm_rss = running
+            .iter()
+            .find(|s| s.t >= warm_at)
+            .map_or(final_rss_bytes, |s| s.rss_bytes);
         let steady = running.last().and_then(|end| {
-            let mid = running.iter().find(|s| s.t >= end.t / 2.0)?;
-            let span = end.t - mid.t;
-            (span > 0.0).then(|| (end.produced - mid.produced) as f64 / span)
+            let half: Vec<(f64, f64)> = running
+                .iter()
+                .filter(|s| s.t >= end.t / 2.0)
+                .map(|s| (s.t, s.produced as f64))
+                .collect();
+            slope(&half)
         });
         let growth = i64::try_from(final_rss_bytes).unwrap_or(i64::MAX)
             - i64::try_from(warm_rss).unwrap_or(i64::MAX);
@@ -97,7 +106,10 @@ impl RunResult {
             produced: last.produced,
             committed,
             dropped: last.dropped,
-            lost: last.produced.saturating_sub(committed).saturating_sub(last.dropped),
+            lost: last
+                .produced
+                .saturating_sub(committed)
+                .saturating_sub(last.dropped),
             queued: last.queued,
             peak_queue_depth: last.peak_queue_depth,
             peak_queue_bytes: last.peak_queue_bytes,
@@ -113,7 +125,11 @@ impl RunResult {
             } else {
                 0.0
             },
-            committed_rate: if duration_s > 0.0 { committed as f64 / duration_s } else { 0.0 },
+            committed_rate: if duration_s > 0.0 {
+                committed as f64 / duration_s
+            } else {
+                0.0
+            },
             producer_rate_steady: steady.unwrap_or(0.0),
             latency_ms_p50: last.latency_ms_p50,
             latency_ms_p99: last.latency_ms_p99,
@@ -122,5 +138,41 @@ impl RunResult {
             db: config.db.display().to_string(),
             table: mode.table(),
         }
+    }
+}
+
+/// Least-squares slope of `points` (y per unit of x); `None` for fewer than two distinct x.
+/// Credit arrives in chunks, so the produced count rises in steps: a fitted slope reads the
+/// pace through the steps where a two-point difference would read the step it landed on.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_reads_the_pace_through_steps() {
+        // 1,000/s delivered in steps of 500 every half second.
+        let steps: Vec<(f64, f64)> = (0..200)
+            .map(|i| (i as f64 * 0.05, ((i / 10) * 500) as f64))
+            .collect();
+        let rate = slope(&steps).unwrap();
+        assert!((rate - 1_000.0).abs() < 30.0, "{rate}");
+    }
+
+    #[test]
+    fn slope_needs_two_distinct_points() {
+        assert_eq!(slope(&[(1.0, 5.0)]), None);
+        assert_eq!(slope(&[(1.0, 5.0), (1.0, 9.0)]), None);
     }
 }

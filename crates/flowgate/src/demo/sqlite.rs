@@ -32,7 +32,10 @@ impl SqliteSink {
              );"
         ))
         .with_context(|| format!("cannot create table {table} in {}", path.display()))?;
-        Ok(SqliteSink { conn, table: table.to_string() })
+        Ok(SqliteSink {
+            conn,
+            table: table.to_string(),
+        })
     }
 
     /// Inserts a batch in one transaction; an id already present is left as it is.
@@ -72,7 +75,12 @@ mod tests {
     use super::*;
 
     fn event(id: u64) -> Event {
-        Event { id, key: None, created_us: 1, payload: vec![7; 16] }
+        Event {
+            id,
+            key: None,
+            created_us: 1,
+            payload: vec![7; 16],
+        }
     }
 
     #[test]

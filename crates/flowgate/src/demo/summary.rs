@@ -4,31 +4,82 @@
 use super::result::RunResult;
 use crate::units::human_bytes;
 
+/// A row of the table: its label and how to render one run's cell.
+type Row = (&'static str, Box<dyn Fn(&RunResult) -> String>);
+
 /// The summary table and verdicts for these runs.
 pub(crate) fn render(runs: &[RunResult], consumer_rate: u64) -> String {
-    let rows: Vec<(&str, Box<dyn Fn(&RunResult) -> String>)> = vec![
+    let rows: Vec<Row> = vec![
         ("ran for", Box::new(|r| format!("{:.1} s", r.duration_s))),
-        ("outcome", Box::new(|r| if r.crashed { "CRASHED".into() } else { "finished".into() })),
+        (
+            "outcome",
+            Box::new(|r| {
+                if r.crashed {
+                    "CRASHED".into()
+                } else {
+                    "finished".into()
+                }
+            }),
+        ),
         ("produced", Box::new(|r| thousands(r.produced))),
-        ("committed (rows in db)", Box::new(|r| thousands(r.committed))),
+        (
+            "committed (rows in db)",
+            Box::new(|r| thousands(r.committed)),
+        ),
         ("dropped by policy", Box::new(|r| thousands(r.dropped))),
         ("lost", Box::new(|r| thousands(r.lost))),
-        ("producer rate", Box::new(|r| format!("{}/s", thousands(r.producer_rate.round() as u64)))),
-        ("producer rate, 2nd half", Box::new(|r| format!("{}/s", thousands(r.producer_rate_steady.round() as u64)))),
-        ("commit rate", Box::new(|r| format!("{}/s", thousands(r.committed_rate.round() as u64)))),
-        ("producer waiting", Box::new(|r| format!("{:.0}%", r.producer_wait_ratio * 100.0))),
-        ("peak queue depth", Box::new(|r| thousands(r.peak_queue_depth))),
-        ("peak queue bytes", Box::new(|r| human_bytes(r.peak_queue_bytes))),
+        (
+            "producer rate",
+            Box::new(|r| format!("{}/s", thousands(r.producer_rate.round() as u64))),
+        ),
+        (
+            "producer rate, 2nd half",
+            Box::new(|r| format!("{}/s", thousands(r.producer_rate_steady.round() as u64))),
+        ),
+        (
+            "commit rate",
+            Box::new(|r| format!("{}/s", thousands(r.committed_rate.round() as u64))),
+        ),
+        (
+            "producer waiting",
+            Box::new(|r| format!("{:.0}%", r.producer_wait_ratio * 100.0)),
+        ),
+        (
+            "peak queue depth",
+            Box::new(|r| thousands(r.peak_queue_depth)),
+        ),
+        (
+            "peak queue bytes",
+            Box::new(|r| human_bytes(r.peak_queue_bytes)),
+        ),
         ("peak RSS", Box::new(|r| human_bytes(r.peak_rss_bytes))),
-        ("RSS growth after warm-up", Box::new(|r| signed_bytes(r.rss_growth_after_warmup_bytes))),
-        ("latency p50", Box::new(|r| format!("{:.0} ms", r.latency_ms_p50))),
-        ("latency p99", Box::new(|r| format!("{:.0} ms", r.latency_ms_p99))),
+        (
+            "RSS growth after warm-up",
+            Box::new(|r| signed_bytes(r.rss_growth_after_warmup_bytes)),
+        ),
+        (
+            "latency p50",
+            Box::new(|r| format!("{:.0} ms", r.latency_ms_p50)),
+        ),
+        (
+            "latency p99",
+            Box::new(|r| format!("{:.0} ms", r.latency_ms_p99)),
+        ),
     ];
     let label_width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-    let cells: Vec<Vec<String>> =
-        rows.iter().map(|(_, f)| runs.iter().map(|r| f(r)).collect()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(_, f)| runs.iter().map(f).collect())
+        .collect();
     let col_width: Vec<usize> = (0..runs.len())
-        .map(|i| cells.iter().map(|row| row[i].len()).chain([runs[i].mode.len()]).max().unwrap_or(0))
+        .map(|i| {
+            cells
+                .iter()
+                .map(|row| row[i].len())
+                .chain([runs[i].mode.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
 
     let mut out = String::new();
@@ -93,7 +144,7 @@ pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::memlimit::MemoryLimit;
+use super::memlimit::{LimitWith, MemoryLimit};
 use super::mode::Mode;
 use super::result::RunResult;
 use super::sample::{Phase, Sample};
@@ -30,6 +30,7 @@ pub(crate) struct RunConfig {
     pub queue_bytes: u64,
     pub payload_size: u64,
     pub memory_limit: u64,
+    pub limit_with: LimitWith,
     pub db: PathBuf,
 }
 
@@ -44,7 +45,8 @@ pub(crate) fn run_mode(config: &RunConfig, mode: Mode) -> Result<RunResult> {
     let limit = MemoryLimit::prepare(
         &format!("flowgate-demo-{}-{}", std::process::id(), mode.name()),
         config.memory_limit,
-    );
+        config.limit_with,
+    )?;
     let mut child = spawn_worker(config, mode, &limit)?;
     let spawned = Instant::now();
     let samples = read_samples(&mut child);
@@ -67,7 +69,10 @@ pub(crate) fn run_mode(config: &RunConfig, mode: Mode) -> Result<RunResult> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
-        if let Some(status) = child.try_wait().context("cannot wait for the pipeline process")? {
+        if let Some(status) = child
+            .try_wait()
+            .context("cannot wait for the pipeline process")?
+        {
             let ended_at = Instant::now();
             // Collect whatever the process wrote before it ended.
             while let Ok(sample) = samples.recv_timeout(Duration::from_millis(200)) {
@@ -124,8 +129,15 @@ fn spawn_worker(config: &RunConfig, mode: Mode, limit: &MemoryLimit) -> Result<C
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(dir) = limit.mechanism.cgroup_dir() {
-        cmd.arg("--cgroup").arg(dir);
+    match limit.mechanism.cgroup_dir() {
+        Some(dir) => {
+            cmd.arg("--cgroup").arg(dir);
+        }
+        // Under RLIMIT_DATA every malloc arena's reservation counts; two arenas keep the
+        // limit about the heap rather than about how many threads touched malloc.
+        None => {
+            cmd.env("MALLOC_ARENA_MAX", "2");
+        }
     }
     cmd.spawn().context("cannot start the pipeline process")
 }
@@ -136,10 +148,10 @@ fn read_samples(child: &mut Child) -> mpsc::Receiver<Sample> {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 // A torn last line from a killed process is expected; skip what does not parse.
-                if let Ok(sample) = serde_json::from_str::<Sample>(&line) {
-                    if tx.send(sample).is_err() {
-                        return;
-                    }
+                if let Ok(sample) = serde_json::from_str::<Sample>(&line)
+                    && tx.send(sample).is_err()
+                {
+                    return;
                 }
             }
         });
@@ -167,7 +179,11 @@ fn keep_stderr_tail(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
 
 /// Says how a pipeline that did not finish cleanly ended, from what the kernel and the
 /// process itself reported.
-fn explain_end(status: ExitStatus, limit: &MemoryLimit, stderr: &Arc<Mutex<Vec<String>>>) -> String {
+fn explain_end(
+    status: ExitStatus,
+    limit: &MemoryLimit,
+    stderr: &Arc<Mutex<Vec<String>>>,
+) -> String {
     use std::os::unix::process::ExitStatusExt;
     // Give the stderr reader a moment to collect the process's last words.
     thread::sleep(Duration::from_millis(100));
@@ -176,10 +192,17 @@ fn explain_end(status: ExitStatus, limit: &MemoryLimit, stderr: &Arc<Mutex<Vec<S
     if limit.oom_kills() > 0 {
         return format!("killed by the kernel OOM killer at the {limit_text} memory limit");
     }
-    if let Some(line) = tail.iter().rev().find(|l| l.contains("memory allocation of")) {
+    if let Some(line) = tail
+        .iter()
+        .rev()
+        .find(|l| l.contains("memory allocation of"))
+    {
         return format!("out of memory at the {limit_text} limit: {}", line.trim());
     }
-    let last_words = tail.last().map(|l| format!(": {}", l.trim())).unwrap_or_default();
+    let last_words = tail
+        .last()
+        .map(|l| format!(": {}", l.trim()))
+        .unwrap_or_default();
     match status.signal() {
         Some(9) => format!("killed by SIGKILL (memory limit {limit_text}){last_words}"),
         Some(6) => format!("aborted (SIGABRT){last_words}"),
@@ -210,7 +233,12 @@ impl LiveView {
                 .progress_chars("=> "),
         );
         bar.set_prefix(mode.name());
-        LiveView { mode, bar, window: Vec::new(), last_plain: None }
+        LiveView {
+            mode,
+            bar,
+            window: Vec::new(),
+            last_plain: None,
+        }
     }
 
     fn update(&mut self, sample: &Sample) {
@@ -232,10 +260,16 @@ impl LiveView {
             human_bytes(sample.queued_bytes),
             human_bytes(sample.rss_bytes),
             sample.producer_wait_ratio() * 100.0,
-            if sample.phase == Phase::Draining { "  (draining)" } else { "" },
+            if sample.phase == Phase::Draining {
+                "  (draining)"
+            } else {
+                ""
+            },
         );
         if self.bar.is_hidden() {
-            let due = self.last_plain.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            let due = self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
             if due {
                 eprintln!("{:>13} {line}", self.mode.name());
                 self.last_plain = Some(Instant::now());

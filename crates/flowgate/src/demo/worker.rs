@@ -112,7 +112,9 @@ pub(crate) fn run(args: WorkerArgs) -> Result<()> {
 }
 
 fn now_us() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -135,8 +137,12 @@ async fn produce(mut tx: Producer, args: WorkerArgs, start: Instant, counters: A
             next_id += 1;
             // Distinct bytes per event so nothing can be deduplicated or compressed away.
             let fill = u8::try_from(next_id % 251).unwrap_or(0);
-            let event =
-                Event { id: next_id, key: None, created_us: now_us(), payload: vec![fill; payload_len] };
+            let event = Event {
+                id: next_id,
+                key: None,
+                created_us: now_us(),
+                payload: vec![fill; payload_len],
+            };
             if tx.send(event).await.is_err() {
                 // The consumer is gone (the run is ending); nothing more can be delivered.
                 counters.producer_done.store(true, Ordering::Relaxed);
@@ -161,8 +167,8 @@ async fn consume(
     let batch = (args.consumer_rate / BATCHES_PER_SEC).max(1);
     let start = Instant::now();
     // The emulated database: it absorbs `consumer_rate` events per second, a batch at a time.
-    let mut database = TokenBucket::new(args.consumer_rate, batch, Duration::ZERO)
-        .context("consumer rate")?;
+    let mut database =
+        TokenBucket::new(args.consumer_rate, batch, Duration::ZERO).context("consumer rate")?;
     let mut demand = Demand::new(Credit::new(batch, args.queue_bytes.max(1)), REFILL_AT_HALF)
         .context("consumer demand")?;
     loop {
@@ -173,7 +179,9 @@ async fn consume(
             return Ok(());
         };
         let bytes: u64 = events.iter().map(Event::size_bytes).sum();
-        demand.on_delivered(events.len() as u64, bytes).context("delivery beyond demand")?;
+        demand
+            .on_delivered(events.len() as u64, bytes)
+            .context("delivery beyond demand")?;
         // Wait for the database to have room for this batch (it never exceeds the burst).
         let n = events.len() as u64;
         let wait = database.time_until(n, start.elapsed());
@@ -185,11 +193,11 @@ async fn consume(
         // SQLite is blocking IO; keep it off the async workers.
         sink_write(sink, &events, committed_at).await?;
         counters.committed.fetch_add(n, Ordering::Relaxed);
-        if let Ok(mut guard) = counters.latency_us.lock() {
-            if let Some(h) = guard.as_mut() {
-                for e in &events {
-                    h.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
-                }
+        if let Ok(mut guard) = counters.latency_us.lock()
+            && let Some(h) = guard.as_mut()
+        {
+            for e in &events {
+                h.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
             }
         }
     }
@@ -221,7 +229,10 @@ fn measure(start: Instant, observer: &Observer, counters: &Counters, phase: Phas
         .ok()
         .and_then(|g| {
             g.as_ref().filter(|h| !h.is_empty()).map(|h| {
-                (h.value_at_quantile(0.5) as f64 / 1e3, h.value_at_quantile(0.99) as f64 / 1e3)
+                (
+                    h.value_at_quantile(0.5) as f64 / 1e3,
+                    h.value_at_quantile(0.99) as f64 / 1e3,
+                )
             })
         })
         .unwrap_or((0.0, 0.0));
