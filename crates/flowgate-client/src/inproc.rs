@@ -382,10 +382,11 @@ impl Drop for Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowgate_core::EventId;
 
     fn event(id: u64, payload: usize) -> Event {
         Event {
-            id,
+            id: EventId::new(1, id),
             key: None,
             created_us: 0,
             payload: vec![0; payload],
@@ -405,10 +406,13 @@ mod tests {
         for i in 0..4 {
             assert_eq!(tx.try_send(event(i, 10)), Ok(Sent::Queued));
         }
-        assert!(matches!(tx.try_send(event(4, 10)), Err(SendError::NoCredit(e)) if e.id == 4));
+        assert!(matches!(tx.try_send(event(4, 10)), Err(SendError::NoCredit(e)) if e.id.seq == 4));
         rx.request(Credit::new(3, 1 << 20)).unwrap();
         let got = rx.recv().await.unwrap().unwrap();
-        assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            got.iter().map(|e| e.id.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         assert_eq!(tx.try_send(event(4, 10)), Ok(Sent::Queued));
     }
 
@@ -434,10 +438,10 @@ mod tests {
         });
         tokio::task::yield_now().await;
         rx.request(Credit::new(10, 1 << 20)).unwrap();
-        assert_eq!(rx.recv().await.unwrap().unwrap()[0].id, 0);
+        assert_eq!(rx.recv().await.unwrap().unwrap()[0].id.seq, 0);
         let stats = sender.await.unwrap();
         assert_eq!(stats.sent, 2);
-        assert_eq!(rx.recv().await.unwrap().unwrap()[0].id, 1);
+        assert_eq!(rx.recv().await.unwrap().unwrap()[0].id.seq, 1);
         assert_eq!(rx.recv().await, Ok(None), "producer gone, queue drained");
     }
 
@@ -458,10 +462,10 @@ mod tests {
             policy: OverflowPolicy::Block,
         });
         let err = tx.send(event(7, 500)).await.unwrap_err();
-        assert!(matches!(&err, SendError::TooLarge(e) if e.id == 7));
+        assert!(matches!(&err, SendError::TooLarge(e) if e.id.seq == 7));
         drop(rx);
         let err = tx.send(event(8, 1)).await.unwrap_err();
-        assert_eq!(err.into_event().id, 8);
+        assert_eq!(err.into_event().id.seq, 8);
     }
 
     #[tokio::test]

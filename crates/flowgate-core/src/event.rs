@@ -1,29 +1,61 @@
 //! The event: an immutable record with an id, an optional key, a timestamp and payload bytes,
 //! and the one rule for how many bytes of credit it costs.
 
-use std::mem::size_of;
+use std::fmt;
+
+/// An event's identity: the producer instance that made it and its number in that producer's
+/// sequence (1, 2, 3, …). Unique across producers as long as producer ids are (each producer
+/// instance picks a fresh random id unless one is given). Sinks are idempotent by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EventId {
+    /// The producer instance.
+    pub producer: u64,
+    /// Position in that producer's sequence, from 1.
+    pub seq: u64,
+}
+
+impl EventId {
+    /// The id of event `seq` of `producer`.
+    pub const fn new(producer: u64, seq: u64) -> Self {
+        EventId { producer, seq }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}:{}", self.producer, self.seq)
+    }
+}
+
+/// The fixed credit cost of one event beyond its key and payload: its ids, timestamp and buffer
+/// headers, rounded. Fixed (not `size_of`) so every platform and every peer counts alike, and
+/// so that even an empty event is not free.
+pub const RECORD_OVERHEAD_BYTES: u64 = 64;
+
+/// The credit an event with a key of `key_len` and a payload of `payload_len` bytes costs.
+pub const fn credit_bytes(key_len: u64, payload_len: u64) -> u64 {
+    RECORD_OVERHEAD_BYTES + key_len + payload_len
+}
 
 /// One record flowing through a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// Unique within a pipeline run; sinks are idempotent by it.
-    pub id: u64,
+    /// Unique within a pipeline; sinks are idempotent by it.
+    pub id: EventId,
     /// Optional partitioning or deduplication key.
     pub key: Option<Vec<u8>>,
-    /// When the event was created, in microseconds since an epoch its producer chose (the
-    /// Unix epoch for anything that crosses a process boundary).
+    /// When the event was created, in microseconds since the Unix epoch.
     pub created_us: u64,
     /// The payload, opaque to flowgate.
     pub payload: Vec<u8>,
 }
 
 impl Event {
-    /// Bytes this event costs in credit and queue capacity: its key and payload plus the fixed
-    /// size of the record itself, so that even empty events are not free.
+    /// Bytes this event costs in credit and queue capacity (see [`credit_bytes`]).
     pub fn size_bytes(&self) -> u64 {
         let key = self.key.as_ref().map_or(0, Vec::len);
         // usize -> u64 cannot truncate on any platform Rust supports (usize <= 64 bits).
-        (size_of::<Event>() + key + self.payload.len()) as u64
+        credit_bytes(key as u64, self.payload.len() as u64)
     }
 }
 
@@ -34,7 +66,7 @@ mod tests {
     #[test]
     fn size_counts_key_payload_and_the_record_itself() {
         let bare = Event {
-            id: 1,
+            id: EventId::new(1, 1),
             key: None,
             created_us: 0,
             payload: Vec::new(),
@@ -44,7 +76,17 @@ mod tests {
             payload: vec![0; 100],
             ..bare.clone()
         };
-        assert!(bare.size_bytes() > 0, "an empty event still costs memory");
+        assert_eq!(
+            bare.size_bytes(),
+            RECORD_OVERHEAD_BYTES,
+            "an empty event still costs memory"
+        );
         assert_eq!(full.size_bytes() - bare.size_bytes(), 108);
+    }
+
+    #[test]
+    fn ids_order_by_producer_then_sequence() {
+        assert!(EventId::new(1, 9) < EventId::new(2, 1));
+        assert_eq!(EventId::new(255, 7).to_string(), "00000000000000ff:7");
     }
 }

@@ -21,6 +21,6 @@ pub mod queue;
 pub mod token_bucket;
 
 pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio};
-pub use event::Event;
+pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};

@@ -55,7 +55,7 @@ fn distinct_ids_are_a_prefix(db: &Path, table: &str) -> bool {
     let conn = rusqlite::Connection::open(db).unwrap();
     let (n, min, max): (i64, i64, i64) = conn
         .query_row(
-            &format!("SELECT COUNT(DISTINCT id), MIN(id), MAX(id) FROM {table}"),
+            &format!("SELECT COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM {table}"),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

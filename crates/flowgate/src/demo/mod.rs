@@ -9,7 +9,6 @@
 //! | `sample.rs` | the JSON lines the pipeline reports on |
 //! | `supervisor.rs` | runs one mode as a child process, shows it live, sees how it ended |
 //! | `memlimit.rs` | the cgroup (or rlimit) memory limit |
-//! | `sqlite.rs` | the demo's SQLite table |
 //! | `result.rs` | one run's measured figures (the `--json` schema) |
 //! | `summary.rs` | the side-by-side table |
 
@@ -17,7 +16,6 @@ mod memlimit;
 mod mode;
 mod result;
 mod sample;
-mod sqlite;
 mod summary;
 mod supervisor;
 pub(crate) mod worker;
@@ -104,7 +102,7 @@ impl DemoArgs {
             bail!("--queue-capacity 0 can hold no event; give at least 1");
         }
         let template = Event {
-            id: 0,
+            id: flowgate_core::EventId::default(),
             key: None,
             created_us: 0,
             payload: vec![0; usize::try_from(self.payload_size.0).unwrap_or(usize::MAX)],

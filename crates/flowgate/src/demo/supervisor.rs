@@ -16,7 +16,6 @@ use super::memlimit::{LimitWith, MemoryLimit};
 use super::mode::Mode;
 use super::result::RunResult;
 use super::sample::{Phase, Sample};
-use super::sqlite;
 use crate::units::human_bytes;
 
 /// Everything a single-mode run needs, already validated.
@@ -97,7 +96,7 @@ pub(crate) fn run_mode(config: &RunConfig, mode: Mode) -> Result<RunResult> {
     };
     let clean = status.success() && last.phase == Phase::Done;
     let crash_reason = (!clean).then(|| explain_end(status, &limit, &stderr_tail));
-    let committed = sqlite::count_rows(&config.db, &mode.table()).unwrap_or(0);
+    let committed = flowgate_sink::count_rows(&config.db, &mode.table()).unwrap_or(0);
     let elapsed_at_end = last.t + ended_at.saturating_duration_since(last_seen).as_secs_f64();
     Ok(RunResult::from_run(
         mode,

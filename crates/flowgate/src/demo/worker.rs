@@ -13,13 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Args;
 use flowgate_client::{Consumer, Observer, Producer, pipe};
-use flowgate_core::{Credit, Demand, Event, REFILL_AT_HALF, TokenBucket};
+use flowgate_core::{Credit, Demand, Event, EventId, REFILL_AT_HALF, TokenBucket};
+use flowgate_sink::{Sink, SqliteSink};
 use hdrhistogram::Histogram;
 
 use super::memlimit;
 use super::mode::Mode;
 use super::sample::{Phase, Sample};
-use super::sqlite::SqliteSink;
 use crate::procfs;
 
 /// How often the pipeline reports. Short, so that a process killed by the OOM killer has
@@ -77,7 +77,8 @@ struct Counters {
 /// Runs the pipeline to the end (or to its death) and returns.
 pub(crate) fn run(args: WorkerArgs) -> Result<()> {
     memlimit::apply_to_self(args.cgroup.as_deref(), args.memory_limit)?;
-    let mut sink = SqliteSink::create(&args.db, &args.mode.table())?;
+    let mut sink = SqliteSink::create_fresh(&args.db, &args.mode.table())
+        .with_context(|| format!("cannot prepare SQLite database {}", args.db.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
@@ -138,7 +139,7 @@ async fn produce(mut tx: Producer, args: WorkerArgs, start: Instant, counters: A
             // Distinct bytes per event so nothing can be deduplicated or compressed away.
             let fill = u8::try_from(next_id % 251).unwrap_or(0);
             let event = Event {
-                id: next_id,
+                id: EventId::new(0, next_id),
                 key: None,
                 created_us: now_us(),
                 payload: vec![fill; payload_len],
@@ -189,9 +190,9 @@ async fn consume(
             tokio::time::sleep(wait).await;
         }
         let _ = database.try_take(n, start.elapsed());
-        let committed_at = now_us();
         // SQLite is blocking IO; keep it off the async workers.
-        sink_write(sink, &events, committed_at).await?;
+        tokio::task::block_in_place(|| sink.write_batch(&events)).context("SQLite commit")?;
+        let committed_at = now_us();
         counters.committed.fetch_add(n, Ordering::Relaxed);
         if let Ok(mut guard) = counters.latency_us.lock()
             && let Some(h) = guard.as_mut()
@@ -201,10 +202,6 @@ async fn consume(
             }
         }
     }
-}
-
-async fn sink_write(sink: &mut SqliteSink, events: &[Event], committed_at: u64) -> Result<()> {
-    tokio::task::block_in_place(|| sink.write_batch(events, committed_at)).map(|_| ())
 }
 
 async fn sample_loop(start: Instant, observer: Observer, counters: Arc<Counters>) {
