@@ -11,6 +11,7 @@
 //! | [`credit`] | [`Credit`] in events and bytes; the sender's [`CreditWindow`]; the receiver's [`Demand`] |
 //! | [`queue`] | [`BoundedQueue`] with an [`OverflowPolicy`] and the counters of its ledger |
 //! | [`token_bucket`] | [`TokenBucket`]: rate + burst, time passed in |
+//! | [`topic`] | [`Topic`]: the broker's pure dispatch state machine (grants, deliveries, acks) |
 //! | [`event`] | the [`Event`] record and its size in credit |
 
 #![forbid(unsafe_code)]
@@ -19,8 +20,10 @@ pub mod credit;
 pub mod event;
 pub mod queue;
 pub mod token_bucket;
+pub mod topic;
 
 pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio};
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
+pub use topic::{Action, ConnId, Delivery, Published, Topic, TopicError, TopicStats};

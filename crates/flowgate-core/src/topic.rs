@@ -1,0 +1,797 @@
+//! The broker's topic as a pure state machine: who may publish how much, who gets which
+//! event, what an ack or a disconnect changes. No sockets, no clock; the broker's connection
+//! tasks feed it inputs and carry out the [`Action`]s it returns from [`Topic::poll_actions`].
+//!
+//! Invariants (checked by the property tests in `tests/topic_model.rs`):
+//!
+//! * `ready + unacked + credit granted to producers <= capacity`, in events and in bytes, so
+//!   a producer that only publishes within its credit can never overfill the topic;
+//! * a consumer never receives more than it requested (its demand);
+//! * every accepted event is, at every moment, exactly one of: ready, unacked (delivered to a
+//!   live consumer, attempt n), or acked. A nack or a consumer's departure puts its unacked
+//!   events back at the front of the ready queue with attempt n + 1;
+//! * a producer's events are accepted in sequence order with no gap; a sequence number at or
+//!   below the highest already accepted from that producer id is a duplicate (a retry) and is
+//!   dropped and counted, never stored twice.
+//!
+//! Items are opaque (`T`): the broker stores events as their encoded bytes and never decodes a
+//! payload. Each item carries its credit cost in bytes alongside.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+
+use crate::credit::{Credit, REFILL_AT_HALF};
+
+/// A connection, as the broker numbers them.
+pub type ConnId = u64;
+
+/// The most events handed to one consumer in one turn of the round-robin, so consumers with
+/// demand take turns and none waits behind another's whole backlog.
+pub const MAX_EVENTS_PER_TURN: u64 = 1024;
+
+/// A broken rule, reported to the peer that broke it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    /// The connection is not attached to this topic in that role.
+    UnknownConnection(ConnId),
+    /// A consumer asked for zero events.
+    ZeroRequest,
+    /// A producer published more than its credit.
+    DataWithoutCredit {
+        /// What the batch needed.
+        wanted: Credit,
+        /// What the producer held.
+        available: Credit,
+    },
+    /// A producer's sequence numbers skipped ahead.
+    SequenceGap {
+        /// The next sequence number the topic expected (or any lower one, a duplicate).
+        expected: u64,
+        /// What arrived.
+        got: u64,
+    },
+    /// An ack or nack for a delivery this consumer does not hold.
+    UnknownDelivery(u64),
+    /// An ack or nack for an earlier attempt of a delivery that was redelivered since.
+    StaleAttempt {
+        /// The delivery.
+        delivery_id: u64,
+        /// The attempt named.
+        got: u32,
+        /// The attempt outstanding.
+        current: u32,
+    },
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicError::UnknownConnection(c) => write!(f, "connection {c} is not attached"),
+            TopicError::ZeroRequest => {
+                f.write_str("request for zero events (request(0) is invalid)")
+            }
+            TopicError::DataWithoutCredit { wanted, available } => {
+                write!(f, "published {wanted} with only {available} of credit")
+            }
+            TopicError::SequenceGap { expected, got } => {
+                write!(f, "sequence gap: expected {expected}, got {got}")
+            }
+            TopicError::UnknownDelivery(id) => {
+                write!(f, "delivery {id} is not held by this consumer")
+            }
+            TopicError::StaleAttempt {
+                delivery_id,
+                got,
+                current,
+            } => write!(
+                f,
+                "stale ack for delivery {delivery_id}: attempt {got}, outstanding attempt {current}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+/// One item handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<T> {
+    /// Stable for the event's life in the topic.
+    pub delivery_id: u64,
+    /// 1 on first delivery, +1 on each redelivery.
+    pub attempt: u32,
+    /// The item.
+    pub item: T,
+}
+
+/// What the topic wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<T> {
+    /// Grant this producer more credit.
+    Grant {
+        /// To whom.
+        producer: ConnId,
+        /// How much more.
+        credit: Credit,
+    },
+    /// Send these deliveries to this consumer.
+    Deliver {
+        /// To whom.
+        consumer: ConnId,
+        /// What, in order.
+        deliveries: Vec<Delivery<T>>,
+    },
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    /// New events stored.
+    pub accepted: u64,
+    /// Retried events already held (or already delivered), dropped.
+    pub duplicates: u64,
+    /// The highest sequence number now held for this producer id: confirm up to here.
+    pub confirm_up_to: u64,
+}
+
+/// Counters over the topic's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicStats {
+    /// Events accepted from producers.
+    pub accepted: u64,
+    /// Retried events dropped as duplicates.
+    pub duplicates: u64,
+    /// Deliveries made (first attempts and redeliveries).
+    pub delivered: u64,
+    /// Of those, redeliveries.
+    pub redelivered: u64,
+    /// Events acknowledged (gone from the topic).
+    pub acked: u64,
+    /// Events nacked by consumers.
+    pub nacked: u64,
+    /// Events ready now.
+    pub ready: u64,
+    /// Bytes ready now.
+    pub ready_bytes: u64,
+    /// Events delivered and not yet acked.
+    pub unacked: u64,
+    /// Bytes delivered and not yet acked.
+    pub unacked_bytes: u64,
+    /// Credit granted to producers and not yet used.
+    pub producer_credit: Credit,
+    /// Outstanding consumer demand, summed.
+    pub consumer_demand: Credit,
+    /// The most events held (ready + unacked) at once.
+    pub peak_events: u64,
+    /// The most bytes held at once.
+    pub peak_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    item: T,
+    bytes: u64,
+    delivery_id: u64,
+    attempt: u32,
+}
+
+#[derive(Debug)]
+struct ProducerSlot {
+    producer_id: u64,
+    credit: Credit,
+}
+
+#[derive(Debug, Default)]
+struct ConsumerSlot {
+    demand: Credit,
+}
+
+/// A bounded topic: ready queue, unacked deliveries, producers' credit, consumers' demand.
+#[derive(Debug)]
+pub struct Topic<T> {
+    capacity: Credit,
+    ready: VecDeque<Entry<T>>,
+    ready_total: Credit,
+    unacked: HashMap<u64, (ConnId, Entry<T>)>,
+    unacked_total: Credit,
+    producers: BTreeMap<ConnId, ProducerSlot>,
+    granted_total: Credit,
+    consumers: BTreeMap<ConnId, ConsumerSlot>,
+    /// The consumer served last; the next turn starts after it.
+    last_served: Option<ConnId>,
+    /// Highest sequence number accepted per producer id (the dedup high-water mark).
+    high_seq: HashMap<u64, u64>,
+    next_delivery_id: u64,
+    stats: TopicStats,
+}
+
+impl<T: Clone> Topic<T> {
+    /// An empty topic holding at most `capacity` (ready + unacked + promised).
+    pub fn new(capacity: Credit) -> Self {
+        Topic {
+            capacity,
+            ready: VecDeque::new(),
+            ready_total: Credit::ZERO,
+            unacked: HashMap::new(),
+            unacked_total: Credit::ZERO,
+            producers: BTreeMap::new(),
+            granted_total: Credit::ZERO,
+            consumers: BTreeMap::new(),
+            last_served: None,
+            high_seq: HashMap::new(),
+            next_delivery_id: 1,
+            stats: TopicStats::default(),
+        }
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> Credit {
+        self.capacity
+    }
+
+    /// Counters and current levels.
+    pub fn stats(&self) -> TopicStats {
+        TopicStats {
+            ready: self.ready_total.events,
+            ready_bytes: self.ready_total.bytes,
+            unacked: self.unacked_total.events,
+            unacked_bytes: self.unacked_total.bytes,
+            producer_credit: self.granted_total,
+            consumer_demand: self
+                .consumers
+                .values()
+                .fold(Credit::ZERO, |acc, c| acc.saturating_add(c.demand)),
+            ..self.stats
+        }
+    }
+
+    /// Producers attached now.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Consumers attached now.
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Attaches a producer connection. Returns the highest sequence number already held for
+    /// `producer_id` (0 if none): the producer resumes after it.
+    pub fn attach_producer(&mut self, conn: ConnId, producer_id: u64) -> u64 {
+        self.producers.insert(
+            conn,
+            ProducerSlot {
+                producer_id,
+                credit: Credit::ZERO,
+            },
+        );
+        self.high_seq.get(&producer_id).copied().unwrap_or(0)
+    }
+
+    /// Detaches a producer; its unused credit returns to the free space.
+    pub fn detach_producer(&mut self, conn: ConnId) {
+        if let Some(slot) = self.producers.remove(&conn) {
+            self.granted_total = self.granted_total.saturating_sub(slot.credit);
+        }
+    }
+
+    /// Attaches a consumer connection with no demand.
+    pub fn attach_consumer(&mut self, conn: ConnId) {
+        self.consumers.entry(conn).or_default();
+    }
+
+    /// Detaches a consumer; everything it held unacked goes back to the front of the ready
+    /// queue, in delivery order, with its attempt raised.
+    pub fn detach_consumer(&mut self, conn: ConnId) {
+        if self.consumers.remove(&conn).is_none() {
+            return;
+        }
+        let mut held: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, (owner, _))| *owner == conn)
+            .map(|(id, _)| *id)
+            .collect();
+        // Highest id first, each pushed to the front: the lowest ends up first.
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        for id in held {
+            if let Some((_, entry)) = self.unacked.remove(&id) {
+                self.unacked_total = self
+                    .unacked_total
+                    .saturating_sub(Credit::new(1, entry.bytes));
+                self.requeue_front(entry);
+            }
+        }
+    }
+
+    /// Accepts a producer's batch of `(seq, item, bytes)`, a contiguous run of sequence numbers. The whole batch is
+    /// charged to the producer's credit (duplicates too, since the producer spent credit on
+    /// them); a batch beyond its credit, or one that skips a sequence number, is refused whole.
+    pub fn publish(
+        &mut self,
+        conn: ConnId,
+        batch: Vec<(u64, T, u64)>,
+    ) -> Result<Published, TopicError> {
+        let slot = self
+            .producers
+            .get(&conn)
+            .ok_or(TopicError::UnknownConnection(conn))?;
+        let wanted = batch.iter().fold(Credit::ZERO, |acc, (_, _, b)| {
+            acc.saturating_add(Credit::new(1, *b))
+        });
+        if wanted.events > slot.credit.events || wanted.bytes > slot.credit.bytes {
+            return Err(TopicError::DataWithoutCredit {
+                wanted,
+                available: slot.credit,
+            });
+        }
+        let producer_id = slot.producer_id;
+        let mut high = self.high_seq.get(&producer_id).copied().unwrap_or(0);
+        // A batch is a contiguous run of sequence numbers starting at or below the next one
+        // expected (an overlap is a retry). Validate it whole before changing anything.
+        if let Some((first, _, _)) = batch.first() {
+            let first = *first;
+            if first == 0 || first > high + 1 {
+                return Err(TopicError::SequenceGap {
+                    expected: high + 1,
+                    got: first,
+                });
+            }
+            for (offset, (seq, _, _)) in (0u64..).zip(&batch) {
+                if *seq != first + offset {
+                    return Err(TopicError::SequenceGap {
+                        expected: first + offset,
+                        got: *seq,
+                    });
+                }
+            }
+        }
+        if let Some(slot) = self.producers.get_mut(&conn) {
+            slot.credit = slot.credit.saturating_sub(wanted);
+        }
+        self.granted_total = self.granted_total.saturating_sub(wanted);
+        let mut out = Published::default();
+        for (seq, item, bytes) in batch {
+            if seq <= high {
+                out.duplicates += 1;
+                continue;
+            }
+            high = seq;
+            let delivery_id = self.next_delivery_id;
+            self.next_delivery_id += 1;
+            self.ready.push_back(Entry {
+                item,
+                bytes,
+                delivery_id,
+                attempt: 1,
+            });
+            self.ready_total = self.ready_total.saturating_add(Credit::new(1, bytes));
+            out.accepted += 1;
+        }
+        self.high_seq.insert(producer_id, high);
+        out.confirm_up_to = high;
+        self.stats.accepted += out.accepted;
+        self.stats.duplicates += out.duplicates;
+        self.note_peak();
+        Ok(out)
+    }
+
+    /// Adds consumer demand (cumulative, saturating). Zero events is an error.
+    pub fn request(&mut self, conn: ConnId, credit: Credit) -> Result<(), TopicError> {
+        if credit.events == 0 {
+            return Err(TopicError::ZeroRequest);
+        }
+        let slot = self
+            .consumers
+            .get_mut(&conn)
+            .ok_or(TopicError::UnknownConnection(conn))?;
+        slot.demand = slot.demand.saturating_add(credit);
+        Ok(())
+    }
+
+    /// Acknowledges a delivery: the event is done and its space is free.
+    pub fn ack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<(), TopicError> {
+        let entry = self.take_unacked(conn, delivery_id, attempt)?;
+        self.stats.acked += 1;
+        drop(entry);
+        Ok(())
+    }
+
+    /// Refuses a delivery: the event goes back to the front of the ready queue, attempt + 1.
+    pub fn nack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<(), TopicError> {
+        let entry = self.take_unacked(conn, delivery_id, attempt)?;
+        self.stats.nacked += 1;
+        self.requeue_front(entry);
+        Ok(())
+    }
+
+    /// What should be sent now: deliveries within consumers' demand, round-robin, and credit
+    /// grants from free space split evenly among producers.
+    #[must_use = "actions that are not carried out stall the topic"]
+    pub fn poll_actions(&mut self) -> Vec<Action<T>> {
+        let mut actions = Vec::new();
+        self.deliver(&mut actions);
+        self.grant(&mut actions);
+        actions
+    }
+
+    fn deliver(&mut self, actions: &mut Vec<Action<T>>) {
+        while let Some(front_bytes) = self.ready.front().map(|e| e.bytes) {
+            let Some(conn) = self.next_consumer(front_bytes) else {
+                return;
+            };
+            let Some(slot) = self.consumers.get_mut(&conn) else {
+                return;
+            };
+            let mut deliveries = Vec::new();
+            while (deliveries.len() as u64) < MAX_EVENTS_PER_TURN {
+                match self.ready.front() {
+                    Some(e) if slot.demand.admits(e.bytes) => {}
+                    _ => break,
+                }
+                let Some(entry) = self.ready.pop_front() else {
+                    break;
+                };
+                let cost = Credit::new(1, entry.bytes);
+                slot.demand = spend(slot.demand, cost);
+                self.ready_total = self.ready_total.saturating_sub(cost);
+                self.unacked_total = self.unacked_total.saturating_add(cost);
+                self.stats.delivered += 1;
+                if entry.attempt > 1 {
+                    self.stats.redelivered += 1;
+                }
+                deliveries.push(Delivery {
+                    delivery_id: entry.delivery_id,
+                    attempt: entry.attempt,
+                    item: entry.item.clone(),
+                });
+                self.unacked.insert(entry.delivery_id, (conn, entry));
+            }
+            self.last_served = Some(conn);
+            actions.push(Action::Deliver {
+                consumer: conn,
+                deliveries,
+            });
+        }
+    }
+
+    /// The next consumer after the last one served whose demand admits an item of `bytes`.
+    fn next_consumer(&self, bytes: u64) -> Option<ConnId> {
+        let after = self.last_served.unwrap_or(0);
+        let admits = |(id, c): (&ConnId, &ConsumerSlot)| c.demand.admits(bytes).then_some(*id);
+        self.consumers
+            .range(after.saturating_add(1)..)
+            .find_map(admits)
+            .or_else(|| self.consumers.range(..=after).find_map(admits))
+    }
+
+    fn grant(&mut self, actions: &mut Vec<Action<T>>) {
+        if self.producers.is_empty() {
+            return;
+        }
+        let held = self.ready_total.saturating_add(self.unacked_total);
+        let unpromised = self
+            .capacity
+            .saturating_sub(held)
+            .saturating_sub(self.granted_total);
+        let worth_it = unpromised.events > REFILL_AT_HALF.of(self.capacity.events)
+            || unpromised.bytes > REFILL_AT_HALF.of(self.capacity.bytes)
+            // Nothing held means nothing will free up later: grant what there is now.
+            || held.is_zero();
+        if !worth_it || unpromised.events == 0 || unpromised.bytes == 0 {
+            return;
+        }
+        let n = self.producers.len() as u64;
+        let share = Credit::new(unpromised.events / n, unpromised.bytes / n);
+        // When there are more producers than free slots, whole events go to the first few;
+        // the rest wait for the next round.
+        let mut left = unpromised;
+        for (conn, slot) in &mut self.producers {
+            let credit = if share.events == 0 {
+                Credit::new(left.events.min(1), left.bytes / n)
+            } else {
+                share
+            };
+            if credit.events == 0 || credit.bytes == 0 {
+                continue;
+            }
+            left = left.saturating_sub(credit);
+            slot.credit = slot.credit.saturating_add(credit);
+            self.granted_total = self.granted_total.saturating_add(credit);
+            actions.push(Action::Grant {
+                producer: *conn,
+                credit,
+            });
+        }
+    }
+
+    fn take_unacked(
+        &mut self,
+        conn: ConnId,
+        delivery_id: u64,
+        attempt: u32,
+    ) -> Result<Entry<T>, TopicError> {
+        match self.unacked.get(&delivery_id) {
+            Some((owner, entry)) if *owner == conn => {
+                if entry.attempt != attempt {
+                    return Err(TopicError::StaleAttempt {
+                        delivery_id,
+                        got: attempt,
+                        current: entry.attempt,
+                    });
+                }
+            }
+            _ => return Err(TopicError::UnknownDelivery(delivery_id)),
+        }
+        let (_, entry) = self
+            .unacked
+            .remove(&delivery_id)
+            .ok_or(TopicError::UnknownDelivery(delivery_id))?;
+        self.unacked_total = self
+            .unacked_total
+            .saturating_sub(Credit::new(1, entry.bytes));
+        Ok(entry)
+    }
+
+    /// Puts an entry already taken out of `unacked` back at the front of the ready queue.
+    fn requeue_front(&mut self, mut entry: Entry<T>) {
+        let cost = Credit::new(1, entry.bytes);
+        self.ready_total = self.ready_total.saturating_add(cost);
+        entry.attempt = entry.attempt.saturating_add(1);
+        self.ready.push_front(entry);
+    }
+
+    fn note_peak(&mut self) {
+        let held = self.ready_total.saturating_add(self.unacked_total);
+        self.stats.peak_events = self.stats.peak_events.max(held.events);
+        self.stats.peak_bytes = self.stats.peak_bytes.max(held.bytes);
+    }
+}
+
+/// Spends `cost` from a demand, leaving unbounded dimensions unbounded.
+fn spend(demand: Credit, cost: Credit) -> Credit {
+    Credit {
+        events: if demand.events == u64::MAX {
+            u64::MAX
+        } else {
+            demand.events - cost.events
+        },
+        bytes: if demand.bytes == u64::MAX {
+            u64::MAX
+        } else {
+            demand.bytes - cost.bytes
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: ConnId = 1;
+    const C: ConnId = 2;
+
+    fn topic(events: u64) -> Topic<u64> {
+        Topic::new(Credit::new(events, 1_000_000))
+    }
+
+    fn grants(actions: &[Action<u64>]) -> Vec<(ConnId, Credit)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Grant { producer, credit } => Some((*producer, *credit)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn delivered(actions: &[Action<u64>], to: ConnId) -> Vec<(u64, u32, u64)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deliver {
+                    consumer,
+                    deliveries,
+                } if *consumer == to => Some(deliveries),
+                _ => None,
+            })
+            .flatten()
+            .map(|d| (d.delivery_id, d.attempt, d.item))
+            .collect()
+    }
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, u64, u64)> {
+        seqs.map(|s| (s, s, 10)).collect()
+    }
+
+    #[test]
+    fn a_new_producer_is_granted_the_free_space() {
+        let mut t = topic(100);
+        assert_eq!(t.attach_producer(P, 7), 0);
+        assert_eq!(
+            grants(&t.poll_actions()),
+            vec![(P, Credit::new(100, 1_000_000))]
+        );
+        assert!(t.poll_actions().is_empty(), "granted once, not twice");
+    }
+
+    #[test]
+    fn two_producers_split_the_space_evenly() {
+        let mut t = topic(100);
+        t.attach_producer(1, 7);
+        t.attach_producer(3, 8);
+        let g = grants(&t.poll_actions());
+        assert_eq!(
+            g,
+            vec![(1, Credit::new(50, 500_000)), (3, Credit::new(50, 500_000))]
+        );
+    }
+
+    #[test]
+    fn publishing_beyond_credit_is_refused_whole() {
+        let mut t = topic(3);
+        t.attach_producer(P, 7);
+        let _ = t.poll_actions();
+        let err = t.publish(P, batch(1..=4)).unwrap_err();
+        assert!(matches!(err, TopicError::DataWithoutCredit { .. }));
+        assert_eq!(t.stats().ready, 0);
+    }
+
+    #[test]
+    fn a_retried_batch_is_dropped_as_duplicate_and_confirmed_again() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        let _ = t.poll_actions();
+        assert_eq!(t.publish(P, batch(1..=3)).unwrap().confirm_up_to, 3);
+        let again = t.publish(P, batch(2..=5)).unwrap();
+        assert_eq!(
+            (again.accepted, again.duplicates, again.confirm_up_to),
+            (2, 2, 5)
+        );
+        assert_eq!(t.stats().ready, 5);
+    }
+
+    #[test]
+    fn a_reconnecting_producer_learns_where_to_resume() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=4)).unwrap();
+        t.detach_producer(P);
+        assert_eq!(t.attach_producer(9, 7), 4);
+        assert_eq!(
+            t.attach_producer(10, 8),
+            0,
+            "another producer id starts afresh"
+        );
+    }
+
+    #[test]
+    fn a_sequence_gap_is_refused() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        let _ = t.poll_actions();
+        let err = t.publish(P, batch(2..=3)).unwrap_err();
+        assert_eq!(
+            err,
+            TopicError::SequenceGap {
+                expected: 1,
+                got: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_consumer_gets_no_more_than_it_asked_for() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=10)).unwrap();
+        assert!(
+            delivered(&t.poll_actions(), C).is_empty(),
+            "no demand, no delivery"
+        );
+        t.request(C, Credit::new(3, 1_000)).unwrap();
+        let got = delivered(&t.poll_actions(), C);
+        assert_eq!(got.iter().map(|d| d.2).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            t.request(C, Credit::new(0, 5)),
+            Err(TopicError::ZeroRequest)
+        );
+    }
+
+    #[test]
+    fn unacked_events_count_against_capacity_until_acked() {
+        let mut t = topic(4);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=4)).unwrap();
+        t.request(C, Credit::new(4, 1_000)).unwrap();
+        let got = delivered(&t.poll_actions(), C);
+        assert_eq!(got.len(), 4);
+        assert!(
+            grants(&t.poll_actions()).is_empty(),
+            "delivered but unacked: still full"
+        );
+        for (id, attempt, _) in got {
+            t.ack(C, id, attempt).unwrap();
+        }
+        // The events come back; the bytes were never spent beyond the 40 published.
+        assert_eq!(grants(&t.poll_actions()), vec![(P, Credit::new(4, 40))]);
+    }
+
+    #[test]
+    fn a_departing_consumer_s_deliveries_are_redelivered_in_order_with_a_higher_attempt() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=3)).unwrap();
+        t.request(C, Credit::new(10, 10_000)).unwrap();
+        let first = delivered(&t.poll_actions(), C);
+        t.detach_consumer(C);
+        t.attach_consumer(5);
+        t.request(5, Credit::new(10, 10_000)).unwrap();
+        let again = delivered(&t.poll_actions(), 5);
+        assert_eq!(
+            again.iter().map(|d| (d.0, d.1, d.2)).collect::<Vec<_>>(),
+            first.iter().map(|d| (d.0, 2, d.2)).collect::<Vec<_>>()
+        );
+        assert_eq!(t.stats().redelivered, 3);
+    }
+
+    #[test]
+    fn a_stale_ack_is_rejected_and_changes_nothing() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=1)).unwrap();
+        t.request(C, Credit::new(10, 10_000)).unwrap();
+        let (id, attempt, _) = delivered(&t.poll_actions(), C)[0];
+        t.nack(C, id, attempt).unwrap();
+        let (id2, attempt2, _) = delivered(&t.poll_actions(), C)[0];
+        assert_eq!((id2, attempt2), (id, 2));
+        assert_eq!(
+            t.ack(C, id, 1),
+            Err(TopicError::StaleAttempt {
+                delivery_id: id,
+                got: 1,
+                current: 2
+            })
+        );
+        assert_eq!(t.stats().unacked, 1);
+        t.ack(C, id, 2).unwrap();
+        assert_eq!(t.ack(C, id, 2), Err(TopicError::UnknownDelivery(id)));
+    }
+
+    #[test]
+    fn consumers_take_turns_and_share_by_demand() {
+        let mut t = topic(1_000);
+        t.attach_producer(P, 7);
+        t.attach_consumer(10);
+        t.attach_consumer(11);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=100)).unwrap();
+        t.request(10, Credit::new(2, 10_000)).unwrap(); // slow: asks for little
+        t.request(11, Credit::new(90, 100_000)).unwrap(); // fast: asks for a lot
+        let actions = t.poll_actions();
+        assert_eq!(delivered(&actions, 10).len(), 2);
+        assert_eq!(delivered(&actions, 11).len(), 90);
+    }
+
+    #[test]
+    fn another_consumer_cannot_ack_what_it_does_not_hold() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        t.attach_consumer(9);
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=1)).unwrap();
+        t.request(C, Credit::new(1, 1_000)).unwrap();
+        let (id, attempt, _) = delivered(&t.poll_actions(), C)[0];
+        assert_eq!(t.ack(9, id, attempt), Err(TopicError::UnknownDelivery(id)));
+    }
+}

@@ -1,0 +1,269 @@
+//! Property test of the topic state machine: random producers, consumers, publishes (with
+//! retries), requests, acks, nacks and departures, checked against the invariants the broker
+//! relies on and, at the end, a drain that must account for every accepted event exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flowgate_core::{Action, ConnId, Credit, Topic, TopicError};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    AttachProducer(u8),
+    DetachProducer(u8),
+    Publish {
+        producer: u8,
+        events: u8,
+        retry: u8,
+        size: u16,
+    },
+    AttachConsumer(u8),
+    DetachConsumer(u8),
+    Request {
+        consumer: u8,
+        events: u8,
+        bytes: u16,
+    },
+    Ack {
+        consumer: u8,
+        pick: u8,
+        stale: bool,
+    },
+    Nack {
+        consumer: u8,
+        pick: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => (0u8..3).prop_map(Op::AttachProducer),
+        1 => (0u8..3).prop_map(Op::DetachProducer),
+        6 => (0u8..3, 1u8..12, 0u8..4, 1u16..200)
+            .prop_map(|(producer, events, retry, size)| Op::Publish { producer, events, retry, size }),
+        1 => (0u8..3).prop_map(Op::AttachConsumer),
+        1 => (0u8..3).prop_map(Op::DetachConsumer),
+        4 => (0u8..3, 0u8..10, 0u16..2000)
+            .prop_map(|(consumer, events, bytes)| Op::Request { consumer, events, bytes }),
+        5 => (0u8..3, any::<u8>(), any::<bool>())
+            .prop_map(|(consumer, pick, stale)| Op::Ack { consumer, pick, stale }),
+        2 => (0u8..3, any::<u8>()).prop_map(|(consumer, pick)| Op::Nack { consumer, pick }),
+    ]
+}
+
+/// What the model knows about one producer connection.
+#[derive(Debug, Default)]
+struct ModelProducer {
+    producer_id: u64,
+    credit: Credit,
+}
+
+type Item = (u64, u64);
+
+#[derive(Default)]
+struct Model {
+    producers: BTreeMap<ConnId, ModelProducer>,
+    /// Highest sequence number the topic confirmed per producer id.
+    confirmed: BTreeMap<u64, u64>,
+    consumers: BTreeMap<ConnId, Credit>,
+    /// Delivered and not yet settled, per consumer: delivery id -> (attempt, item, bytes).
+    held: BTreeMap<ConnId, BTreeMap<u64, (u32, Item, u64)>>,
+    accepted: BTreeSet<Item>,
+    acked: BTreeSet<Item>,
+    sizes: BTreeMap<Item, u64>,
+}
+
+fn producer_conn(i: u8) -> ConnId {
+    100 + ConnId::from(i)
+}
+
+fn consumer_conn(i: u8) -> ConnId {
+    200 + ConnId::from(i)
+}
+
+fn apply(
+    topic: &mut Topic<Item>,
+    model: &mut Model,
+    actions: Vec<Action<Item>>,
+) -> Result<(), TestCaseError> {
+    for action in actions {
+        match action {
+            Action::Grant { producer, credit } => {
+                prop_assert!(!credit.is_zero(), "a grant of nothing");
+                let p = model
+                    .producers
+                    .get_mut(&producer)
+                    .expect("grant to an attached producer");
+                p.credit = p.credit.saturating_add(credit);
+            }
+            Action::Deliver {
+                consumer,
+                deliveries,
+            } => {
+                prop_assert!(!deliveries.is_empty());
+                let demand = model
+                    .consumers
+                    .get_mut(&consumer)
+                    .expect("delivery to an attached consumer");
+                for d in deliveries {
+                    let bytes = model.sizes[&d.item];
+                    prop_assert!(
+                        demand.events >= 1 && demand.bytes >= bytes,
+                        "delivered beyond demand"
+                    );
+                    demand.events -= 1;
+                    demand.bytes -= bytes;
+                    prop_assert!(!model.acked.contains(&d.item), "an acked event came back");
+                    model
+                        .held
+                        .entry(consumer)
+                        .or_default()
+                        .insert(d.delivery_id, (d.attempt, d.item, bytes));
+                }
+            }
+        }
+    }
+    // Capacity covers everything held plus everything promised.
+    let s = topic.stats();
+    let cap = topic.capacity();
+    prop_assert!(
+        s.ready + s.unacked + s.producer_credit.events <= cap.events,
+        "{s:?}"
+    );
+    prop_assert!(
+        s.ready_bytes + s.unacked_bytes + s.producer_credit.bytes <= cap.bytes,
+        "{s:?}"
+    );
+    // Every accepted event is exactly one of ready, unacked, acked.
+    prop_assert_eq!(s.accepted, s.ready + s.unacked + s.acked);
+    prop_assert_eq!(s.accepted as usize, model.accepted.len());
+    let held: usize = model.held.values().map(BTreeMap::len).sum();
+    prop_assert_eq!(s.unacked as usize, held);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn topic_keeps_its_bounds_and_its_ledger(
+        cap_events in 1u64..40,
+        cap_bytes in 200u64..4000,
+        ops in prop::collection::vec(op(), 1..150),
+    ) {
+        let mut topic: Topic<Item> = Topic::new(Credit::new(cap_events, cap_bytes));
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::AttachProducer(i) => {
+                    let conn = producer_conn(i);
+                    if !model.producers.contains_key(&conn) {
+                        let producer_id = u64::from(i) + 1;
+                        let resume = topic.attach_producer(conn, producer_id);
+                        prop_assert_eq!(resume, model.confirmed.get(&producer_id).copied().unwrap_or(0));
+                        model.producers.insert(conn, ModelProducer { producer_id, credit: Credit::ZERO });
+                    }
+                }
+                Op::DetachProducer(i) => {
+                    topic.detach_producer(producer_conn(i));
+                    model.producers.remove(&producer_conn(i));
+                }
+                Op::Publish { producer, events, retry, size } => {
+                    let conn = producer_conn(producer);
+                    let Some(p) = model.producers.get(&conn) else { continue };
+                    let high = model.confirmed.get(&p.producer_id).copied().unwrap_or(0);
+                    let first = high.saturating_sub(u64::from(retry)).max(1);
+                    let bytes = u64::from(size);
+                    let n = u64::from(events).min(p.credit.events).min(p.credit.bytes / bytes);
+                    if n == 0 {
+                        continue;
+                    }
+                    let pid = p.producer_id;
+                    let batch: Vec<(u64, Item, u64)> =
+                        (first..first + n).map(|seq| (seq, (pid, seq), bytes)).collect();
+                    for (seq, item, b) in &batch {
+                        if *seq > high {
+                            model.sizes.insert(*item, *b);
+                        }
+                    }
+                    let out = topic.publish(conn, batch).expect("within credit, no gap");
+                    let p = model.producers.get_mut(&conn).expect("attached");
+                    p.credit = p.credit.saturating_sub(Credit::new(n, n * bytes));
+                    prop_assert_eq!(out.accepted + out.duplicates, n);
+                    prop_assert_eq!(out.confirm_up_to, high.max(first + n - 1));
+                    for seq in high + 1..=out.confirm_up_to {
+                        prop_assert!(model.accepted.insert((pid, seq)), "accepted twice");
+                    }
+                    model.confirmed.insert(pid, out.confirm_up_to);
+                }
+                Op::AttachConsumer(i) => {
+                    topic.attach_consumer(consumer_conn(i));
+                    model.consumers.entry(consumer_conn(i)).or_default();
+                }
+                Op::DetachConsumer(i) => {
+                    topic.detach_consumer(consumer_conn(i));
+                    model.consumers.remove(&consumer_conn(i));
+                    model.held.remove(&consumer_conn(i));
+                }
+                Op::Request { consumer, events, bytes } => {
+                    let conn = consumer_conn(consumer);
+                    let credit = Credit::new(u64::from(events), u64::from(bytes));
+                    let result = topic.request(conn, credit);
+                    match model.consumers.get_mut(&conn) {
+                        _ if events == 0 => prop_assert_eq!(result, Err(TopicError::ZeroRequest)),
+                        Some(demand) => {
+                            prop_assert!(result.is_ok());
+                            *demand = demand.saturating_add(credit);
+                        }
+                        None => prop_assert_eq!(result, Err(TopicError::UnknownConnection(conn))),
+                    }
+                }
+                Op::Ack { consumer, pick, stale } => {
+                    let conn = consumer_conn(consumer);
+                    let Some(held) = model.held.get_mut(&conn) else { continue };
+                    let Some((&id, &(attempt, item, _))) = held.iter().nth(usize::from(pick) % held.len().max(1)) else { continue };
+                    if stale && attempt > 1 {
+                        let err = topic.ack(conn, id, attempt - 1);
+                        prop_assert!(matches!(err, Err(TopicError::StaleAttempt { .. })), "stale ack accepted");
+                        continue;
+                    }
+                    topic.ack(conn, id, attempt).expect("ack of a held delivery");
+                    held.remove(&id);
+                    prop_assert!(model.acked.insert(item), "acked twice");
+                }
+                Op::Nack { consumer, pick } => {
+                    let conn = consumer_conn(consumer);
+                    let Some(held) = model.held.get_mut(&conn) else { continue };
+                    let Some((&id, &(attempt, _, _))) = held.iter().nth(usize::from(pick) % held.len().max(1)) else { continue };
+                    topic.nack(conn, id, attempt).expect("nack of a held delivery");
+                    held.remove(&id);
+                }
+            }
+            let actions = topic.poll_actions();
+            apply(&mut topic, &mut model, actions)?;
+        }
+
+        // Drain: every consumer leaves, one with unbounded demand takes and acks everything.
+        for i in 0..3 {
+            topic.detach_consumer(consumer_conn(i));
+        }
+        model.consumers.clear();
+        model.held.clear();
+        topic.attach_consumer(999);
+        model.consumers.insert(999, Credit::ZERO);
+        topic.request(999, Credit::UNBOUNDED).expect("unbounded request");
+        model.consumers.insert(999, Credit::UNBOUNDED);
+        let actions = topic.poll_actions();
+        apply(&mut topic, &mut model, actions)?;
+        let held: Vec<(u64, u32, Item)> = model.held.get(&999).map(|h| {
+            h.iter().map(|(id, (a, item, _))| (*id, *a, *item)).collect()
+        }).unwrap_or_default();
+        for (id, attempt, item) in held {
+            topic.ack(999, id, attempt).expect("drain ack");
+            prop_assert!(model.acked.insert(item), "acked twice in drain");
+        }
+        prop_assert_eq!(&model.acked, &model.accepted, "every accepted event acked exactly once");
+        let s = topic.stats();
+        prop_assert_eq!((s.ready, s.unacked), (0, 0));
+    }
+}
