@@ -1,0 +1,142 @@
+//! The wire's error codes: what rule a peer broke, as a number both sides agree on. Separate
+//! from the Rust error types on either side (like h2's `Reason`).
+
+use std::fmt;
+
+/// An error code carried in an `ERROR` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The `HELLO` offered a protocol version this peer does not speak, or bad magic bytes.
+    UnsupportedVersion,
+    /// A frame's body did not match its type's layout.
+    MalformedFrame,
+    /// A length prefix exceeded the receiver's maximum frame size.
+    FrameTooLarge,
+    /// A type byte named no frame.
+    UnknownFrameType,
+    /// A valid frame at the wrong time or from the wrong role (e.g. `PUBLISH` from a consumer,
+    /// a second `HELLO`).
+    UnexpectedFrame,
+    /// A `REQUEST` for zero events (`request(0)`).
+    ZeroRequest,
+    /// A `PUBLISH` beyond the credit granted.
+    DataWithoutCredit,
+    /// A `PUBLISH` whose sequence numbers skip ahead or name another producer.
+    SequenceGap,
+    /// An `ACK`/`NACK` of a delivery this consumer does not hold (not fatal).
+    UnknownDelivery,
+    /// An `ACK`/`NACK` of an earlier attempt of a redelivered event (not fatal).
+    StaleAttempt,
+    /// No `HELLO` within the handshake deadline.
+    HandshakeTimeout,
+    /// Nothing received within the idle deadline.
+    IdleTimeout,
+    /// A topic or group name outside the allowed characters or length.
+    InvalidName,
+    /// A consumer group other than the one that consumes this topic.
+    GroupConflict,
+    /// The broker is shutting down.
+    ShuttingDown,
+    /// A code this version does not know (from a newer peer).
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The number on the wire.
+    pub const fn to_wire(self) -> u16 {
+        match self {
+            ErrorCode::UnsupportedVersion => 1,
+            ErrorCode::MalformedFrame => 2,
+            ErrorCode::FrameTooLarge => 3,
+            ErrorCode::UnknownFrameType => 4,
+            ErrorCode::UnexpectedFrame => 5,
+            ErrorCode::ZeroRequest => 6,
+            ErrorCode::DataWithoutCredit => 7,
+            ErrorCode::SequenceGap => 8,
+            ErrorCode::UnknownDelivery => 9,
+            ErrorCode::StaleAttempt => 10,
+            ErrorCode::HandshakeTimeout => 11,
+            ErrorCode::IdleTimeout => 12,
+            ErrorCode::InvalidName => 13,
+            ErrorCode::GroupConflict => 14,
+            ErrorCode::ShuttingDown => 15,
+            ErrorCode::Other(n) => n,
+        }
+    }
+
+    /// The code for a number on the wire.
+    pub const fn from_wire(n: u16) -> Self {
+        match n {
+            1 => ErrorCode::UnsupportedVersion,
+            2 => ErrorCode::MalformedFrame,
+            3 => ErrorCode::FrameTooLarge,
+            4 => ErrorCode::UnknownFrameType,
+            5 => ErrorCode::UnexpectedFrame,
+            6 => ErrorCode::ZeroRequest,
+            7 => ErrorCode::DataWithoutCredit,
+            8 => ErrorCode::SequenceGap,
+            9 => ErrorCode::UnknownDelivery,
+            10 => ErrorCode::StaleAttempt,
+            11 => ErrorCode::HandshakeTimeout,
+            12 => ErrorCode::IdleTimeout,
+            13 => ErrorCode::InvalidName,
+            14 => ErrorCode::GroupConflict,
+            15 => ErrorCode::ShuttingDown,
+            n => ErrorCode::Other(n),
+        }
+    }
+
+    /// The kebab-case name used in logs and docs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorCode::UnsupportedVersion => "unsupported-version",
+            ErrorCode::MalformedFrame => "malformed-frame",
+            ErrorCode::FrameTooLarge => "frame-too-large",
+            ErrorCode::UnknownFrameType => "unknown-frame-type",
+            ErrorCode::UnexpectedFrame => "unexpected-frame",
+            ErrorCode::ZeroRequest => "zero-request",
+            ErrorCode::DataWithoutCredit => "data-without-credit",
+            ErrorCode::SequenceGap => "sequence-gap",
+            ErrorCode::UnknownDelivery => "unknown-delivery",
+            ErrorCode::StaleAttempt => "stale-attempt",
+            ErrorCode::HandshakeTimeout => "handshake-timeout",
+            ErrorCode::IdleTimeout => "idle-timeout",
+            ErrorCode::InvalidName => "invalid-name",
+            ErrorCode::GroupConflict => "group-conflict",
+            ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::Other(_) => "other",
+        }
+    }
+
+    /// Whether the sender closes the connection after this error. Only the two ack
+    /// rejections are not fatal: they happen to honest consumers after a redelivery.
+    pub const fn is_fatal(self) -> bool {
+        !matches!(self, ErrorCode::UnknownDelivery | ErrorCode::StaleAttempt)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.to_wire())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_its_number() {
+        for n in 0..=20u16 {
+            assert_eq!(ErrorCode::from_wire(n).to_wire(), n);
+        }
+    }
+
+    #[test]
+    fn only_ack_rejections_are_not_fatal() {
+        let not_fatal: Vec<u16> = (1..=15)
+            .filter(|n| !ErrorCode::from_wire(*n).is_fatal())
+            .collect();
+        assert_eq!(not_fatal, vec![9, 10]);
+    }
+}

@@ -1,0 +1,84 @@
+//! `HELLO` (client → broker, first frame): `magic [4] | version u16 | role u8 | producer_id u64
+//! | topic str16 | group str16 | max_frame u32`.
+
+use bytes::{BufMut, BytesMut};
+
+use super::Role;
+use crate::error::ProtoError;
+use crate::wire::{Reader, put_str16};
+use crate::{MAGIC, VERSION};
+
+/// Opens a session: who the client is and what it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The protocol version the client speaks.
+    pub version: u16,
+    /// Producer or consumer.
+    pub role: Role,
+    /// The producer instance id (producers; 0 for consumers).
+    pub producer_id: u64,
+    /// The topic.
+    pub topic: String,
+    /// The consumer group (consumers; empty for producers).
+    pub group: String,
+    /// The largest frame the client accepts.
+    pub max_frame: u32,
+}
+
+impl Hello {
+    pub(crate) fn encode_body(&self, buf: &mut BytesMut) {
+        buf.put_slice(&MAGIC);
+        buf.put_u16(self.version);
+        buf.put_u8(self.role.to_wire());
+        buf.put_u64(self.producer_id);
+        put_str16(buf, &self.topic);
+        put_str16(buf, &self.group);
+        buf.put_u32(self.max_frame);
+    }
+
+    pub(crate) fn decode_body(mut r: Reader) -> Result<Self, ProtoError> {
+        let magic = r.bytes(4, "magic")?;
+        if magic.as_ref() != MAGIC {
+            return Err(ProtoError::malformed(
+                "HELLO",
+                "bad magic bytes (not a flowgate client)",
+            ));
+        }
+        let version = r.u16("version")?;
+        let role = Role::from_wire(r.u8("role")?)?;
+        let hello = Hello {
+            version,
+            role,
+            producer_id: r.u64("producer_id")?,
+            topic: r.str16("topic")?,
+            group: r.str16("group")?,
+            max_frame: r.u32("max_frame")?,
+        };
+        r.finish()?;
+        Ok(hello)
+    }
+
+    /// A producer's hello for the current version.
+    pub fn producer(topic: &str, producer_id: u64, max_frame: u32) -> Self {
+        Hello {
+            version: VERSION,
+            role: Role::Producer,
+            producer_id,
+            topic: topic.into(),
+            group: String::new(),
+            max_frame,
+        }
+    }
+
+    /// A consumer's hello for the current version.
+    pub fn consumer(topic: &str, group: &str, max_frame: u32) -> Self {
+        Hello {
+            version: VERSION,
+            role: Role::Consumer,
+            producer_id: 0,
+            topic: topic.into(),
+            group: group.into(),
+            max_frame,
+        }
+    }
+}
