@@ -3,15 +3,18 @@
 //!
 //! | module | responsibility |
 //! |---|---|
-//! | [`inproc`] | an in-process [`Producer`]/[`Consumer`] pair joined by a bounded queue |
+//! | [`net`] | [`Producer`] and [`Consumer`] for a flowgate broker over TCP, with reconnect and resend |
+//! | [`inproc`] | an in-process producer/consumer pair joined by a bounded queue |
 //!
-//! The network backend (flowgate's own broker) and the JetStream backend come later with the
-//! same semantics: credit in events and bytes, granted downstream-to-upstream.
+//! Both follow the same rules: credit in events and bytes, granted downstream-to-upstream;
+//! a producer sends only what it was granted; a consumer receives only what it asked for.
 
 #![forbid(unsafe_code)]
 
 pub mod inproc;
+pub mod net;
 
-pub use inproc::{
-    Consumer, Observer, PipeConfig, Producer, ProducerStats, RecvError, SendError, Sent, pipe,
+pub use net::{
+    ClientError, Consumer, ConsumerConfig, ConsumerStats, Delivery, DeliveryTag, Producer,
+    ProducerConfig, ProducerStats, TrySendError,
 };

@@ -389,12 +389,12 @@ impl<T: Clone> Topic<T> {
         Ok(())
     }
 
-    /// Acknowledges a delivery: the event is done and its space is free.
-    pub fn ack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<(), TopicError> {
+    /// Acknowledges a delivery: the event is done, its space is free, and it is handed back
+    /// (so a store can forget it).
+    pub fn ack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<T, TopicError> {
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.acked += 1;
-        drop(entry);
-        Ok(())
+        Ok(entry.item)
     }
 
     /// Refuses a delivery: the event goes back to the front of the ready queue, attempt + 1.
@@ -715,8 +715,8 @@ mod tests {
             grants(&t.poll_actions()).is_empty(),
             "delivered but unacked: still full"
         );
-        for (id, attempt, _) in got {
-            t.ack(C, id, attempt).unwrap();
+        for (id, attempt, item) in got {
+            assert_eq!(t.ack(C, id, attempt).unwrap(), item);
         }
         // The events come back; the bytes were never spent beyond the 40 published.
         assert_eq!(grants(&t.poll_actions()), vec![(P, Credit::new(4, 40))]);

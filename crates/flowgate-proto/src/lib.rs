@@ -12,6 +12,7 @@
 //! | [`event`] | [`WireEvent`]: an event as it travels, payload kept as shared bytes |
 //! | [`code`] | [`ErrorCode`]: the wire's error codes, separate from Rust errors |
 //! | [`wire`] | bounds-checked reading of primitive fields |
+//! | `io` | (feature `tokio`) `FrameReader`: whole frames from an `AsyncRead` |
 //! | [`error`] | [`ProtoError`]: why bytes could not be decoded |
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,8 @@ pub mod codec;
 pub mod error;
 pub mod event;
 pub mod frame;
+#[cfg(feature = "tokio")]
+pub mod io;
 pub mod wire;
 
 pub use code::ErrorCode;

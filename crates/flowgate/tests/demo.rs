@@ -1,8 +1,6 @@
 //! The real `flowgate demo` binary, run for a few seconds per mode with small rates and
 //! limits; every figure it reports is checked against the SQLite file it wrote.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::Path;
 use std::process::{Command, Output};
 

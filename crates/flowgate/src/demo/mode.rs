@@ -3,7 +3,7 @@
 use std::fmt;
 
 use clap::ValueEnum;
-use flowgate_client::PipeConfig;
+use flowgate_client::inproc::PipeConfig;
 use flowgate_core::{Credit, OverflowPolicy};
 
 /// How the queue between producer and consumer behaves.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{Consumer, Observer, Producer, pipe};
+use flowgate_client::inproc::{Consumer, Observer, Producer, pipe};
 use flowgate_core::{Credit, Demand, Event, EventId, REFILL_AT_HALF, TokenBucket};
 use flowgate_sink::{Sink, SqliteSink};
 use hdrhistogram::Histogram;

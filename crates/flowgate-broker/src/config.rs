@@ -1,0 +1,196 @@
+//! Broker configuration: defaults from flags, topics declared in a TOML file.
+//!
+//! ```toml
+//! [defaults]
+//! capacity_events = 10000
+//! capacity_bytes = 67108864
+//!
+//! [[topic]]
+//! name = "orders"
+//! capacity_events = 1000
+//! capacity_bytes = 8388608
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use flowgate_core::Credit;
+use serde::Deserialize;
+
+use crate::names;
+
+/// Everything the broker needs to run.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Capacity of topics created on first use.
+    pub default_capacity: Credit,
+    /// Topics with their own capacity, by name.
+    pub topics: BTreeMap<String, Credit>,
+    /// The largest frame the broker accepts (and announces in `WELCOME`).
+    pub max_frame: u32,
+    /// A connection must complete `HELLO` within this.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            default_capacity: Credit::new(10_000, 64 << 20),
+            topics: BTreeMap::new(),
+            max_frame: flowgate_proto::DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    defaults: Option<Capacity>,
+    #[serde(default)]
+    topic: Vec<TopicDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Capacity {
+    capacity_events: u64,
+    capacity_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicDecl {
+    name: String,
+    capacity_events: u64,
+    capacity_bytes: u64,
+}
+
+impl BrokerConfig {
+    /// Adds what a TOML file declares (its `[defaults]` replace the default capacity).
+    pub fn load_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        self.load_str(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: shown.clone(),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: shown.clone(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// As [`load_file`](Self::load_file), from text.
+    pub fn load_str(&mut self, text: &str) -> Result<(), ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: String::new(),
+            message,
+        };
+        if let Some(d) = file.defaults {
+            self.default_capacity =
+                capacity("[defaults]", d.capacity_events, d.capacity_bytes).map_err(invalid)?;
+        }
+        for t in file.topic {
+            names::validate("topic", &t.name).map_err(invalid)?;
+            let cap = capacity(
+                &format!("topic '{}'", t.name),
+                t.capacity_events,
+                t.capacity_bytes,
+            )
+            .map_err(invalid)?;
+            if self.topics.insert(t.name.clone(), cap).is_some() {
+                return Err(invalid(format!("topic '{}' is declared twice", t.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The capacity of `topic`: declared, or the default.
+    pub fn capacity_of(&self, topic: &str) -> Credit {
+        self.topics
+            .get(topic)
+            .copied()
+            .unwrap_or(self.default_capacity)
+    }
+}
+
+fn capacity(what: &str, events: u64, bytes: u64) -> Result<Credit, String> {
+    if events == 0 || bytes == 0 {
+        return Err(format!(
+            "{what}: capacity_events and capacity_bytes must be at least 1"
+        ));
+    }
+    Ok(Credit::new(events, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_topics_get_their_capacity_and_others_the_default() {
+        let mut c = BrokerConfig::default();
+        c.load_str(
+            "[defaults]\ncapacity_events = 5\ncapacity_bytes = 500\n\n\
+             [[topic]]\nname = \"orders\"\ncapacity_events = 7\ncapacity_bytes = 700\n",
+        )
+        .unwrap();
+        assert_eq!(c.capacity_of("orders"), Credit::new(7, 700));
+        assert_eq!(c.capacity_of("other"), Credit::new(5, 500));
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let mut c = BrokerConfig::default();
+        let e = c.load_str("[[topic]]\nname = \"a b\"\ncapacity_events = 1\ncapacity_bytes = 1\n");
+        assert!(e.unwrap_err().to_string().contains("use A-Z"));
+        let e = c.load_str("[[topic]]\nname = \"t\"\ncapacity_events = 0\ncapacity_bytes = 1\n");
+        assert!(e.unwrap_err().to_string().contains("at least 1"));
+        let e = c.load_str("[defaults]\ncapacity = 3\n");
+        assert!(e.unwrap_err().to_string().contains("unknown field"));
+    }
+}

@@ -1,0 +1,33 @@
+//! flowgate's broker: bounded topics served over TCP.
+//!
+//! A producer gets credit only from a topic's free space (capacity − ready − unacked −
+//! credit already granted), split evenly among producers; a consumer receives only within the
+//! demand it requested; a departing consumer's unacked events are redelivered; a retried
+//! batch is deduplicated by (producer id, sequence). The rules live in
+//! [`flowgate_core::Topic`]; this crate is the IO around it.
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`server`] | [`Broker`]: bind, accept, stats |
+//! | `connection` | one connection: handshake, reader, writer, deadlines |
+//! | `topics` | the topic registry and action routing |
+//! | `outbox` | what waits to be written to one peer |
+//! | `encode_out` | outbox → frames, split to the peer's frame limit |
+//! | [`config`] | [`BrokerConfig`] and the TOML topic file |
+//! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
+//! | [`names`] | topic and group name rules |
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod connection;
+mod encode_out;
+pub mod names;
+mod outbox;
+pub mod server;
+pub mod storage;
+mod topics;
+
+pub use config::{BrokerConfig, ConfigError};
+pub use server::{Broker, BrokerStats};
+pub use storage::{MemoryStorage, Storage};

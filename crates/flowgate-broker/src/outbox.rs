@@ -1,0 +1,149 @@
+//! A connection's outbox: what the topic wants sent to one peer, coalesced, waiting for the
+//! connection's writer. Bounded by construction: credit grants and confirms coalesce into one
+//! frame each, deliveries never exceed what the peer requested (and the topic's capacity),
+//! and non-fatal notices are capped.
+
+use std::sync::{Mutex, MutexGuard};
+
+use flowgate_core::{Credit, Delivery};
+use flowgate_proto::{DeliveredEvent, ErrorCode, ErrorFrame, WireEvent};
+use tokio::sync::Notify;
+
+/// The most non-fatal notices (ack rejections) kept for one peer; the rest are counted.
+const MAX_NOTICES: usize = 64;
+
+/// Everything waiting to be written to a peer.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Credit to grant (sum of grants since the last write).
+    pub grant: Credit,
+    /// Highest sequence number to confirm.
+    pub confirm: Option<u64>,
+    /// Deliveries, in order.
+    pub deliveries: Vec<DeliveredEvent>,
+    /// Non-fatal errors.
+    pub notices: Vec<ErrorFrame>,
+    /// Notices dropped past the cap.
+    pub notices_dropped: u64,
+    /// A fatal error: write it, then close.
+    pub fatal: Option<ErrorFrame>,
+    /// Close without an error (the peer left or the broker stops).
+    pub closed: bool,
+}
+
+impl Pending {
+    /// True when there is nothing to write and no reason to close.
+    pub fn is_idle(&self) -> bool {
+        self.grant.is_zero()
+            && self.confirm.is_none()
+            && self.deliveries.is_empty()
+            && self.notices.is_empty()
+            && self.notices_dropped == 0
+            && self.fatal.is_none()
+            && !self.closed
+    }
+}
+
+/// One peer's outbox.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pending: Mutex<Pending>,
+    /// Woken whenever something is added.
+    pub wake: Notify,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, f: impl FnOnce(&mut Pending)) {
+        f(&mut self.lock());
+        self.wake.notify_one();
+    }
+
+    /// Adds a credit grant.
+    pub fn grant(&self, credit: Credit) {
+        self.push(|p| p.grant = p.grant.saturating_add(credit));
+    }
+
+    /// Confirms up to `seq`.
+    pub fn confirm(&self, seq: u64) {
+        self.push(|p| p.confirm = Some(p.confirm.map_or(seq, |c| c.max(seq))));
+    }
+
+    /// Queues deliveries.
+    pub fn deliver(&self, deliveries: Vec<Delivery<WireEvent>>) {
+        self.push(|p| {
+            p.deliveries
+                .extend(deliveries.into_iter().map(|d| DeliveredEvent {
+                    delivery_id: d.delivery_id,
+                    attempt: d.attempt,
+                    event: d.item,
+                }))
+        });
+    }
+
+    /// Queues a non-fatal error.
+    pub fn notice(&self, code: ErrorCode, message: String) {
+        self.push(|p| {
+            if p.notices.len() < MAX_NOTICES {
+                p.notices.push(ErrorFrame { code, message });
+            } else {
+                p.notices_dropped += 1;
+            }
+        });
+    }
+
+    /// Queues a fatal error; the writer sends it and closes.
+    pub fn fail(&self, code: ErrorCode, message: String) {
+        self.push(|p| {
+            if p.fatal.is_none() {
+                p.fatal = Some(ErrorFrame { code, message });
+            }
+        });
+    }
+
+    /// Asks the writer to close once everything pending is written.
+    pub fn close(&self) {
+        self.push(|p| p.closed = true);
+    }
+
+    /// Takes everything pending.
+    pub fn take(&self) -> Pending {
+        let mut guard = self.lock();
+        let closed = guard.closed;
+        let taken = std::mem::take(&mut *guard);
+        // Closing is a state, not a message: it stays set.
+        guard.closed = closed;
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_and_confirms_coalesce() {
+        let o = Outbox::default();
+        o.grant(Credit::new(2, 20));
+        o.grant(Credit::new(3, 30));
+        o.confirm(5);
+        o.confirm(4);
+        let p = o.take();
+        assert_eq!(p.grant, Credit::new(5, 50));
+        assert_eq!(p.confirm, Some(5));
+        assert!(o.take().is_idle());
+    }
+
+    #[test]
+    fn notices_are_capped_and_counted() {
+        let o = Outbox::default();
+        for i in 0..100 {
+            o.notice(ErrorCode::UnknownDelivery, format!("{i}"));
+        }
+        let p = o.take();
+        assert_eq!((p.notices.len(), p.notices_dropped), (MAX_NOTICES, 36));
+    }
+}

@@ -1,0 +1,452 @@
+//! The network [`Consumer`]: asks the broker for up to its prefetch (events and bytes),
+//! receives deliveries only within that demand, and asks again as the application takes
+//! them. The application acknowledges after it has committed; an unacknowledged delivery is
+//! redelivered by the broker (attempt + 1) if this consumer nacks it or disconnects.
+//!
+//! After a reconnect, deliveries from the old session are gone from this consumer (the broker
+//! redelivers them); acks for them are dropped here, since the broker would reject them.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use flowgate_core::{Credit, Demand, Event, REFILL_AT_HALF};
+use flowgate_proto::{
+    Ack, DEFAULT_MAX_FRAME, Frame, Heartbeat, Hello, Nack, Request, Settle, encode,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+use crate::net::error::ClientError;
+use crate::net::session::{self, BACKOFF_MIN, Session};
+
+/// How to reach the broker and how much to take at once.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `host:port` of the broker.
+    pub addr: String,
+    /// The topic to consume.
+    pub topic: String,
+    /// The consumer group; consumers of a group share the topic's events by their demand.
+    pub group: String,
+    /// The most this consumer has requested but not yet taken, in events and bytes.
+    pub prefetch: Credit,
+    /// The largest frame this consumer accepts.
+    pub max_frame: u32,
+}
+
+impl ConsumerConfig {
+    /// Defaults: a prefetch of 1,000 events / 8 MiB.
+    pub fn new(
+        addr: impl Into<String>,
+        topic: impl Into<String>,
+        group: impl Into<String>,
+    ) -> Self {
+        ConsumerConfig {
+            addr: addr.into(),
+            topic: topic.into(),
+            group: group.into(),
+            prefetch: Credit::new(1_000, 8 << 20),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Settles one delivery: names the session it came in, the delivery and the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeliveryTag {
+    session: u64,
+    settle: Settle,
+}
+
+impl DeliveryTag {
+    /// 1 on first delivery, more on redeliveries.
+    pub fn attempt(&self) -> u32 {
+        self.settle.attempt
+    }
+}
+
+/// One received event and the tag to settle it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event.
+    pub event: Event,
+    /// Pass to [`Consumer::ack`] or [`Consumer::nack`].
+    pub tag: DeliveryTag,
+}
+
+/// What a consumer has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConsumerStats {
+    /// Events handed to the application.
+    pub received: u64,
+    /// Of those, redeliveries (attempt > 1).
+    pub redelivered: u64,
+    /// Acks sent.
+    pub acked: u64,
+    /// Nacks sent.
+    pub nacked: u64,
+    /// Acks or nacks dropped because their session had ended.
+    pub stale_settles: u64,
+    /// Sessions opened.
+    pub sessions: u64,
+    /// Time `recv` spent waiting for events.
+    pub waited: Duration,
+}
+
+struct State {
+    session: u64,
+    demand: Demand,
+    inbox: VecDeque<Delivery>,
+    acks: Vec<Settle>,
+    nacks: Vec<Settle>,
+    stats: ConsumerStats,
+    closing: bool,
+    failed: Option<ClientError>,
+    recv_waker: Option<Waker>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    driver: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Receives a topic's events as a member of a consumer group.
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> Result<(), flowgate_client::ClientError> {
+/// use flowgate_client::{Consumer, ConsumerConfig};
+/// let mut consumer = Consumer::connect(ConsumerConfig::new("127.0.0.1:7070", "orders", "db")).await?;
+/// while let Some(batch) = consumer.recv().await? {
+///     // ... commit the batch to the database, then:
+///     consumer.ack(batch.iter().map(|d| d.tag));
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    shared: Arc<Shared>,
+    driver: Option<tokio::task::JoinHandle<()>>,
+    wait_started: Option<Instant>,
+    max_batch: usize,
+}
+
+impl Consumer {
+    /// Connects, completes the handshake, requests the prefetch and starts the driver.
+    pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        let hello = Hello::consumer(&config.topic, &config.group, config.max_frame);
+        let demand = Demand::new(config.prefetch, REFILL_AT_HALF)
+            .map_err(|e| ClientError::Protocol(format!("prefetch {}: {e}", config.prefetch)))?;
+        let session = session::open(&config.addr, &hello).await?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                session: 0,
+                demand,
+                inbox: VecDeque::new(),
+                acks: Vec::new(),
+                nacks: Vec::new(),
+                stats: ConsumerStats::default(),
+                closing: false,
+                failed: None,
+                recv_waker: None,
+            }),
+            driver: Notify::new(),
+        });
+        start_session(&shared);
+        let driver = tokio::spawn(drive(Arc::clone(&shared), config.addr, hello, session));
+        let max_batch = usize::try_from(config.prefetch.events).unwrap_or(usize::MAX);
+        Ok(Consumer {
+            shared,
+            driver: Some(driver),
+            wait_started: None,
+            max_batch,
+        })
+    }
+
+    /// Waits for deliveries and returns those received, oldest first (at most the prefetch).
+    /// `Ok(None)` after [`Consumer::close`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: deliveries leave the inbox only in the call that returns them.
+    pub async fn recv(&mut self) -> Result<Option<Vec<Delivery>>, ClientError> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Acknowledges deliveries: they are committed and the broker may forget them.
+    pub fn ack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
+        self.settle(tags, true);
+    }
+
+    /// Refuses deliveries: the broker redelivers them, first in line.
+    pub fn nack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
+        self.settle(tags, false);
+    }
+
+    /// Sends pending acks, then closes the connection; unacked deliveries are redelivered to
+    /// other consumers.
+    pub async fn close(mut self) -> ConsumerStats {
+        self.shared.lock().closing = true;
+        self.shared.driver.notify_one();
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+        self.stats()
+    }
+
+    /// What this consumer has done so far.
+    pub fn stats(&self) -> ConsumerStats {
+        self.shared.lock().stats
+    }
+
+    fn settle(&mut self, tags: impl IntoIterator<Item = DeliveryTag>, ack: bool) {
+        let mut state = self.shared.lock();
+        for tag in tags {
+            if tag.session != state.session {
+                state.stats.stale_settles += 1;
+            } else if ack {
+                state.acks.push(tag.settle);
+                state.stats.acked += 1;
+            } else {
+                state.nacks.push(tag.settle);
+                state.stats.nacked += 1;
+            }
+        }
+        drop(state);
+        self.shared.driver.notify_one();
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Vec<Delivery>>, ClientError>> {
+        let mut state = self.shared.lock();
+        if !state.inbox.is_empty() {
+            let n = state.inbox.len().min(self.max_batch);
+            let batch: Vec<Delivery> = state.inbox.drain(..n).collect();
+            let bytes: u64 = batch.iter().map(|d| d.event.size_bytes()).sum();
+            // Cannot fail: the broker delivers only within demand (checked on receipt).
+            let _ = state.demand.on_delivered(batch.len() as u64, bytes);
+            state.stats.received += batch.len() as u64;
+            state.stats.redelivered += batch.iter().filter(|d| d.tag.attempt() > 1).count() as u64;
+            if let Some(since) = self.wait_started.take() {
+                state.stats.waited += since.elapsed();
+            }
+            drop(state);
+            // Taking events frees demand: the driver may ask for more.
+            self.shared.driver.notify_one();
+            return Poll::Ready(Ok(Some(batch)));
+        }
+        if let Some(e) = &state.failed {
+            return Poll::Ready(Err(e.duplicate()));
+        }
+        if state.closing {
+            return Poll::Ready(Ok(None));
+        }
+        self.wait_started.get_or_insert_with(Instant::now);
+        state.recv_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+    }
+}
+
+impl futures_core::Stream for Consumer {
+    type Item = Result<Vec<Delivery>, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.poll_recv(cx) {
+            Poll::Ready(Ok(Some(batch))) => Poll::Ready(Some(Ok(batch))),
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A new session: old deliveries and settles are void (the broker redelivers what was not
+/// acked), and demand starts from nothing.
+fn start_session(shared: &Shared) {
+    let mut state = shared.lock();
+    state.session += 1;
+    state.stats.sessions += 1;
+    let dropped = state.acks.len() + state.nacks.len();
+    state.stats.stale_settles += dropped as u64;
+    state.acks.clear();
+    state.nacks.clear();
+    state.inbox.clear();
+    let target = state.demand.target();
+    if let Ok(fresh) = Demand::new(target, REFILL_AT_HALF) {
+        state.demand = fresh;
+    }
+}
+
+async fn drive(shared: Arc<Shared>, addr: String, hello: Hello, first: Session) {
+    let mut session = Some(first);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let current = match session.take() {
+            Some(s) => s,
+            None => match session::open(&addr, &hello).await {
+                Ok(s) => {
+                    start_session(&shared);
+                    backoff = BACKOFF_MIN;
+                    s
+                }
+                Err(e) if session::is_permanent(&e) => return fail(&shared, e),
+                Err(_) => {
+                    if shared.lock().closing {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = session::next_backoff(backoff);
+                    continue;
+                }
+            },
+        };
+        match run_session(&shared, current).await {
+            Ok(()) => return,
+            Err(e) if session::is_permanent(&e) => return fail(&shared, e),
+            Err(_) if shared.lock().closing => return,
+            Err(_) => {}
+        }
+    }
+}
+
+fn fail(shared: &Shared, e: ClientError) {
+    let mut state = shared.lock();
+    state.failed = Some(e);
+    if let Some(w) = state.recv_waker.take() {
+        w.wake();
+    }
+}
+
+async fn run_session(shared: &Shared, mut s: Session) -> Result<(), ClientError> {
+    let heartbeat_every = session::heartbeat_every(s.welcome.idle_timeout_ms);
+    let broker_silence = Duration::from_millis(u64::from(s.welcome.idle_timeout_ms));
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut last_write = Instant::now();
+    loop {
+        let notified = shared.driver.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let closing = {
+            let mut state = shared.lock();
+            if !state.acks.is_empty() {
+                encode(
+                    &Frame::Ack(Ack {
+                        items: std::mem::take(&mut state.acks),
+                    }),
+                    &mut buf,
+                );
+            }
+            if !state.nacks.is_empty() {
+                encode(
+                    &Frame::Nack(Nack {
+                        items: std::mem::take(&mut state.nacks),
+                    }),
+                    &mut buf,
+                );
+            }
+            if !state.closing
+                && let Some(credit) = state.demand.poll_request()
+            {
+                encode(&Frame::Request(Request { credit }), &mut buf);
+            }
+            state.closing
+        };
+        if !buf.is_empty() {
+            s.writer.write_all(&buf).await.map_err(ClientError::Io)?;
+            buf.clear();
+            last_write = Instant::now();
+        }
+        if closing {
+            let _ = s.writer.shutdown().await;
+            let mut state = shared.lock();
+            if let Some(w) = state.recv_waker.take() {
+                w.wake();
+            }
+            return Ok(());
+        }
+        let heartbeat_at = last_write + heartbeat_every;
+        tokio::select! {
+            frame = tokio::time::timeout(broker_silence, s.reader.next()) => {
+                let frame = frame
+                    .map_err(|_| ClientError::Protocol(format!("broker silent for {broker_silence:?}")))?
+                    .map_err(session::read_error)?;
+                handle_frame(shared, frame)?;
+            }
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(heartbeat_at.into()) => {
+                encode(&Frame::Heartbeat(Heartbeat), &mut buf);
+            }
+        }
+    }
+}
+
+fn handle_frame(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
+    let mut state = shared.lock();
+    match frame {
+        Frame::Deliver(d) => {
+            let session = state.session;
+            // Outstanding demand covers the inbox too, so the inbox never exceeds the prefetch.
+            let bytes: u64 = d.deliveries.iter().map(|x| x.event.credit_bytes()).sum();
+            let outstanding = state.demand.outstanding();
+            let in_inbox = state.inbox.len() as u64;
+            let inbox_bytes: u64 = state.inbox.iter().map(|x| x.event.size_bytes()).sum();
+            if in_inbox + d.deliveries.len() as u64 > outstanding.events
+                || inbox_bytes + bytes > outstanding.bytes
+            {
+                return Err(ClientError::Protocol(format!(
+                    "broker delivered {} events / {bytes} bytes beyond the outstanding demand of {outstanding}",
+                    d.deliveries.len()
+                )));
+            }
+            for x in d.deliveries {
+                state.inbox.push_back(Delivery {
+                    event: x.event.to_event(),
+                    tag: DeliveryTag {
+                        session,
+                        settle: Settle {
+                            delivery_id: x.delivery_id,
+                            attempt: x.attempt,
+                        },
+                    },
+                });
+            }
+            if let Some(w) = state.recv_waker.take() {
+                w.wake();
+            }
+        }
+        Frame::Heartbeat(_) => {}
+        Frame::Error(e) if !e.code.is_fatal() => {}
+        Frame::Error(e) => {
+            return Err(ClientError::Refused {
+                code: e.code,
+                message: e.message,
+            });
+        }
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "{} is not valid for a consumer",
+                other.frame_type().name()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! The client's error: opaque enough to grow, specific enough to act on.
+
+use flowgate_proto::ErrorCode;
+
+/// Why a producer or consumer operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker refused with an error frame naming the rule.
+    #[error("broker refused: {code}: {message}")]
+    Refused {
+        /// The rule.
+        code: ErrorCode,
+        /// The broker's words.
+        message: String,
+    },
+    /// The socket failed.
+    #[error("connection failed: {0}")]
+    Io(std::io::Error),
+    /// The broker closed the connection.
+    #[error("broker closed the connection")]
+    Disconnected,
+    /// The broker sent something this client cannot accept.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The handle was closed.
+    #[error("closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// The broker's error code, when the broker refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// A copy for handing the same failure to several waiters.
+    pub(crate) fn duplicate(&self) -> ClientError {
+        match self {
+            ClientError::Refused { code, message } => ClientError::Refused {
+                code: *code,
+                message: message.clone(),
+            },
+            ClientError::Io(e) => ClientError::Io(std::io::Error::new(e.kind(), e.to_string())),
+            ClientError::Disconnected => ClientError::Disconnected,
+            ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
+            ClientError::Closed => ClientError::Closed,
+        }
+    }
+}

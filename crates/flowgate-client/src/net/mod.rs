@@ -1,0 +1,10 @@
+//! The network backend: [`Producer`] and [`Consumer`] talking to a flowgate broker over TCP.
+
+pub mod consumer;
+pub mod error;
+pub mod producer;
+mod session;
+
+pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, Delivery, DeliveryTag};
+pub use error::ClientError;
+pub use producer::{Producer, ProducerConfig, ProducerStats, TrySendError};

@@ -1,0 +1,106 @@
+//! What producers and consumers share about talking to a broker: connecting with a deadline,
+//! the `HELLO`/`WELCOME` exchange, reconnect backoff, and which refusals are permanent.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use flowgate_proto::io::{FrameReader, ReadError};
+use flowgate_proto::{ErrorCode, Frame, Hello, Welcome, encode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::net::error::ClientError;
+
+/// How long a connect plus handshake may take before it counts as failed.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reconnect backoff: starts here, doubles per failure...
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// ...up to here.
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A connected, welcomed session.
+pub(crate) struct Session {
+    pub reader: FrameReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+    pub welcome: Welcome,
+}
+
+/// Connects and completes the handshake.
+pub(crate) async fn open(addr: &str, hello: &Hello) -> Result<Session, ClientError> {
+    let attempt = async {
+        let stream = TcpStream::connect(addr).await.map_err(ClientError::Io)?;
+        let _ = stream.set_nodelay(true);
+        let (rd, mut writer) = stream.into_split();
+        let mut buf = BytesMut::new();
+        encode(&Frame::Hello(hello.clone()), &mut buf);
+        writer.write_all(&buf).await.map_err(ClientError::Io)?;
+        let mut reader = FrameReader::new(rd, hello.max_frame);
+        match reader.next().await {
+            Ok(Frame::Welcome(welcome)) => Ok(Session {
+                reader,
+                writer,
+                welcome,
+            }),
+            Ok(Frame::Error(e)) => Err(ClientError::Refused {
+                code: e.code,
+                message: e.message,
+            }),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "expected WELCOME, got {}",
+                other.frame_type().name()
+            ))),
+            Err(e) => Err(read_error(e)),
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::Protocol(format!(
+                "no WELCOME within {CONNECT_TIMEOUT:?}"
+            )))
+        })
+}
+
+/// A read failure as a client error.
+pub(crate) fn read_error(e: ReadError) -> ClientError {
+    match e {
+        ReadError::Eof => ClientError::Disconnected,
+        ReadError::Io(e) => ClientError::Io(e),
+        ReadError::Proto(e) => ClientError::Protocol(e.to_string()),
+    }
+}
+
+/// True for refusals that a reconnect cannot fix (bad names, wrong version, group conflict):
+/// the client stops and reports them instead of retrying forever.
+pub(crate) fn is_permanent(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Refused {
+            code: ErrorCode::InvalidName
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::GroupConflict
+                | ErrorCode::MalformedFrame,
+            ..
+        }
+    )
+}
+
+/// The next backoff after `current`.
+pub(crate) fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(BACKOFF_MAX)
+}
+
+/// How often to send a heartbeat for a broker whose idle deadline is `idle_ms`.
+pub(crate) fn heartbeat_every(idle_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(idle_ms.max(300)) / 3)
+}
+
+/// The current time in microseconds since the Unix epoch (event creation stamps).
+pub(crate) fn now_us() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,188 @@
+//! The network client against a real broker on a loopback port: credit holds the producer,
+//! demand bounds deliveries, acks free space, and what a departing consumer held comes back.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate_broker::{Broker, BrokerConfig, MemoryStorage};
+use flowgate_client::{
+    ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, TrySendError,
+};
+use flowgate_core::{Credit, Event, EventId};
+use flowgate_proto::ErrorCode;
+
+async fn broker(capacity: Credit) -> Broker {
+    let config = BrokerConfig {
+        default_capacity: capacity,
+        ..BrokerConfig::default()
+    };
+    Broker::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+        Arc::new(MemoryStorage),
+    )
+    .await
+    .unwrap()
+}
+
+fn payload(i: u64) -> Event {
+    Event {
+        id: EventId::default(),
+        key: None,
+        created_us: 0,
+        payload: i.to_be_bytes().to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_arrives_once_in_order_and_the_producer_is_confirmed() {
+    let b = broker(Credit::new(500, 1 << 20)).await;
+    let addr = b.local_addr().to_string();
+    let mut consumer = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
+        .await
+        .unwrap();
+    let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
+        .await
+        .unwrap();
+    let pid = producer.producer_id();
+    let send = tokio::spawn(async move {
+        for i in 0..20_000u64 {
+            producer.send(payload(i)).await.unwrap();
+        }
+        producer.close().await.unwrap()
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 20_000 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.extend(batch.iter().map(|d| d.event.id));
+        consumer.ack(batch.iter().map(|d| d.tag));
+    }
+    let stats = send.await.unwrap();
+    assert_eq!(stats.confirmed_seq, 20_000);
+    let expected: Vec<EventId> = (1..=20_000).map(|s| EventId::new(pid, s)).collect();
+    assert_eq!(seen, expected, "every event once, in sequence order");
+    let topic = &b.stats().topics[0].1;
+    assert!(
+        topic.peak_events <= 500,
+        "the broker never held more than its capacity: {topic:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_consumer_the_producer_runs_out_of_credit_at_capacity() {
+    let b = broker(Credit::new(100, 1 << 20)).await;
+    let mut producer = Producer::connect(ProducerConfig::new(b.local_addr().to_string(), "t"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut sent = 0;
+    loop {
+        match producer.try_send(payload(sent)) {
+            Ok(_) => sent += 1,
+            Err(TrySendError::NoCredit(e)) => {
+                assert_eq!(e.payload, sent.to_be_bytes(), "the event is handed back");
+                break;
+            }
+            Err(TrySendError::Failed(_, e)) => panic!("{e}"),
+        }
+    }
+    assert_eq!(sent, 100, "exactly the capacity was granted");
+    let blocked =
+        tokio::time::timeout(Duration::from_millis(300), producer.send(payload(999))).await;
+    assert!(blocked.is_err(), "send waits while the topic is full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_leaves_without_acking_hands_its_events_to_the_next() {
+    let b = broker(Credit::new(1000, 1 << 20)).await;
+    let addr = b.local_addr().to_string();
+    let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        producer.send(payload(i)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut first = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
+        .await
+        .unwrap();
+    let mut got = 0;
+    while got < 50 {
+        got += first.recv().await.unwrap().unwrap().len();
+    }
+    drop(first); // killed before acking anything
+    let mut second = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
+        .await
+        .unwrap();
+    let mut again = BTreeSet::new();
+    while again.len() < 50 {
+        let batch = tokio::time::timeout(Duration::from_secs(5), second.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        for d in &batch {
+            assert_eq!(d.tag.attempt(), 2, "a redelivery says so");
+            again.insert(d.event.id.seq);
+        }
+        second.ack(batch.iter().map(|d| d.tag));
+    }
+    assert_eq!(again, (1..=50).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_producer_with_the_same_id_resumes_without_duplicates() {
+    let b = broker(Credit::new(1000, 1 << 20)).await;
+    let addr = b.local_addr().to_string();
+    let config = ProducerConfig {
+        producer_id: Some(42),
+        ..ProducerConfig::new(&addr, "t")
+    };
+    let mut p1 = Producer::connect(config.clone()).await.unwrap();
+    for i in 0..30 {
+        p1.send(payload(i)).await.unwrap();
+    }
+    p1.close().await.unwrap();
+    let mut p2 = Producer::connect(config).await.unwrap();
+    let id = p2.send(payload(30)).await.unwrap();
+    assert_eq!(
+        id,
+        EventId::new(42, 31),
+        "the sequence continues after what the broker holds"
+    );
+    p2.close().await.unwrap();
+    assert_eq!(b.stats().topics[0].1.accepted, 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_rule() {
+    let b = broker(Credit::new(10, 1 << 20)).await;
+    let addr = b.local_addr().to_string();
+    let err = Producer::connect(ProducerConfig::new(&addr, "bad name"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidName), "{err}");
+    let _a = Consumer::connect(ConsumerConfig::new(&addr, "t", "g1"))
+        .await
+        .unwrap();
+    let err = Consumer::connect(ConsumerConfig::new(&addr, "t", "g2"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Refused {
+                code: ErrorCode::GroupConflict,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
