@@ -3,6 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+mod cmd_broker;
+mod cmd_consume;
+mod cmd_produce;
 mod demo;
 mod procfs;
 mod units;
@@ -14,8 +17,11 @@ use clap::{Parser, Subcommand};
 const EXAMPLES: &str = "\
 Examples:
   flowgate demo                       the 10,000/s -> 1,000/s scenario, naive vs backpressure
-  flowgate demo --mode backpressure   one mode only
-  flowgate demo --help                every flag, with units";
+  flowgate demo --distributed         the same as three processes on loopback
+  flowgate broker --listen 127.0.0.1:7070
+  flowgate produce --broker 127.0.0.1:7070 --topic t --rate 10000 --count 100000
+  flowgate consume --broker 127.0.0.1:7070 --topic t --group g --sink sqlite:t.db --max-rate 1000
+  flowgate <command> --help           every flag, with units";
 
 /// Backpressure for event pipelines: credit-based flow control from the database's commit
 /// latency back to the producer's send().await.
@@ -31,6 +37,12 @@ enum Command {
     /// Run the scenario end to end: a fast producer, a slow database, with and without
     /// backpressure, under a real memory limit.
     Demo(demo::DemoArgs),
+    /// Serve bounded topics over TCP: credit from free space, deliveries within demand.
+    Broker(cmd_broker::BrokerArgs),
+    /// Publish events to a broker, waiting for credit.
+    Produce(cmd_produce::ProduceArgs),
+    /// Consume a topic into a sink, acknowledging after each commit.
+    Consume(cmd_consume::ConsumeArgs),
     /// The pipeline process `demo` supervises (internal).
     #[command(hide = true)]
     DemoWorker(demo::worker::WorkerArgs),
@@ -41,6 +53,9 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::DemoWorker(args) => demo::worker::run(args).map(|()| 0),
+        Command::Broker(args) => cmd_broker::run(args),
+        Command::Produce(args) => cmd_produce::run(args),
+        Command::Consume(args) => cmd_consume::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,254 @@
+//! `flowgate broker`: serve bounded topics on a TCP address until interrupted, printing a
+//! line of measured figures per topic every interval and, with `--json`, a summary at exit.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use flowgate_broker::{Broker, BrokerConfig, BrokerStats, MemoryStorage};
+use flowgate_core::Credit;
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use crate::procfs;
+use crate::units::{Size, Span, human_bytes};
+
+const EXAMPLES: &str = "\
+Examples:
+  flowgate broker --listen 127.0.0.1:7070
+  flowgate broker --listen 0.0.0.0:7070 --capacity 100000 --capacity-bytes 256MiB
+  flowgate broker --listen 127.0.0.1:0 --config topics.toml --json broker.json
+
+The first line on stdout is 'listening on ADDR' (useful with port 0). Stops on Ctrl-C,
+SIGTERM, after --duration, or with --stop-on-stdin-eof when its standard input closes.";
+
+/// Flags of `flowgate broker`.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct BrokerArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Capacity in events of topics created on first use.
+    #[arg(long, default_value_t = 10_000, value_name = "EVENTS")]
+    capacity: u64,
+    /// Capacity in bytes of topics created on first use.
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    capacity_bytes: Size,
+    /// TOML file declaring topics (and default capacity); see the crate docs for the format.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Largest frame accepted from a peer.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE")]
+    max_frame: Size,
+    /// A connection must send HELLO within this.
+    #[arg(long, default_value = "5s")]
+    handshake_timeout: Span,
+    /// A connection that sends nothing for this long is closed.
+    #[arg(long, default_value = "30s")]
+    idle_timeout: Span,
+    /// How often to print per-topic figures to stderr.
+    #[arg(long, default_value = "1s")]
+    stats_every: Span,
+    /// Stop after this long.
+    #[arg(long)]
+    duration: Option<Span>,
+    /// Stop when standard input reaches end of file (for supervisors).
+    #[arg(long)]
+    stop_on_stdin_eof: bool,
+    /// Write a summary of measured figures here at exit.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+/// The `--json` summary.
+#[derive(Debug, Serialize)]
+struct Summary {
+    listen: String,
+    duration_s: f64,
+    connections_accepted: u64,
+    errors_sent: std::collections::BTreeMap<&'static str, u64>,
+    peak_rss_bytes: u64,
+    /// RSS once a second, for judging whether memory stayed flat.
+    rss_samples: Vec<u64>,
+    topics: Vec<TopicSummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct TopicSummary {
+    name: String,
+    accepted: u64,
+    duplicates: u64,
+    delivered: u64,
+    redelivered: u64,
+    acked: u64,
+    ready: u64,
+    unacked: u64,
+    peak_events: u64,
+    peak_bytes: u64,
+}
+
+impl BrokerArgs {
+    fn config(&self) -> Result<BrokerConfig> {
+        if self.capacity == 0 || self.capacity_bytes.0 == 0 {
+            anyhow::bail!("--capacity and --capacity-bytes must be at least 1");
+        }
+        let max_frame = u32::try_from(self.max_frame.0)
+            .ok()
+            .filter(|m| *m >= flowgate_proto::MIN_MAX_FRAME)
+            .with_context(|| {
+                format!(
+                    "--max-frame {} must be between {} and 4 GiB",
+                    self.max_frame,
+                    human_bytes(u64::from(flowgate_proto::MIN_MAX_FRAME))
+                )
+            })?;
+        let mut config = BrokerConfig {
+            default_capacity: Credit::new(self.capacity, self.capacity_bytes.0),
+            max_frame,
+            handshake_timeout: self.handshake_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            ..BrokerConfig::default()
+        };
+        if let Some(path) = &self.config {
+            config.load_file(path)?;
+        }
+        Ok(config)
+    }
+}
+
+/// Runs the broker until told to stop.
+pub(crate) fn run(args: BrokerArgs) -> Result<u8> {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, config))
+}
+
+async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
+    let broker = Broker::bind(args.listen, config, Arc::new(MemoryStorage))
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = broker.local_addr();
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+    let started = Instant::now();
+    let mut rss_samples = Vec::new();
+    let mut tick = tokio::time::interval(args.stats_every.0);
+    let mut last: Option<(Instant, BrokerStats)> = None;
+    let stop = stop_signal(args.stop_on_stdin_eof, args.duration.map(|d| d.0));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let stats = broker.stats();
+                let rss = procfs::own_rss();
+                rss_samples.push(rss.now);
+                print_stats(started, &stats, last.as_ref(), rss.now);
+                last = Some((Instant::now(), stats));
+            }
+            reason = &mut stop => {
+                eprintln!("broker stopping: {reason}");
+                break;
+            }
+        }
+    }
+    let stats = broker.stats();
+    broker.shutdown().await;
+    if let Some(path) = &args.json {
+        let summary = Summary {
+            listen: addr.to_string(),
+            duration_s: started.elapsed().as_secs_f64(),
+            connections_accepted: stats.connections_accepted,
+            errors_sent: stats.errors_sent.clone(),
+            peak_rss_bytes: procfs::own_rss().peak,
+            rss_samples,
+            topics: stats
+                .topics
+                .iter()
+                .map(|(name, t)| TopicSummary {
+                    name: name.clone(),
+                    accepted: t.accepted,
+                    duplicates: t.duplicates,
+                    delivered: t.delivered,
+                    redelivered: t.redelivered,
+                    acked: t.acked,
+                    ready: t.ready,
+                    unacked: t.unacked,
+                    peak_events: t.peak_events,
+                    peak_bytes: t.peak_bytes,
+                })
+                .collect(),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("cannot write --json {}", path.display()))?;
+    }
+    Ok(0)
+}
+
+/// Resolves with the reason the broker should stop.
+async fn stop_signal(stdin_eof: bool, duration: Option<Duration>) -> &'static str {
+    let stdin = async {
+        if stdin_eof {
+            let mut sink = [0u8; 256];
+            let mut stdin = tokio::io::stdin();
+            while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let timer = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sigterm = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = sigterm => "SIGTERM",
+        _ = stdin => "standard input closed",
+        _ = timer => "--duration elapsed",
+    }
+}
+
+fn print_stats(started: Instant, now: &BrokerStats, last: Option<&(Instant, BrokerStats)>, rss: u64) {
+    let elapsed = started.elapsed().as_secs_f64();
+    for (name, t) in &now.topics {
+        let (accepted_rate, acked_rate) = last
+            .and_then(|(at, prev)| {
+                let (_, p) = prev.topics.iter().find(|(n, _)| n == name)?;
+                let dt = at.elapsed().as_secs_f64().max(1e-3);
+                Some(((t.accepted - p.accepted) as f64 / dt, (t.acked - p.acked) as f64 / dt))
+            })
+            .unwrap_or((0.0, 0.0));
+        eprintln!(
+            "{elapsed:>6.1}s topic {name}: in {accepted_rate:>8.0}/s out {acked_rate:>8.0}/s ready {:>7} ({:>10}) unacked {:>6} conns {:>3} rss {}",
+            t.ready,
+            human_bytes(t.ready_bytes),
+            t.unacked,
+            now.connections_open,
+            human_bytes(rss),
+        );
+    }
+}
