@@ -232,14 +232,22 @@ async fn stop_signal(stdin_eof: bool, duration: Option<Duration>) -> &'static st
     }
 }
 
-fn print_stats(started: Instant, now: &BrokerStats, last: Option<&(Instant, BrokerStats)>, rss: u64) {
+fn print_stats(
+    started: Instant,
+    now: &BrokerStats,
+    last: Option<&(Instant, BrokerStats)>,
+    rss: u64,
+) {
     let elapsed = started.elapsed().as_secs_f64();
     for (name, t) in &now.topics {
         let (accepted_rate, acked_rate) = last
             .and_then(|(at, prev)| {
                 let (_, p) = prev.topics.iter().find(|(n, _)| n == name)?;
                 let dt = at.elapsed().as_secs_f64().max(1e-3);
-                Some(((t.accepted - p.accepted) as f64 / dt, (t.acked - p.acked) as f64 / dt))
+                Some((
+                    (t.accepted - p.accepted) as f64 / dt,
+                    (t.acked - p.acked) as f64 / dt,
+                ))
             })
             .unwrap_or((0.0, 0.0));
         eprintln!(

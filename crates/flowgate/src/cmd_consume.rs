@@ -98,13 +98,20 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         prefetch: Credit::new(args.prefetch, args.prefetch_bytes.0),
         ..ConsumerConfig::new(&args.broker, &args.topic, &args.group)
     };
-    let mut consumer = Consumer::connect(config).await.with_context(|| {
-        format!("cannot consume topic '{}' at {}", args.topic, args.broker)
-    })?;
-    eprintln!("consuming '{}' as group '{}' into {url}", args.topic, args.group);
+    let mut consumer = Consumer::connect(config)
+        .await
+        .with_context(|| format!("cannot consume topic '{}' at {}", args.topic, args.broker))?;
+    eprintln!(
+        "consuming '{}' as group '{}' into {url}",
+        args.topic, args.group
+    );
     let started = Instant::now();
     let mut database = match args.max_rate {
-        Some(r) => Some(TokenBucket::new(r.0, args.prefetch.clamp(1, (r.0 / 10).max(1)), Duration::ZERO)?),
+        Some(r) => Some(TokenBucket::new(
+            r.0,
+            args.prefetch.clamp(1, (r.0 / 10).max(1)),
+            Duration::ZERO,
+        )?),
         None => None,
     };
     let (mut committed, mut received, mut already_present) = (0u64, 0u64, 0u64);
@@ -118,7 +125,10 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
             Some(d) => match tokio::time::timeout(d, next).await {
                 Ok(b) => b?,
                 Err(_) => {
-                    eprintln!("nothing received for {}; stopping", humantime::format_duration(d));
+                    eprintln!(
+                        "nothing received for {}; stopping",
+                        humantime::format_duration(d)
+                    );
                     break;
                 }
             },
@@ -168,7 +178,11 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
     };
     eprintln!(
         "committed {} events in {:.1} s ({:.0}/s); {} were already present, {} redelivered",
-        summary.committed, summary.duration_s, summary.rate, summary.already_present, summary.redelivered
+        summary.committed,
+        summary.duration_s,
+        summary.rate,
+        summary.already_present,
+        summary.redelivered
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")

@@ -78,6 +78,9 @@ pub(crate) struct ProduceSummary {
     pub rejected_lines: u64,
     pub duration_s: f64,
     pub rate: f64,
+    /// Events per second over the second half of the producing time (after the broker's
+    /// initial free space was used up): the pace the feedback loop held the producer to.
+    pub rate_steady: f64,
     pub waited_s: f64,
     pub wait_ratio: f64,
     pub sessions: u64,
@@ -103,15 +106,23 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         producer_id: args.producer_id,
         ..ProducerConfig::new(&args.broker, &args.topic)
     };
-    let mut producer = Producer::connect(config)
-        .await
-        .with_context(|| format!("cannot publish to topic '{}' at {}", args.topic, args.broker))?;
+    let mut producer = Producer::connect(config).await.with_context(|| {
+        format!(
+            "cannot publish to topic '{}' at {}",
+            args.topic, args.broker
+        )
+    })?;
     let pid = producer.producer_id();
-    eprintln!("producer {pid:016x} publishing to '{}' at {}", args.topic, args.broker);
+    eprintln!(
+        "producer {pid:016x} publishing to '{}' at {}",
+        args.topic, args.broker
+    );
     let started = Instant::now();
     let mut first_seq = 0;
     let mut rejected_lines = 0;
     let mut progress = Progress::new();
+    // (seconds, events sent) after each burst, for the steady rate.
+    let mut pace: Vec<(f64, f64)> = Vec::new();
     if let Some(path) = &args.from {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(1024);
         let path = path.clone();
@@ -131,6 +142,10 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
                 }
             }
             progress.tick(&producer, started);
+            pace.push((
+                started.elapsed().as_secs_f64(),
+                producer.stats().sent as f64,
+            ));
         }
         reader.await.context("reader thread")??;
     } else {
@@ -168,11 +183,18 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
                 sent += 1;
             }
             progress.tick(&producer, started);
+            pace.push((started.elapsed().as_secs_f64(), sent as f64));
         }
     }
     let producing = started.elapsed();
-    eprintln!("waiting for the broker to confirm {} events", producer.unconfirmed());
-    let stats = producer.close().await.context("could not get every event confirmed")?;
+    eprintln!(
+        "waiting for the broker to confirm {} events",
+        producer.unconfirmed()
+    );
+    let stats = producer
+        .close()
+        .await
+        .context("could not get every event confirmed")?;
     let summary = ProduceSummary {
         producer_id: format!("{pid:016x}"),
         sent: stats.sent,
@@ -181,16 +203,18 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         rejected_lines,
         duration_s: producing.as_secs_f64(),
         rate: stats.sent as f64 / producing.as_secs_f64().max(1e-9),
+        rate_steady: crate::fit::second_half_slope(&pace).unwrap_or(0.0),
         waited_s: stats.waited.as_secs_f64(),
         wait_ratio: (stats.waited.as_secs_f64() / producing.as_secs_f64().max(1e-9)).min(1.0),
         sessions: stats.sessions,
         resent: stats.resent,
     };
     eprintln!(
-        "sent {} events in {:.1} s ({:.0}/s), confirmed up to seq {}, waited for credit {:.0}% of the time, {} session(s)",
+        "sent {} events in {:.1} s ({:.0}/s, {:.0}/s in the second half), confirmed up to seq {}, waited for credit {:.0}% of the time, {} session(s)",
         summary.sent,
         summary.duration_s,
         summary.rate,
+        summary.rate_steady,
         summary.confirmed_seq,
         summary.wait_ratio * 100.0,
         summary.sessions
@@ -203,7 +227,12 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
 }
 
 fn event(payload: Vec<u8>) -> Event {
-    Event { id: EventId::default(), key: None, created_us: 0, payload }
+    Event {
+        id: EventId::default(),
+        key: None,
+        created_us: 0,
+        payload,
+    }
 }
 
 /// Reads NDJSON lines, checking each is one JSON value, and hands them over in order.
@@ -242,7 +271,10 @@ struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Progress { last: Instant::now(), last_sent: 0 }
+        Progress {
+            last: Instant::now(),
+            last_sent: 0,
+        }
     }
 
     fn tick(&mut self, producer: &Producer, started: Instant) {

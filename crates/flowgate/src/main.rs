@@ -7,6 +7,7 @@ mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
 mod demo;
+mod fit;
 mod procfs;
 mod units;
 

@@ -90,14 +90,8 @@ impl RunResult {
             .iter()
             .find(|s| s.t >= warm_at)
             .map_or(final_rss_bytes, |s| s.rss_bytes);
-        let steady = running.last().and_then(|end| {
-            let half: Vec<(f64, f64)> = running
-                .iter()
-                .filter(|s| s.t >= end.t / 2.0)
-                .map(|s| (s.t, s.produced as f64))
-                .collect();
-            slope(&half)
-        });
+        let points: Vec<(f64, f64)> = running.iter().map(|s| (s.t, s.produced as f64)).collect();
+        let steady = crate::fit::second_half_slope(&points);
         let growth = i64::try_from(final_rss_bytes).unwrap_or(i64::MAX)
             - i64::try_from(warm_rss).unwrap_or(i64::MAX);
         RunResult {
@@ -138,41 +132,5 @@ impl RunResult {
             db: config.db.display().to_string(),
             table: mode.table(),
         }
-    }
-}
-
-/// Least-squares slope of `points` (y per unit of x); `None` for fewer than two distinct x.
-/// Credit arrives in chunks, so the produced count rises in steps: a fitted slope reads the
-/// pace through the steps where a two-point difference would read the step it landed on.
-fn slope(points: &[(f64, f64)]) -> Option<f64> {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return None;
-    }
-    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
-    (sxx > 0.0).then(|| sxy / sxx)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slope_reads_the_pace_through_steps() {
-        // 1,000/s delivered in steps of 500 every half second.
-        let steps: Vec<(f64, f64)> = (0..200)
-            .map(|i| (i as f64 * 0.05, ((i / 10) * 500) as f64))
-            .collect();
-        let rate = slope(&steps).unwrap();
-        assert!((rate - 1_000.0).abs() < 30.0, "{rate}");
-    }
-
-    #[test]
-    fn slope_needs_two_distinct_points() {
-        assert_eq!(slope(&[(1.0, 5.0)]), None);
-        assert_eq!(slope(&[(1.0, 5.0), (1.0, 9.0)]), None);
     }
 }
