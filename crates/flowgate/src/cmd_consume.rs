@@ -67,6 +67,8 @@ pub(crate) struct ConsumeSummary {
     pub already_present: u64,
     pub redelivered: u64,
     pub duration_s: f64,
+    /// Committed events per second between the first delivery and the last commit (idle
+    /// time before and after excluded).
     pub rate: f64,
     pub sessions: u64,
 }
@@ -117,6 +119,8 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
     let (mut committed, mut received, mut already_present) = (0u64, 0u64, 0u64);
     let mut last_report = Instant::now();
     let mut last_committed = 0;
+    let mut first_delivery: Option<Instant> = None;
+    let mut last_commit = Instant::now();
     let limit = args.count.unwrap_or(u64::MAX);
     let idle = args.idle_exit.map(|s| s.0);
     while committed < limit {
@@ -135,6 +139,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
             None => next.await?,
         };
         let Some(batch) = batch else { break };
+        first_delivery.get_or_insert_with(Instant::now);
         received += batch.len() as u64;
         if let Some(bucket) = database.as_mut() {
             // The emulated database takes the batch in slices it has capacity for.
@@ -155,6 +160,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         already_present += events.len() as u64 - new_rows;
         committed += events.len() as u64;
         consumer.ack(batch.iter().map(|d| d.tag));
+        last_commit = Instant::now();
         if last_report.elapsed() >= Duration::from_secs(1) {
             let rate = (committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
             eprintln!(
@@ -173,7 +179,13 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         already_present,
         redelivered: stats.redelivered,
         duration_s: duration.as_secs_f64(),
-        rate: committed as f64 / duration.as_secs_f64().max(1e-9),
+        rate: first_delivery.map_or(0.0, |first| {
+            committed as f64
+                / last_commit
+                    .saturating_duration_since(first)
+                    .as_secs_f64()
+                    .max(1e-9)
+        }),
         sessions: stats.sessions,
     };
     eprintln!(

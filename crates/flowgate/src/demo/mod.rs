@@ -11,7 +11,9 @@
 //! | `memlimit.rs` | the cgroup (or rlimit) memory limit |
 //! | `result.rs` | one run's measured figures (the `--json` schema) |
 //! | `summary.rs` | the side-by-side table |
+//! | `distributed.rs` | `--distributed`: broker, producer and consumer as three processes |
 
+mod distributed;
 mod memlimit;
 mod mode;
 mod result;
@@ -45,6 +47,8 @@ Examples:
   flowgate demo --mode backpressure --duration 10s --json run.json
   flowgate demo --mode drop-oldest --queue-capacity 500 --consumer-rate 200
   flowgate demo --mode naive --memory-limit 48MiB --payload-size 4KiB
+  flowgate demo --distributed --duration 60s
+      broker, producer and consumer as three processes on loopback
 
 The memory limit is enforced for real: each mode's pipeline runs as a child process in a
 memory cgroup of its own (the kernel OOM-kills it past the limit), or, where no cgroup can
@@ -91,6 +95,10 @@ pub(crate) struct DemoArgs {
     /// SQLite database file (one table per mode, recreated each run).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Run the backpressure pipeline as three processes on loopback (broker, producer,
+    /// consumer) instead of in one process; --queue-* set the broker's topic capacity.
+    #[arg(long)]
+    distributed: bool,
     /// Write the measured results as a JSON array, one object per mode.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -169,6 +177,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
+    if args.distributed {
+        return distributed::run(&config, args.json.as_deref());
+    }
     eprintln!(
         "flowgate demo: producer {}/s -> queue -> consumer {}/s -> SQLite {}; {} per mode, memory limit {}",
         config.producer_rate,
