@@ -154,12 +154,13 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
                 left -= n;
             }
         }
-        let events: Vec<Event> = batch.iter().map(|d| d.event.clone()).collect();
+        let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
+        let events: Vec<Event> = batch.into_iter().map(|d| d.event).collect();
         let new_rows = tokio::task::block_in_place(|| sink.write_batch(&events))
             .with_context(|| format!("sink {url} failed; the batch is not acknowledged"))?;
         already_present += events.len() as u64 - new_rows;
         committed += events.len() as u64;
-        consumer.ack(batch.iter().map(|d| d.tag));
+        consumer.ack(tags);
         last_commit = Instant::now();
         if last_report.elapsed() >= Duration::from_secs(1) {
             let rate = (committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();

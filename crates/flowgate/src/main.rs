@@ -3,6 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+mod bench_raw;
+mod children;
+mod cmd_bench;
 mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
@@ -44,6 +47,11 @@ enum Command {
     Produce(cmd_produce::ProduceArgs),
     /// Consume a topic into a sink, acknowledging after each commit.
     Consume(cmd_consume::ConsumeArgs),
+    /// Measure end-to-end throughput through a broker next to a raw-TCP reference.
+    Bench(cmd_bench::BenchArgs),
+    /// The raw-TCP reference `bench` measures against (internal).
+    #[command(hide = true)]
+    BenchRaw(bench_raw::BenchRawArgs),
     /// The pipeline process `demo` supervises (internal).
     #[command(hide = true)]
     DemoWorker(demo::worker::WorkerArgs),
@@ -57,6 +65,8 @@ fn main() -> ExitCode {
         Command::Broker(args) => cmd_broker::run(args),
         Command::Produce(args) => cmd_produce::run(args),
         Command::Consume(args) => cmd_consume::run(args),
+        Command::Bench(args) => cmd_bench::run(args),
+        Command::BenchRaw(args) => bench_raw::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

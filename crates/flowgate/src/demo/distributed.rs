@@ -11,9 +11,9 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::summary::thousands;
 use super::supervisor::RunConfig;
-use crate::units::human_bytes;
+use crate::children::{start_listening, wait_within};
+use crate::units::{human_bytes, thousands};
 
 /// The table the distributed run writes.
 const TABLE: &str = "events_distributed";
@@ -55,27 +55,16 @@ pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
         .with_context(|| format!("cannot prepare {}", config.db.display()))?;
     let exe = std::env::current_exe().context("cannot find the flowgate executable")?;
     let broker_json = dir.join("broker.json");
-    let mut broker = Command::new(&exe)
-        .args(["broker", "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"])
-        .args(["--capacity", &config.queue_capacity.to_string()])
-        .args(["--capacity-bytes", &config.queue_bytes.to_string()])
-        .arg("--json")
-        .arg(&broker_json)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start the broker process")?;
-    let mut first = String::new();
-    BufReader::new(broker.stdout.take().context("broker stdout")?).read_line(&mut first)?;
-    let Some(addr) = first
-        .trim()
-        .strip_prefix("listening on ")
-        .map(str::to_string)
-    else {
-        let _ = broker.kill();
-        bail!("the broker did not start: {first}");
-    };
+    let (mut broker, addr) = start_listening(
+        Command::new(&exe)
+            .args(["broker", "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"])
+            .args(["--capacity", &config.queue_capacity.to_string()])
+            .args(["--capacity-bytes", &config.queue_bytes.to_string()])
+            .arg("--json")
+            .arg(&broker_json)
+            .stderr(Stdio::piped()),
+        "broker",
+    )?;
     forward_stats(&mut broker, "broker");
     eprintln!(
         "broker on {addr}; consumer at {}/s into {}; producer at {}/s",
@@ -85,7 +74,7 @@ pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
     );
 
     let consumer_json = dir.join("consumer.json");
-    let consumer = Command::new(&exe)
+    let mut consumer = Command::new(&exe)
         .args([
             "consume", "--broker", &addr, "--topic", "demo", "--group", "demo",
         ])
@@ -101,7 +90,7 @@ pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
         .spawn()
         .context("cannot start the consumer process")?;
     let producer_json = dir.join("producer.json");
-    let producer = Command::new(&exe)
+    let mut producer = Command::new(&exe)
         .args(["produce", "--broker", &addr, "--topic", "demo"])
         .args(["--rate", &config.producer_rate.to_string()])
         .args(["--duration", &format!("{}ms", config.duration.as_millis())])
@@ -116,10 +105,10 @@ pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
 
     let started = Instant::now();
     let limit = config.duration + config.drain_timeout + Duration::from_secs(30);
-    let producer_ok = wait(producer, limit, "producer")?;
-    let consumer_ok = wait(consumer, limit, "consumer")?;
+    let producer_ok = wait_within(&mut producer, limit, "producer")?.success();
+    let consumer_ok = wait_within(&mut consumer, limit, "consumer")?.success();
     drop(broker.stdin.take());
-    let broker_ok = wait(broker, Duration::from_secs(10), "broker")?;
+    let broker_ok = wait_within(&mut broker, Duration::from_secs(10), "broker")?.success();
     if !(producer_ok && consumer_ok && broker_ok) {
         bail!(
             "a process failed (producer ok: {producer_ok}, consumer ok: {consumer_ok}, broker ok: {broker_ok})"
@@ -153,20 +142,6 @@ fn forward_stats(child: &mut Child, name: &'static str) {
             eprintln!("{name:>8} {line}");
         }
     });
-}
-
-fn wait(mut child: Child, limit: Duration, name: &str) -> Result<bool> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.success());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the {name} did not finish within {limit:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn read_json(path: &Path) -> Result<Value> {

@@ -2,7 +2,7 @@
 //! sentence per mode saying what happened. Pure: results in, text out.
 
 use super::result::RunResult;
-use crate::units::human_bytes;
+use crate::units::{human_bytes, thousands};
 
 /// A row of the table: its label and how to render one run's cell.
 type Row = (&'static str, Box<dyn Fn(&RunResult) -> String>);
@@ -139,19 +139,6 @@ fn signed_bytes(delta: i64) -> String {
     format!("{sign}{}", human_bytes(delta.unsigned_abs()))
 }
 
-/// `1234567` as `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,14 +171,6 @@ mod tests {
             db: "x.db".into(),
             table: "events_naive".into(),
         }
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
