@@ -186,3 +186,73 @@ async fn refusals_name_the_rule() {
         "{err}"
     );
 }
+
+/// Events the consumer receives (and acks) in `window`, best of three windows.
+async fn best_window_rate(consumer: &mut Consumer, window: Duration) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = tokio::time::Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < window {
+            if let Ok(Ok(Some(batch))) = tokio::time::timeout(window, consumer.recv()).await {
+                n += batch.len() as u64;
+                consumer.ack(batch.iter().map(|d| d.tag));
+            }
+        }
+        best = best.max(n as f64 / start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_in_the_group_never_stalls_a_fast_one() {
+    let b = broker(Credit::new(5_000, 8 << 20)).await;
+    let addr = b.local_addr().to_string();
+    let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
+        .await
+        .unwrap();
+    let produce = tokio::spawn(async move {
+        for i in 0.. {
+            if producer.send(payload(i)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut fast = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
+        .await
+        .unwrap();
+    let window = Duration::from_millis(500);
+    let _ = best_window_rate(&mut fast, Duration::from_millis(200)).await; // warm-up
+    let solo = best_window_rate(&mut fast, window).await;
+
+    // A consumer at 10 events/s: asks for one at a time, takes 100 ms per event.
+    let slow_config = ConsumerConfig {
+        prefetch: Credit::new(1, 1 << 20),
+        ..ConsumerConfig::new(&addr, "t", "g")
+    };
+    let mut slow = Consumer::connect(slow_config).await.unwrap();
+    let slow_task = tokio::spawn(async move {
+        let mut taken = 0u64;
+        while let Ok(Some(batch)) = slow.recv().await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            taken += batch.len() as u64;
+            slow.ack(batch.iter().map(|d| d.tag));
+            if taken >= 10 {
+                break;
+            }
+        }
+        taken
+    });
+    let shared = best_window_rate(&mut fast, window).await;
+    let slow_taken = slow_task.await.unwrap();
+    produce.abort();
+    eprintln!("fast consumer: {solo:.0}/s alone, {shared:.0}/s beside a 10/s consumer");
+    assert!(
+        slow_taken >= 5,
+        "the slow consumer was served too ({slow_taken} events)"
+    );
+    assert!(
+        shared >= 0.9 * solo,
+        "fast consumer at {shared:.0}/s beside the slow one, {solo:.0}/s alone"
+    );
+}
