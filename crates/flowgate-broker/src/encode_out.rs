@@ -21,24 +21,19 @@ pub(crate) fn encode_pending(pending: &Pending, peer_max_frame: u32, buf: &mut B
     }
     // The frame length counts the type byte and the 4-byte count before the deliveries.
     let budget = (peer_max_frame as usize).saturating_sub(1 + 4);
-    let mut batch = Vec::new();
+    let mut start = 0;
     let mut used = 0usize;
-    for d in &pending.deliveries {
+    for (i, d) in pending.deliveries.iter().enumerate() {
         let len = Deliver::item_len(&d.event);
-        if !batch.is_empty() && used + len > budget {
-            encode(
-                &Frame::Deliver(Deliver {
-                    deliveries: std::mem::take(&mut batch),
-                }),
-                buf,
-            );
+        if i > start && used + len > budget {
+            Deliver::encode_frame(&pending.deliveries[start..i], buf);
+            start = i;
             used = 0;
         }
         used += len;
-        batch.push(d.clone());
     }
-    if !batch.is_empty() {
-        encode(&Frame::Deliver(Deliver { deliveries: batch }), buf);
+    if start < pending.deliveries.len() {
+        Deliver::encode_frame(&pending.deliveries[start..], buf);
     }
     for notice in &pending.notices {
         encode(&Frame::Error(notice.clone()), buf);

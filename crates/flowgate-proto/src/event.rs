@@ -87,6 +87,16 @@ impl WireEvent {
         }
     }
 
+    /// The wire form of an application's event, taking its buffers without copying them.
+    pub fn from_owned(e: Event) -> Self {
+        WireEvent {
+            id: e.id,
+            created_us: e.created_us,
+            key: e.key.map(Bytes::from),
+            payload: Bytes::from(e.payload),
+        }
+    }
+
     /// The wire form of an application's event.
     pub fn from_event(e: &Event) -> Self {
         WireEvent {

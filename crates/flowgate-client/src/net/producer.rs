@@ -297,7 +297,7 @@ impl Producer {
         } else {
             event.created_us
         };
-        let wire = WireEvent::from_event(&Event {
+        let wire = WireEvent::from_owned(Event {
             id,
             created_us,
             ..event

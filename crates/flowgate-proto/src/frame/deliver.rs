@@ -32,12 +32,31 @@ impl Deliver {
     }
 
     pub(crate) fn encode_body(&self, buf: &mut BytesMut) {
-        buf.put_u32(self.deliveries.len() as u32);
-        for d in &self.deliveries {
+        Self::encode_items(&self.deliveries, buf);
+    }
+
+    fn encode_items(items: &[DeliveredEvent], buf: &mut BytesMut) {
+        buf.put_u32(items.len() as u32);
+        for d in items {
             buf.put_u64(d.delivery_id);
             buf.put_u32(d.attempt);
             d.event.encode(buf);
         }
+    }
+
+    /// Appends a whole `DELIVER` frame for `items` to `buf` without building a [`Deliver`]
+    /// (the broker encodes straight from its outbox).
+    pub fn encode_frame(items: &[DeliveredEvent], buf: &mut BytesMut) {
+        let len = 1
+            + 4
+            + items
+                .iter()
+                .map(|d| Self::item_len(&d.event))
+                .sum::<usize>();
+        buf.reserve(4 + len);
+        buf.put_u32(len as u32);
+        buf.put_u8(super::FrameType::Deliver as u8);
+        Self::encode_items(items, buf);
     }
 
     pub(crate) fn decode_body(mut r: Reader) -> Result<Self, ProtoError> {
@@ -52,5 +71,42 @@ impl Deliver {
         }
         r.finish()?;
         Ok(Deliver { deliveries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{FrameDecoder, encode};
+    use crate::frame::Frame;
+    use bytes::Bytes;
+    use flowgate_core::EventId;
+
+    #[test]
+    fn encode_frame_writes_the_same_bytes_as_the_frame_enum() {
+        let items: Vec<DeliveredEvent> = (1..=3)
+            .map(|i| DeliveredEvent {
+                delivery_id: i,
+                attempt: 2,
+                event: WireEvent {
+                    id: EventId::new(9, i),
+                    created_us: i,
+                    key: None,
+                    payload: Bytes::from_static(b"abc"),
+                },
+            })
+            .collect();
+        let mut direct = BytesMut::new();
+        Deliver::encode_frame(&items, &mut direct);
+        let mut via_enum = BytesMut::new();
+        encode(
+            &Frame::Deliver(Deliver {
+                deliveries: items.clone(),
+            }),
+            &mut via_enum,
+        );
+        assert_eq!(direct, via_enum);
+        let decoded = FrameDecoder::new(1 << 20).decode(&mut direct).unwrap();
+        assert_eq!(decoded, Some(Frame::Deliver(Deliver { deliveries: items })));
     }
 }
