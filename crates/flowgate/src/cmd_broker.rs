@@ -130,10 +130,7 @@ pub(crate) fn run(args: BrokerArgs) -> Result<u8> {
             return Ok(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(serve(args, config))
 }
 

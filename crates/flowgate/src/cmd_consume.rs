@@ -86,11 +86,7 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<u8> {
         eprintln!("error: --prefetch and --prefetch-bytes must be at least 1");
         return Ok(2);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(consume(args, url))
 }
 

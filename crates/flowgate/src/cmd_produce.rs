@@ -93,11 +93,7 @@ pub(crate) fn run(args: ProduceArgs) -> Result<u8> {
         eprintln!("error: give --count N or --duration D for generated events, or --from FILE");
         return Ok(2);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(produce(args))
 }
 

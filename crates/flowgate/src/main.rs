@@ -57,6 +57,17 @@ enum Command {
     DemoWorker(demo::worker::WorkerArgs),
 }
 
+/// The async runtime the network commands run on: two workers, one per core of the machines
+/// flowgate is sized for, which is enough to keep IO and commits apart.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {

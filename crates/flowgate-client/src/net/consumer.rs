@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::net::error::ClientError;
-use crate::net::session::{self, BACKOFF_MIN, Session};
+use crate::net::session::{self, Session};
 
 /// How to reach the broker and how much to take at once.
 #[derive(Debug, Clone)]
@@ -163,7 +163,12 @@ impl Consumer {
             driver: Notify::new(),
         });
         start_session(&shared);
-        let driver = tokio::spawn(drive(Arc::clone(&shared), config.addr, hello, session));
+        let driver = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(
+                async move { session::drive(&*shared, &config.addr, &hello, session).await },
+            )
+        };
         let max_batch = usize::try_from(config.prefetch.events).unwrap_or(usize::MAX);
         Ok(Consumer {
             shared,
@@ -296,43 +301,25 @@ fn start_session(shared: &Shared) {
     }
 }
 
-async fn drive(shared: Arc<Shared>, addr: String, hello: Hello, first: Session) {
-    let mut session = Some(first);
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let current = match session.take() {
-            Some(s) => s,
-            None => match session::open(&addr, &hello).await {
-                Ok(s) => {
-                    start_session(&shared);
-                    backoff = BACKOFF_MIN;
-                    s
-                }
-                Err(e) if session::is_permanent(&e) => return fail(&shared, e),
-                Err(_) => {
-                    if shared.lock().closing {
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = session::next_backoff(backoff);
-                    continue;
-                }
-            },
-        };
-        match run_session(&shared, current).await {
-            Ok(()) => return,
-            Err(e) if session::is_permanent(&e) => return fail(&shared, e),
-            Err(_) if shared.lock().closing => return,
-            Err(_) => {}
-        }
+impl session::Driven for Shared {
+    fn on_session(&self, _s: &Session) {
+        start_session(self);
     }
-}
 
-fn fail(shared: &Shared, e: ClientError) {
-    let mut state = shared.lock();
-    state.failed = Some(e);
-    if let Some(w) = state.recv_waker.take() {
-        w.wake();
+    async fn run(&self, s: Session) -> Result<(), ClientError> {
+        run_session(self, s).await
+    }
+
+    fn closing(&self) -> bool {
+        self.lock().closing
+    }
+
+    fn fail(&self, e: ClientError) {
+        let mut state = self.lock();
+        state.failed = Some(e);
+        if let Some(w) = state.recv_waker.take() {
+            w.wake();
+        }
     }
 }
 

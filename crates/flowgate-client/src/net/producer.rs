@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::net::error::ClientError;
-use crate::net::session::{self, BACKOFF_MIN, Session};
+use crate::net::session::{self, Session};
 
 /// How to reach the broker and publish.
 #[derive(Debug, Clone)]
@@ -172,7 +172,12 @@ impl Producer {
             driver: Notify::new(),
         });
         start_session(&shared, &session);
-        let driver = tokio::spawn(drive(Arc::clone(&shared), config.addr, hello, session));
+        let driver = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(
+                async move { session::drive(&*shared, &config.addr, &hello, session).await },
+            )
+        };
         Ok(Producer {
             shared,
             driver: Some(driver),
@@ -397,39 +402,25 @@ fn start_session(shared: &Shared, session: &Session) {
     state.wake_senders();
 }
 
-/// The driver: one session at a time, reconnecting until closed or refused for good.
-async fn drive(shared: Arc<Shared>, addr: String, hello: Hello, first: Session) {
-    let mut session = Some(first);
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let current = match session.take() {
-            Some(s) => s,
-            None => match session::open(&addr, &hello).await {
-                Ok(s) => {
-                    start_session(&shared, &s);
-                    backoff = BACKOFF_MIN;
-                    s
-                }
-                Err(e) if session::is_permanent(&e) => return fail(&shared, e),
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = session::next_backoff(backoff);
-                    continue;
-                }
-            },
-        };
-        match run_session(&shared, current).await {
-            Ok(()) => return,
-            Err(e) if session::is_permanent(&e) => return fail(&shared, e),
-            Err(_) => {}
-        }
+impl session::Driven for Shared {
+    fn on_session(&self, s: &Session) {
+        start_session(self, s);
     }
-}
 
-fn fail(shared: &Shared, e: ClientError) {
-    let mut state = shared.lock();
-    state.failed = Some(e);
-    state.wake_senders();
+    async fn run(&self, s: Session) -> Result<(), ClientError> {
+        run_session(self, s).await
+    }
+
+    fn closing(&self) -> bool {
+        // A closing producer still reconnects: close() waits for every confirm.
+        false
+    }
+
+    fn fail(&self, e: ClientError) {
+        let mut state = self.lock();
+        state.failed = Some(e);
+        state.wake_senders();
+    }
 }
 
 /// Serves one session until it breaks (`Err`) or the producer closes (`Ok`).

@@ -16,9 +16,9 @@ use crate::net::error::ClientError;
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reconnect backoff: starts here, doubles per failure...
-pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// ...up to here.
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A connected, welcomed session.
 pub(crate) struct Session {
@@ -74,7 +74,7 @@ pub(crate) fn read_error(e: ReadError) -> ClientError {
 
 /// True for refusals that a reconnect cannot fix (bad names, wrong version, group conflict):
 /// the client stops and reports them instead of retrying forever.
-pub(crate) fn is_permanent(e: &ClientError) -> bool {
+fn is_permanent(e: &ClientError) -> bool {
     matches!(
         e,
         ClientError::Refused {
@@ -88,7 +88,7 @@ pub(crate) fn is_permanent(e: &ClientError) -> bool {
 }
 
 /// The next backoff after `current`.
-pub(crate) fn next_backoff(current: Duration) -> Duration {
+fn next_backoff(current: Duration) -> Duration {
     (current * 2).min(BACKOFF_MAX)
 }
 
@@ -103,4 +103,48 @@ pub(crate) fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What a client's driver does with its sessions; [`drive`] supplies the reconnect loop.
+pub(crate) trait Driven {
+    /// A new session was welcomed: reset per-session state.
+    fn on_session(&self, session: &Session);
+    /// Serves one session until it breaks (`Err`) or the client closes (`Ok`).
+    async fn run(&self, session: Session) -> Result<(), ClientError>;
+    /// The client is closing; stop reconnecting.
+    fn closing(&self) -> bool;
+    /// A failure the client cannot recover from: report it to the application.
+    fn fail(&self, e: ClientError);
+}
+
+/// Serves sessions one after another until the client closes or is refused for good,
+/// reconnecting with exponential backoff after a lost connection.
+pub(crate) async fn drive<D: Driven>(client: &D, addr: &str, hello: &Hello, first: Session) {
+    let mut next = Some(first);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let current = match next.take() {
+            Some(s) => s,
+            None => match open(addr, hello).await {
+                Ok(s) => {
+                    client.on_session(&s);
+                    backoff = BACKOFF_MIN;
+                    s
+                }
+                Err(e) if is_permanent(&e) => return client.fail(e),
+                Err(_) if client.closing() => return,
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = next_backoff(backoff);
+                    continue;
+                }
+            },
+        };
+        match client.run(current).await {
+            Ok(()) => return,
+            Err(e) if is_permanent(&e) => return client.fail(e),
+            Err(_) if client.closing() => return,
+            Err(_) => {}
+        }
+    }
 }
