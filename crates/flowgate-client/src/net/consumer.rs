@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use flowgate_proto::{
     Ack, DEFAULT_MAX_FRAME, Frame, Heartbeat, Hello, Nack, Request, Settle, encode,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 use crate::net::error::ClientError;
 use crate::net::session::{self, Session};
@@ -110,16 +109,7 @@ struct State {
     recv_waker: Option<Waker>,
 }
 
-struct Shared {
-    state: Mutex<State>,
-    driver: Notify,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = session::Shared<State>;
 
 /// Receives a topic's events as a member of a consumer group.
 ///
@@ -148,20 +138,17 @@ impl Consumer {
         let demand = Demand::new(config.prefetch, REFILL_AT_HALF)
             .map_err(|e| ClientError::Protocol(format!("prefetch {}: {e}", config.prefetch)))?;
         let session = session::open(&config.addr, &hello).await?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                session: 0,
-                demand,
-                inbox: VecDeque::new(),
-                acks: Vec::new(),
-                nacks: Vec::new(),
-                stats: ConsumerStats::default(),
-                closing: false,
-                failed: None,
-                recv_waker: None,
-            }),
-            driver: Notify::new(),
-        });
+        let shared = Arc::new(Shared::new(State {
+            session: 0,
+            demand,
+            inbox: VecDeque::new(),
+            acks: Vec::new(),
+            nacks: Vec::new(),
+            stats: ConsumerStats::default(),
+            closing: false,
+            failed: None,
+            recv_waker: None,
+        }));
         start_session(&shared);
         let driver = {
             let shared = Arc::clone(&shared);

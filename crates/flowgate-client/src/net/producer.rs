@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,6 @@ use bytes::BytesMut;
 use flowgate_core::{Credit, CreditWindow, Event, EventId};
 use flowgate_proto::{DEFAULT_MAX_FRAME, Frame, Heartbeat, Hello, Publish, WireEvent, encode};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 use crate::net::error::ClientError;
 use crate::net::session::{self, Session};
@@ -125,17 +124,7 @@ impl State {
     }
 }
 
-struct Shared {
-    state: Mutex<State>,
-    /// Wakes the driver: events to write, or closing.
-    driver: Notify,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = session::Shared<State>;
 
 /// Publishes events to one topic of a broker.
 ///
@@ -163,14 +152,11 @@ impl Producer {
         let producer_id = config.producer_id.unwrap_or_else(random_id);
         let hello = Hello::producer(&config.topic, producer_id, config.max_frame);
         let session = session::open(&config.addr, &hello).await?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                producer_id,
-                next_seq: 1,
-                ..State::default()
-            }),
-            driver: Notify::new(),
-        });
+        let shared = Arc::new(Shared::new(State {
+            producer_id,
+            next_seq: 1,
+            ..State::default()
+        }));
         start_session(&shared, &session);
         let driver = {
             let shared = Arc::clone(&shared);

@@ -105,6 +105,28 @@ pub(crate) fn now_us() -> u64 {
     u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A client's state shared between its handle and its driver task, and the driver's wake-up.
+pub(crate) struct Shared<S> {
+    state: std::sync::Mutex<S>,
+    /// Wakes the driver: something to write, or closing.
+    pub driver: tokio::sync::Notify,
+}
+
+impl<S> Shared<S> {
+    pub(crate) fn new(state: S) -> Self {
+        Shared {
+            state: std::sync::Mutex::new(state),
+            driver: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The state. A panic elsewhere while holding the lock leaves nothing half-done that
+    /// matters more than the panic, so a poisoned lock is recovered, not propagated.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, S> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// What a client's driver does with its sessions; [`drive`] supplies the reconnect loop.
 pub(crate) trait Driven {
     /// A new session was welcomed: reset per-session state.
