@@ -12,17 +12,20 @@
 //! | [`queue`] | [`BoundedQueue`] with an [`OverflowPolicy`] and the counters of its ledger |
 //! | [`token_bucket`] | [`TokenBucket`]: rate + burst, time passed in |
 //! | [`topic`] | [`Topic`]: the broker's pure dispatch state machine (grants, deliveries, acks) |
+//! | [`limit`] | [`AimdLimit`]: batch size learned from commit latency |
 //! | [`event`] | the [`Event`] record and its size in credit |
 
 #![forbid(unsafe_code)]
 
 pub mod credit;
 pub mod event;
+pub mod limit;
 pub mod queue;
 pub mod token_bucket;
 pub mod topic;
 
 pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio};
+pub use limit::AimdLimit;
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
