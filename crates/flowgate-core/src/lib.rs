@@ -25,8 +25,8 @@ pub mod token_bucket;
 pub mod topic;
 
 pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio};
-pub use limit::AimdLimit;
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
+pub use limit::AimdLimit;
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
 pub use topic::{Action, ConnId, Delivery, Published, Topic, TopicError, TopicStats};

@@ -35,7 +35,13 @@ impl AimdLimit {
     pub fn new(initial: u64, min: u64, max: u64, target: Duration) -> Self {
         let min = min.max(1);
         let max = max.max(min);
-        AimdLimit { limit: initial.clamp(min, max), min, max, target, decreases: 0 }
+        AimdLimit {
+            limit: initial.clamp(min, max),
+            min,
+            max,
+            target,
+            decreases: 0,
+        }
     }
 
     /// The current limit.
@@ -115,7 +121,11 @@ mod tests {
     #[test]
     fn partial_batches_leave_the_limit_alone() {
         let mut l = AimdLimit::new(100, 1, 1_000, TARGET);
-        assert_eq!(l.on_commit(20, ms(5)), 100, "a quiet stream says nothing about capacity");
+        assert_eq!(
+            l.on_commit(20, ms(5)),
+            100,
+            "a quiet stream says nothing about capacity"
+        );
     }
 
     #[test]

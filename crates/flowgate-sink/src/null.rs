@@ -2,7 +2,7 @@
 
 use flowgate_core::Event;
 
-use crate::{Sink, SinkError};
+use crate::{Committed, SinkError};
 
 /// Discards every event; every event counts as new.
 #[derive(Debug, Default)]
@@ -11,9 +11,13 @@ pub struct NullSink {
     pub discarded: u64,
 }
 
-impl Sink for NullSink {
-    fn write_batch(&mut self, events: &[Event]) -> Result<u64, SinkError> {
+impl NullSink {
+    /// Discards `events`.
+    pub fn write_batch(&mut self, events: &[Event]) -> Result<Committed, SinkError> {
         self.discarded += events.len() as u64;
-        Ok(events.len() as u64)
+        Ok(Committed {
+            new_rows: events.len() as u64,
+            rejected: Vec::new(),
+        })
     }
 }

@@ -1,85 +1,154 @@
 //! The SQLite sink: a table keyed by (producer, seq), WAL mode, one prepared statement and one
 //! transaction per batch. Idempotent: an id already present is left as it is.
+//!
+//! A row the database refuses (with `payload=json`, a payload that is not JSON) fails only its
+//! own statement: SQLite's default conflict handling aborts the statement, not the
+//! transaction, so the rest of the batch still commits and the refused events are reported.
 
 use std::path::Path;
 
 use flowgate_core::Event;
 use rusqlite::{Connection, params};
 
-use crate::{Sink, SinkError};
+use crate::url::{PayloadKind, TableSpec};
+use crate::{Committed, DeadLetter, SinkError, as_sql, now_us};
 
 /// An open database and the table this sink writes.
 pub struct SqliteSink {
     conn: Connection,
     insert: String,
+    dead_insert: String,
+    payload: PayloadKind,
 }
 
 impl SqliteSink {
-    /// Opens (creating if needed) the database and the table; existing rows are kept.
-    pub fn open(path: &Path, table: &str) -> Result<Self, SinkError> {
+    /// Opens (creating if needed) the database, the table and its dead-letter table; existing
+    /// rows are kept.
+    pub fn open(path: &Path, spec: &TableSpec) -> Result<Self, SinkError> {
         let conn = Connection::open(path)?;
         // WAL + NORMAL: a committed transaction survives the process being killed; a power
         // loss may take the last ones.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Another connection holding the write lock (a long transaction) makes a commit wait
+        // up to this long rather than fail at once.
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let table = &spec.table;
+        let payload_column = match spec.payload {
+            PayloadKind::Bytes => "payload BLOB NOT NULL",
+            PayloadKind::Json => "payload TEXT NOT NULL CHECK (json_valid(payload))",
+        };
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                  producer INTEGER NOT NULL,
                  seq INTEGER NOT NULL,
                  created_us INTEGER NOT NULL,
                  committed_us INTEGER NOT NULL,
+                 {payload_column},
+                 PRIMARY KEY (producer, seq)
+             );
+             CREATE TABLE IF NOT EXISTS {table}_dead_letters (
+                 producer INTEGER NOT NULL,
+                 seq INTEGER NOT NULL,
+                 attempts INTEGER NOT NULL,
+                 reason TEXT NOT NULL,
+                 failed_us INTEGER NOT NULL,
                  payload BLOB NOT NULL,
                  PRIMARY KEY (producer, seq)
              );"
         ))?;
-        let insert = format!(
-            "INSERT OR IGNORE INTO {table} (producer, seq, created_us, committed_us, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
-        );
-        Ok(SqliteSink { conn, insert })
+        Ok(SqliteSink {
+            conn,
+            // ON CONFLICT on the key only: `OR IGNORE` would also swallow CHECK violations
+            // (a bad JSON payload) and lose the row silently.
+            insert: format!(
+                "INSERT INTO {table} (producer, seq, created_us, committed_us, payload) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (producer, seq) DO NOTHING"
+            ),
+            dead_insert: format!(
+                "INSERT INTO {table}_dead_letters \
+                 (producer, seq, attempts, reason, failed_us, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (producer, seq) DO NOTHING"
+            ),
+            payload: spec.payload,
+        })
     }
 
     /// Opens the database with `table` emptied first (for runs that start afresh).
-    pub fn create_fresh(path: &Path, table: &str) -> Result<Self, SinkError> {
+    pub fn create_fresh(path: &Path, spec: &TableSpec) -> Result<Self, SinkError> {
         let conn = Connection::open(path)?;
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))?;
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_dead_letters;",
+            t = spec.table
+        ))?;
         drop(conn);
-        Self::open(path, table)
+        Self::open(path, spec)
     }
-}
 
-/// SQLite integers are signed 64-bit; ids are stored bit for bit (ids above `i64::MAX` read
-/// back negative in SQL, and map back exactly).
-fn as_sql(v: u64) -> i64 {
-    i64::from_ne_bytes(v.to_ne_bytes())
-}
-
-fn now_us() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
-}
-
-impl Sink for SqliteSink {
-    fn write_batch(&mut self, events: &[Event]) -> Result<u64, SinkError> {
-        let committed = as_sql(now_us());
+    /// Commits `events` in one transaction; refused rows are reported, the rest commit.
+    pub fn write_batch(&mut self, events: &[Event]) -> Result<Committed, SinkError> {
+        let committed_us = as_sql(now_us());
         let tx = self.conn.transaction()?;
-        let mut new_rows = 0u64;
+        let mut out = Committed::default();
         {
             let mut stmt = tx.prepare_cached(&self.insert)?;
-            for e in events {
-                new_rows += stmt.execute(params![
+            for (i, e) in events.iter().enumerate() {
+                let (producer, seq, created) = (
                     as_sql(e.id.producer),
                     as_sql(e.id.seq),
                     as_sql(e.created_us),
-                    committed,
-                    e.payload
-                ])? as u64;
+                );
+                let result = match self.payload {
+                    PayloadKind::Bytes => {
+                        stmt.execute(params![producer, seq, created, committed_us, e.payload])
+                    }
+                    PayloadKind::Json => match std::str::from_utf8(&e.payload) {
+                        Ok(text) => {
+                            stmt.execute(params![producer, seq, created, committed_us, text])
+                        }
+                        Err(_) => {
+                            out.rejected
+                                .push((i, "payload is not UTF-8, so not JSON".into()));
+                            continue;
+                        }
+                    },
+                };
+                match result {
+                    Ok(n) => out.new_rows += n as u64,
+                    Err(rusqlite::Error::SqliteFailure(err, msg))
+                        if err.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        let why = msg.unwrap_or_else(|| err.to_string());
+                        out.rejected
+                            .push((i, format!("constraint violated: {why}")));
+                    }
+                    Err(other) => return Err(other.into()),
+                }
             }
         }
         tx.commit()?;
-        Ok(new_rows)
+        Ok(out)
+    }
+
+    /// Records dead letters in `<table>_dead_letters`.
+    pub fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), SinkError> {
+        let failed_us = as_sql(now_us());
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&self.dead_insert)?;
+            for l in letters {
+                stmt.execute(params![
+                    as_sql(l.event.id.producer),
+                    as_sql(l.event.id.seq),
+                    l.attempts,
+                    l.reason,
+                    failed_us,
+                    l.event.payload
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -95,12 +164,19 @@ mod tests {
     use super::*;
     use flowgate_core::EventId;
 
-    fn event(producer: u64, seq: u64) -> Event {
+    fn event(producer: u64, seq: u64, payload: &[u8]) -> Event {
         Event {
             id: EventId::new(producer, seq),
             key: None,
             created_us: 1,
-            payload: vec![7; 16],
+            payload: payload.to_vec(),
+        }
+    }
+
+    fn spec(payload: PayloadKind) -> TableSpec {
+        TableSpec {
+            table: "events".into(),
+            payload,
         }
     }
 
@@ -108,9 +184,19 @@ mod tests {
     fn a_redelivered_event_never_makes_a_second_row() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut sink = SqliteSink::open(&path, "events").unwrap();
-        assert_eq!(sink.write_batch(&[event(1, 1), event(1, 2)]).unwrap(), 2);
-        assert_eq!(sink.write_batch(&[event(1, 2), event(1, 3)]).unwrap(), 1);
+        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Bytes)).unwrap();
+        assert_eq!(
+            sink.write_batch(&[event(1, 1, b"a"), event(1, 2, b"b")])
+                .unwrap()
+                .new_rows,
+            2
+        );
+        assert_eq!(
+            sink.write_batch(&[event(1, 2, b"b"), event(1, 3, b"c")])
+                .unwrap()
+                .new_rows,
+            1
+        );
         assert_eq!(count_rows(&path, "events").unwrap(), 3);
     }
 
@@ -118,11 +204,56 @@ mod tests {
     fn the_same_sequence_from_two_producers_is_two_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut sink = SqliteSink::open(&path, "events").unwrap();
+        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Bytes)).unwrap();
+        let c = sink
+            .write_batch(&[event(1, 1, b"x"), event(u64::MAX, 1, b"x")])
+            .unwrap();
+        assert_eq!(c.new_rows, 2);
+    }
+
+    #[test]
+    fn a_bad_json_payload_is_refused_alone_and_the_rest_of_the_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Json)).unwrap();
+        let batch = [
+            event(1, 1, br#"{"a":1}"#),
+            event(1, 2, b"{not json"),
+            event(1, 3, b"[2]"),
+            event(1, 4, &[0xff]),
+        ];
+        let c = sink.write_batch(&batch).unwrap();
+        assert_eq!(c.new_rows, 2);
+        let refused: Vec<usize> = c.rejected.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused, vec![1, 3]);
+        assert!(c.rejected[0].1.contains("constraint"), "{:?}", c.rejected);
+        assert_eq!(count_rows(&path, "events").unwrap(), 2);
+    }
+
+    #[test]
+    fn dead_letters_keep_the_reason_and_the_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Json)).unwrap();
+        let bad = event(1, 2, b"{not json");
+        let letter = DeadLetter {
+            event: &bad,
+            attempts: 3,
+            reason: "constraint violated: CHECK",
+        };
+        sink.dead_letter(std::slice::from_ref(&letter)).unwrap();
+        sink.dead_letter(&[letter]).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let (n, attempts, reason): (i64, i64, String) = conn
+            .query_row(
+                "SELECT COUNT(*), MAX(attempts), MAX(reason) FROM events_dead_letters",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
         assert_eq!(
-            sink.write_batch(&[event(1, 1), event(u64::MAX, 1)])
-                .unwrap(),
-            2
+            (n, attempts, reason.as_str()),
+            (1, 3, "constraint violated: CHECK")
         );
     }
 
@@ -130,13 +261,14 @@ mod tests {
     fn open_keeps_rows_and_create_fresh_drops_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        SqliteSink::open(&path, "events")
+        let s = spec(PayloadKind::Bytes);
+        SqliteSink::open(&path, &s)
             .unwrap()
-            .write_batch(&[event(1, 1)])
+            .write_batch(&[event(1, 1, b"x")])
             .unwrap();
-        drop(SqliteSink::open(&path, "events").unwrap());
+        drop(SqliteSink::open(&path, &s).unwrap());
         assert_eq!(count_rows(&path, "events").unwrap(), 1);
-        drop(SqliteSink::create_fresh(&path, "events").unwrap());
+        drop(SqliteSink::create_fresh(&path, &s).unwrap());
         assert_eq!(count_rows(&path, "events").unwrap(), 0);
     }
 }

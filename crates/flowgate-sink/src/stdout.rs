@@ -4,7 +4,7 @@ use std::io::Write;
 
 use flowgate_core::Event;
 
-use crate::{Sink, SinkError};
+use crate::{Committed, SinkError};
 
 /// Writes `{"producer":"…","seq":…,"created_us":…,"payload":"…"}` lines (payload as lossy
 /// UTF-8). Not idempotent across restarts: it cannot un-print a line.
@@ -29,14 +29,18 @@ fn line(e: &Event) -> String {
     .to_string()
 }
 
-impl Sink for StdoutSink {
-    fn write_batch(&mut self, events: &[Event]) -> Result<u64, SinkError> {
+impl StdoutSink {
+    /// Prints `events`, one line each.
+    pub fn write_batch(&mut self, events: &[Event]) -> Result<Committed, SinkError> {
         let mut out = std::io::stdout().lock();
         for e in events {
             writeln!(out, "{}", line(e))?;
         }
         out.flush()?;
-        Ok(events.len() as u64)
+        Ok(Committed {
+            new_rows: events.len() as u64,
+            rejected: Vec::new(),
+        })
     }
 }
 

@@ -1,4 +1,7 @@
-//! Sink URLs: `sqlite:PATH` (optionally `sqlite:PATH?table=NAME`), `stdout`, `null`.
+//! Sink URLs: `sqlite:PATH`, `postgres://…` (or `postgresql://…`), `stdout`, `null`. SQLite
+//! and PostgreSQL take two options after `?`: `table=NAME` (default `events`) and
+//! `payload=bytes|json` (default `bytes`; `json` stores payloads in a JSON column, so a
+//! payload that is not JSON is refused by the database and, after retries, dead-lettered).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,21 +12,49 @@ use crate::SinkError;
 /// The default table events land in.
 pub const DEFAULT_TABLE: &str = "events";
 
+/// How payloads are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadKind {
+    /// Opaque bytes (BLOB / BYTEA): every payload is storable.
+    #[default]
+    Bytes,
+    /// A JSON document (SQLite TEXT checked by `json_valid`, PostgreSQL JSONB).
+    Json,
+}
+
+/// Table name and payload kind, shared by the database sinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The table (created if missing); its dead letters go to `<table>_dead_letters`.
+    pub table: String,
+    /// How payloads are stored.
+    pub payload: PayloadKind,
+}
+
 /// A parsed sink URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkUrl {
-    /// A SQLite database file and table.
+    /// A SQLite database file.
     Sqlite {
         /// The database file.
         path: PathBuf,
-        /// The table (created if missing).
-        table: String,
+        /// Where in it.
+        spec: TableSpec,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// The connection string for tokio-postgres, without flowgate's own options.
+        conn: String,
+        /// Where in it.
+        spec: TableSpec,
     },
     /// JSON lines on standard output.
     Stdout,
     /// Discard everything.
     Null,
 }
+
+const USAGE: &str = "use sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null (options: ?table=NAME&payload=bytes|json)";
 
 impl FromStr for SinkUrl {
     type Err = SinkError;
@@ -34,39 +65,100 @@ impl FromStr for SinkUrl {
             "null" => return Ok(SinkUrl::Null),
             _ => {}
         }
-        let Some(rest) = s.strip_prefix("sqlite:") else {
-            return Err(SinkError::BadUrl(format!(
-                "unknown sink '{s}'; use sqlite:PATH, sqlite:PATH?table=NAME, stdout or null"
-            )));
+        let (base, query) = s.split_once('?').unwrap_or((s, ""));
+        let mut spec = TableSpec {
+            table: DEFAULT_TABLE.to_string(),
+            payload: PayloadKind::Bytes,
         };
-        let (path, table) = match rest.split_once("?table=") {
-            Some((path, table)) => (path, table),
-            None => (rest, DEFAULT_TABLE),
-        };
-        if path.is_empty() {
-            return Err(SinkError::BadUrl(format!(
-                "'{s}' names no file; use sqlite:PATH"
-            )));
+        let mut passthrough = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("table", t)) => spec.table = valid_table(s, t)?,
+                Some(("payload", "bytes")) => spec.payload = PayloadKind::Bytes,
+                Some(("payload", "json")) => spec.payload = PayloadKind::Json,
+                Some(("payload", other)) => {
+                    return Err(SinkError::BadUrl(format!(
+                        "payload={other} in '{s}': use payload=bytes or payload=json"
+                    )));
+                }
+                _ => passthrough.push(pair),
+            }
         }
-        if table.is_empty()
-            || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || table.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(SinkError::BadUrl(format!(
-                "table '{table}' in '{s}' must be letters, digits and _ , not starting with a digit"
-            )));
+        if let Some(path) = base.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(SinkError::BadUrl(format!(
+                    "'{s}' names no file; use sqlite:PATH"
+                )));
+            }
+            if let Some(p) = passthrough.first() {
+                return Err(SinkError::BadUrl(format!(
+                    "unknown option '{p}' in '{s}'; {USAGE}"
+                )));
+            }
+            return Ok(SinkUrl::Sqlite {
+                path: PathBuf::from(path),
+                spec,
+            });
         }
-        Ok(SinkUrl::Sqlite {
-            path: PathBuf::from(path),
-            table: table.to_string(),
-        })
+        if base.starts_with("postgres://") || base.starts_with("postgresql://") {
+            let conn = if passthrough.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", passthrough.join("&"))
+            };
+            return Ok(SinkUrl::Postgres { conn, spec });
+        }
+        Err(SinkError::BadUrl(format!("unknown sink '{s}'; {USAGE}")))
     }
+}
+
+fn valid_table(url: &str, table: &str) -> Result<String, SinkError> {
+    let ok = !table.is_empty()
+        && table.len() <= 48
+        && table
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !table.starts_with(|c: char| c.is_ascii_digit());
+    if !ok {
+        return Err(SinkError::BadUrl(format!(
+            "table '{table}' in '{url}' must be 1-48 of a-z 0-9 _, not starting with a digit"
+        )));
+    }
+    Ok(table.to_string())
 }
 
 impl fmt::Display for SinkUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = |p: PayloadKind| {
+            if p == PayloadKind::Json {
+                "&payload=json"
+            } else {
+                ""
+            }
+        };
         match self {
-            SinkUrl::Sqlite { path, table } => write!(f, "sqlite:{}?table={table}", path.display()),
+            SinkUrl::Sqlite { path, spec } => {
+                write!(
+                    f,
+                    "sqlite:{}?table={}{}",
+                    path.display(),
+                    spec.table,
+                    kind(spec.payload)
+                )
+            }
+            // The connection string may hold a password: show only where it points.
+            SinkUrl::Postgres { conn, spec } => {
+                let host = conn.rsplit_once('@').map_or(conn.as_str(), |(_, h)| h);
+                let host = host
+                    .trim_start_matches("postgres://")
+                    .trim_start_matches("postgresql://");
+                write!(
+                    f,
+                    "postgres://…@{host} table {}{}",
+                    spec.table,
+                    kind(spec.payload)
+                )
+            }
             SinkUrl::Stdout => f.write_str("stdout"),
             SinkUrl::Null => f.write_str("null"),
         }
@@ -77,6 +169,13 @@ impl fmt::Display for SinkUrl {
 mod tests {
     use super::*;
 
+    fn spec(table: &str, payload: PayloadKind) -> TableSpec {
+        TableSpec {
+            table: table.into(),
+            payload,
+        }
+    }
+
     #[test]
     fn parses_every_kind() {
         assert_eq!("null".parse::<SinkUrl>().unwrap(), SinkUrl::Null);
@@ -85,14 +184,25 @@ mod tests {
             "sqlite:/tmp/x.db".parse::<SinkUrl>().unwrap(),
             SinkUrl::Sqlite {
                 path: "/tmp/x.db".into(),
-                table: "events".into()
+                spec: spec("events", PayloadKind::Bytes)
             }
         );
         assert_eq!(
-            "sqlite:x.db?table=t1".parse::<SinkUrl>().unwrap(),
+            "sqlite:x.db?table=t1&payload=json"
+                .parse::<SinkUrl>()
+                .unwrap(),
             SinkUrl::Sqlite {
                 path: "x.db".into(),
-                table: "t1".into()
+                spec: spec("t1", PayloadKind::Json)
+            }
+        );
+        assert_eq!(
+            "postgres://u@127.0.0.1:5433/db?sslmode=disable&table=orders"
+                .parse::<SinkUrl>()
+                .unwrap(),
+            SinkUrl::Postgres {
+                conn: "postgres://u@127.0.0.1:5433/db?sslmode=disable".into(),
+                spec: spec("orders", PayloadKind::Bytes)
             }
         );
     }
@@ -103,5 +213,25 @@ mod tests {
         assert!(err.contains("unknown sink 'mysql://x'") && err.contains("sqlite:PATH"));
         assert!("sqlite:".parse::<SinkUrl>().is_err());
         assert!("sqlite:x.db?table=a;drop".parse::<SinkUrl>().is_err());
+        assert!(
+            "sqlite:x.db?payload=xml"
+                .parse::<SinkUrl>()
+                .unwrap_err()
+                .to_string()
+                .contains("payload=json")
+        );
+        assert!(
+            "sqlite:x.db?colour=red"
+                .parse::<SinkUrl>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown option")
+        );
+    }
+
+    #[test]
+    fn display_never_shows_a_password() {
+        let url: SinkUrl = "postgres://u:secret@db:5432/x".parse().unwrap();
+        assert!(!url.to_string().contains("secret"));
     }
 }

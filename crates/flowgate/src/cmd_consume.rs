@@ -1,15 +1,19 @@
 //! `flowgate consume`: receive a topic's events as a member of a group, commit each batch to a
-//! sink, and only then acknowledge it; optionally no faster than a given rate (to emulate a
-//! slow database). The consumer's pace becomes its demand, and its demand the producer's pace.
+//! sink, and only then acknowledge it. The batch size follows the sink's measured commit
+//! latency (an AIMD limit), and becomes the consumer's demand: a database that slows down asks
+//! for less, and the producer feels it. Events the database refuses are retried (nacked) and,
+//! after `--max-attempts`, dead-lettered with the database's reason; the rest of their batch
+//! commits regardless.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{Consumer, ConsumerConfig};
-use flowgate_core::{Credit, Event, TokenBucket};
-use flowgate_sink::SinkUrl;
+use flowgate_client::{Consumer, ConsumerConfig, DeliveryTag};
+use flowgate_core::{AimdLimit, Credit, Event, TokenBucket};
+use flowgate_sink::{AnySink, DeadLetter, SinkUrl};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::units::{Rate, Size, Span};
@@ -17,11 +21,15 @@ use crate::units::{Rate, Size, Span};
 const EXAMPLES: &str = "\
 Examples:
   flowgate consume --broker 127.0.0.1:7070 --topic orders --group db --sink sqlite:orders.db
+  flowgate consume --broker 127.0.0.1:7070 --topic orders --group db \\
+      --sink 'postgres://app@db:5432/shop?table=orders&payload=json' --commit-latency-target 100ms
   flowgate consume --broker 127.0.0.1:7070 --topic orders --group db --sink null --max-rate 1000
   flowgate consume --broker 127.0.0.1:7070 --topic logs --group tail --sink stdout --count 10
 
 Each batch is acknowledged only after the sink committed it; a consumer killed in between
-gets its batch redelivered, and the SQLite sink ignores ids it already holds.";
+gets its batch redelivered, and the database sinks ignore ids they already hold. Events the
+database refuses (e.g. payload=json and a payload that is not JSON) go to <table>_dead_letters
+with the reason after --max-attempts deliveries; the rest of their batch commits.";
 
 /// Flags of `flowgate consume`.
 #[derive(Debug, Args)]
@@ -36,18 +44,26 @@ pub(crate) struct ConsumeArgs {
     /// Consumer group.
     #[arg(long, default_value = "default")]
     group: String,
-    /// Where events go: sqlite:PATH[?table=NAME], stdout or null.
+    /// Where events go: sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null, with
+    /// options ?table=NAME&payload=bytes|json for the databases.
     #[arg(long, default_value = "null", value_name = "URL")]
     sink: String,
-    /// Commit at most this many events per second.
+    /// Commit at most this many events per second (to emulate a slow database).
     #[arg(long, value_name = "N[/s]")]
     max_rate: Option<Rate>,
-    /// Events requested ahead of processing.
+    /// The largest batch: events requested ahead of processing at most.
     #[arg(long, default_value_t = 1000, value_name = "EVENTS")]
     prefetch: u64,
-    /// Bytes requested ahead of processing.
+    /// Bytes requested ahead of processing at most.
     #[arg(long, default_value = "8MiB", value_name = "SIZE")]
     prefetch_bytes: Size,
+    /// Keep commits at most this slow: a slower commit halves the batch size, a faster full
+    /// one grows it by an eighth.
+    #[arg(long, default_value = "250ms")]
+    commit_latency_target: Span,
+    /// Deliveries of an event the database refuses before it is dead-lettered.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    max_attempts: u32,
     /// Stop after committing this many events.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -60,17 +76,27 @@ pub(crate) struct ConsumeArgs {
 }
 
 /// The `--json` summary.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub(crate) struct ConsumeSummary {
     pub received: u64,
+    /// Events settled: committed (new or already present) or dead-lettered.
     pub committed: u64,
     pub already_present: u64,
+    /// Deliveries the database refused and that were handed back for another attempt.
+    pub retried: u64,
+    pub dead_lettered: u64,
     pub redelivered: u64,
     pub duration_s: f64,
     /// Committed events per second between the first delivery and the last commit (idle
     /// time before and after excluded).
     pub rate: f64,
     pub sessions: u64,
+    pub commit_latency_ms_p50: f64,
+    pub commit_latency_ms_p99: f64,
+    pub commit_latency_ms_max: f64,
+    /// The batch limit at the end, and how often commit latency cut it.
+    pub batch_limit: u64,
+    pub batch_limit_cuts: u64,
 }
 
 /// Runs the consumer.
@@ -82,16 +108,71 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<u8> {
             return Ok(2);
         }
     };
-    if args.prefetch == 0 || args.prefetch_bytes.0 == 0 {
-        eprintln!("error: --prefetch and --prefetch-bytes must be at least 1");
+    if args.prefetch == 0 || args.prefetch_bytes.0 == 0 || args.max_attempts == 0 {
+        eprintln!("error: --prefetch, --prefetch-bytes and --max-attempts must be at least 1");
         return Ok(2);
     }
     let runtime = crate::runtime()?;
     runtime.block_on(consume(args, url))
 }
 
+/// What one batch's commit came to.
+struct Settled {
+    acks: Vec<DeliveryTag>,
+    nacks: Vec<DeliveryTag>,
+    new_rows: u64,
+    dead: u64,
+}
+
+/// Commits a batch; refused events are dead-lettered on their last attempt, else nacked.
+async fn commit(
+    sink: &mut AnySink,
+    events: &[Event],
+    tags: &[DeliveryTag],
+    max_attempts: u32,
+) -> Result<Settled> {
+    let committed = sink
+        .write_batch(events)
+        .await
+        .context("the sink failed; the batch is not acknowledged")?;
+    let mut refused = vec![None; events.len()];
+    for (i, reason) in committed.rejected {
+        refused[i] = Some(reason);
+    }
+    let mut letters = Vec::new();
+    let mut settled = Settled {
+        acks: Vec::new(),
+        nacks: Vec::new(),
+        new_rows: committed.new_rows,
+        dead: 0,
+    };
+    for (i, reason) in refused.iter().enumerate() {
+        match reason {
+            None => settled.acks.push(tags[i]),
+            Some(reason) if tags[i].attempt() >= max_attempts => {
+                letters.push(DeadLetter {
+                    event: &events[i],
+                    attempts: tags[i].attempt(),
+                    reason,
+                });
+                settled.acks.push(tags[i]);
+            }
+            Some(_) => settled.nacks.push(tags[i]),
+        }
+    }
+    if !letters.is_empty() {
+        sink.dead_letter(&letters)
+            .await
+            .context("cannot record dead letters; the batch is not acknowledged")?;
+        settled.dead = letters.len() as u64;
+    }
+    Ok(settled)
+}
+
 async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
-    let mut sink = flowgate_sink::open(&url).with_context(|| format!("cannot open sink {url}"))?;
+    let mut sink = AnySink::open(&url)
+        .await
+        .with_context(|| format!("cannot open sink {url}"))?;
     let config = ConsumerConfig {
         prefetch: Credit::new(args.prefetch, args.prefetch_bytes.0),
         ..ConsumerConfig::new(&args.broker, &args.topic, &args.group)
@@ -112,23 +193,26 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         )?),
         None => None,
     };
-    let (mut committed, mut received, mut already_present) = (0u64, 0u64, 0u64);
+    let mut limit = AimdLimit::new(
+        args.prefetch,
+        1,
+        args.prefetch,
+        args.commit_latency_target.0,
+    );
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let mut s = ConsumeSummary::default();
     let mut last_report = Instant::now();
     let mut last_committed = 0;
     let mut first_delivery: Option<Instant> = None;
     let mut last_commit = Instant::now();
-    let limit = args.count.unwrap_or(u64::MAX);
-    let idle = args.idle_exit.map(|s| s.0);
-    while committed < limit {
+    let stop_at = args.count.unwrap_or(u64::MAX);
+    while s.committed < stop_at {
         let next = consumer.recv();
-        let batch = match idle {
-            Some(d) => match tokio::time::timeout(d, next).await {
+        let batch = match args.idle_exit {
+            Some(d) => match tokio::time::timeout(d.0, next).await {
                 Ok(b) => b?,
                 Err(_) => {
-                    eprintln!(
-                        "nothing received for {}; stopping",
-                        humantime::format_duration(d)
-                    );
+                    eprintln!("nothing received for {d}; stopping");
                     break;
                 }
             },
@@ -136,7 +220,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         };
         let Some(batch) = batch else { break };
         first_delivery.get_or_insert_with(Instant::now);
-        received += batch.len() as u64;
+        s.received += batch.len() as u64;
         if let Some(bucket) = database.as_mut() {
             // The emulated database takes the batch in slices it has capacity for.
             let mut left = batch.len() as u64;
@@ -150,51 +234,69 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
                 left -= n;
             }
         }
-        let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
+        let tags: Vec<DeliveryTag> = batch.iter().map(|d| d.tag).collect();
         let events: Vec<Event> = batch.into_iter().map(|d| d.event).collect();
-        let new_rows = tokio::task::block_in_place(|| sink.write_batch(&events))
-            .with_context(|| format!("sink {url} failed; the batch is not acknowledged"))?;
-        already_present += events.len() as u64 - new_rows;
-        committed += events.len() as u64;
-        consumer.ack(tags);
+        let t0 = Instant::now();
+        let settled = commit(&mut sink, &events, &tags, args.max_attempts).await?;
+        let latency = t0.elapsed();
+        latency_us.saturating_record(
+            u64::try_from(latency.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        let done = settled.acks.len() as u64;
+        s.committed += done;
+        s.already_present += (done - settled.dead).saturating_sub(settled.new_rows);
+        s.dead_lettered += settled.dead;
+        s.retried += settled.nacks.len() as u64;
+        consumer.ack(settled.acks);
+        consumer.nack(settled.nacks);
+        // The database's pace becomes the consumer's demand.
+        let next_limit = limit.on_commit(events.len() as u64, latency);
+        consumer.set_prefetch(Credit::new(next_limit, args.prefetch_bytes.0));
         last_commit = Instant::now();
         if last_report.elapsed() >= Duration::from_secs(1) {
-            let rate = (committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
+            let rate = (s.committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
             eprintln!(
-                "{:>6.1}s committed {committed:>9} ({rate:>7.0}/s)",
-                started.elapsed().as_secs_f64()
+                "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {next_limit:>6} commit p99 {:>6.1} ms dead letters {}",
+                started.elapsed().as_secs_f64(),
+                s.committed,
+                latency_us.value_at_quantile(0.99) as f64 / 1e3,
+                s.dead_lettered
             );
             last_report = Instant::now();
-            last_committed = committed;
+            last_committed = s.committed;
         }
     }
-    let duration = started.elapsed();
     let stats = consumer.close().await;
-    let summary = ConsumeSummary {
-        received,
-        committed,
-        already_present,
-        redelivered: stats.redelivered,
-        duration_s: duration.as_secs_f64(),
-        rate: first_delivery.map_or(0.0, |first| {
-            committed as f64
-                / last_commit
-                    .saturating_duration_since(first)
-                    .as_secs_f64()
-                    .max(1e-9)
-        }),
-        sessions: stats.sessions,
-    };
+    s.duration_s = started.elapsed().as_secs_f64();
+    s.rate = first_delivery.map_or(0.0, |first| {
+        s.committed as f64
+            / last_commit
+                .saturating_duration_since(first)
+                .as_secs_f64()
+                .max(1e-9)
+    });
+    s.redelivered = stats.redelivered;
+    s.sessions = stats.sessions;
+    s.commit_latency_ms_p50 = latency_us.value_at_quantile(0.5) as f64 / 1e3;
+    s.commit_latency_ms_p99 = latency_us.value_at_quantile(0.99) as f64 / 1e3;
+    s.commit_latency_ms_max = latency_us.max() as f64 / 1e3;
+    s.batch_limit = limit.limit();
+    s.batch_limit_cuts = limit.decreases();
     eprintln!(
-        "committed {} events in {:.1} s ({:.0}/s); {} were already present, {} redelivered",
-        summary.committed,
-        summary.duration_s,
-        summary.rate,
-        summary.already_present,
-        summary.redelivered
+        "committed {} events in {:.1} s ({:.0}/s); {} already present, {} redelivered, {} retried, {} dead-lettered; commit p99 {:.1} ms",
+        s.committed,
+        s.duration_s,
+        s.rate,
+        s.already_present,
+        s.redelivered,
+        s.retried,
+        s.dead_lettered,
+        s.commit_latency_ms_p99
     );
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+        std::fs::write(path, serde_json::to_string_pretty(&s)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
     Ok(0)

@@ -195,6 +195,18 @@ impl Consumer {
         self.stats()
     }
 
+    /// Changes how much this consumer asks for ahead of processing (for adaptive limits):
+    /// a smaller prefetch takes effect as outstanding demand drains, a larger one at once.
+    /// `recv` then returns at most `prefetch.events` per call. A zero dimension is ignored.
+    pub fn set_prefetch(&mut self, prefetch: Credit) {
+        let mut state = self.shared.lock();
+        if state.demand.set_target(prefetch).is_ok() {
+            self.max_batch = usize::try_from(prefetch.events).unwrap_or(usize::MAX);
+        }
+        drop(state);
+        self.shared.driver.notify_one();
+    }
+
     /// What this consumer has done so far.
     pub fn stats(&self) -> ConsumerStats {
         self.shared.lock().stats

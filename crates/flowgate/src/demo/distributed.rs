@@ -31,7 +31,8 @@ pub(crate) struct DistributedResult {
     committed: u64,
     /// Confirmed events missing from the database.
     lost: u64,
-    /// Rows beyond one per event id (the primary key makes this 0 unless it is broken).
+    /// Rows beyond the confirmed events (the key on (producer, seq) makes duplicates
+    /// impossible; this would show events counted twice).
     duplicates: u64,
     producer_rate: f64,
     producer_rate_steady: f64,
@@ -51,8 +52,7 @@ pub(crate) struct DistributedResult {
 pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
     let dir = std::env::temp_dir().join(format!("flowgate-distributed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    flowgate_sink::SqliteSink::create_fresh(&config.db, TABLE)
-        .with_context(|| format!("cannot prepare {}", config.db.display()))?;
+    config.db.reset(TABLE)?;
     let exe = std::env::current_exe().context("cannot find the flowgate executable")?;
     let broker_json = dir.join("broker.json");
     let (mut broker, addr) = start_listening(
@@ -68,9 +68,7 @@ pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
     forward_stats(&mut broker, "broker");
     eprintln!(
         "broker on {addr}; consumer at {}/s into {}; producer at {}/s",
-        config.consumer_rate,
-        config.db.display(),
-        config.producer_rate
+        config.consumer_rate, config.db, config.producer_rate
     );
 
     let consumer_json = dir.join("consumer.json");
@@ -79,7 +77,7 @@ pub(crate) fn run(config: &RunConfig, json: Option<&Path>) -> Result<u8> {
             "consume", "--broker", &addr, "--topic", "demo", "--group", "demo",
         ])
         .arg("--sink")
-        .arg(format!("sqlite:{}?table={TABLE}", config.db.display()))
+        .arg(config.db.sink_arg(TABLE))
         .args(["--max-rate", &config.consumer_rate.to_string()])
         .args(["--idle-exit", CONSUMER_IDLE_EXIT])
         .arg("--json")
@@ -164,15 +162,9 @@ fn measure(
     elapsed: f64,
 ) -> Result<DistributedResult> {
     let confirmed = num(p, "confirmed_seq")? as u64;
-    let conn = rusqlite::Connection::open(&config.db)?;
-    let (rows, distinct, confirmed_rows): (i64, i64, i64) = conn.query_row(
-        &format!(
-            "SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT producer, seq FROM {TABLE})), \
-             (SELECT COUNT(*) FROM {TABLE} WHERE seq <= ?1) FROM {TABLE}"
-        ),
-        [i64::try_from(confirmed).unwrap_or(i64::MAX)],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    // The table is fresh and the producer waited for every confirm before exiting, so every
+    // row is a confirmed event: confirmed − rows were lost, rows − confirmed would be extra.
+    let rows = config.db.count(TABLE)?;
     let topic = &b["topics"][0];
     let samples: Vec<u64> = b["rss_samples"]
         .as_array()
@@ -187,9 +179,9 @@ fn measure(
         duration_s: elapsed,
         produced: num(p, "sent")? as u64,
         confirmed,
-        committed: rows as u64,
-        lost: confirmed.saturating_sub(confirmed_rows as u64),
-        duplicates: (rows - distinct).max(0) as u64,
+        committed: rows,
+        lost: confirmed.saturating_sub(rows),
+        duplicates: rows.saturating_sub(confirmed),
         producer_rate: num(p, "rate")?,
         producer_rate_steady: num(p, "rate_steady")?,
         producer_wait_ratio: num(p, "wait_ratio")?,
@@ -199,7 +191,7 @@ fn measure(
         broker_peak_rss_bytes: num(b, "peak_rss_bytes")? as u64,
         broker_rss_growth_after_warmup_bytes: growth,
         redelivered: topic["redelivered"].as_u64().unwrap_or(0),
-        db: config.db.display().to_string(),
+        db: config.db.to_string(),
         table: TABLE,
     })
 }

@@ -9,10 +9,12 @@
 //! | `sample.rs` | the JSON lines the pipeline reports on |
 //! | `supervisor.rs` | runs one mode as a child process, shows it live, sees how it ended |
 //! | `memlimit.rs` | the cgroup (or rlimit) memory limit |
+//! | `database.rs` | the SQLite file or PostgreSQL database the demo commits to |
 //! | `result.rs` | one run's measured figures (the `--json` schema) |
 //! | `summary.rs` | the side-by-side table |
 //! | `distributed.rs` | `--distributed`: broker, producer and consumer as three processes |
 
+mod database;
 mod distributed;
 mod memlimit;
 mod mode;
@@ -28,6 +30,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use flowgate_core::Event;
 
+pub(crate) use database::Database;
 pub(crate) use memlimit::LimitWith;
 pub(crate) use mode::Mode;
 use supervisor::RunConfig;
@@ -92,9 +95,10 @@ pub(crate) struct DemoArgs {
     /// RLIMIT_DATA (auto); or insist on one.
     #[arg(long, value_enum, default_value_t = LimitWith::Auto)]
     limit_with: LimitWith,
-    /// SQLite database file (one table per mode, recreated each run).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// Database to commit to: a SQLite file path (default: one in the temp dir) or a
+    /// postgres://USER@HOST:PORT/DB URL. One table per mode, recreated each run.
+    #[arg(long, value_name = "PATH|URL")]
+    db: Option<String>,
     /// Run the backpressure pipeline as three processes on loopback (broker, producer,
     /// consumer) instead of in one process; --queue-* set the broker's topic capacity.
     #[arg(long)]
@@ -133,23 +137,9 @@ impl DemoArgs {
             );
         }
         let db = match &self.db {
-            Some(path) => path.clone(),
-            None => {
-                let dir = std::env::temp_dir().join("flowgate-demo");
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                dir.join("demo.db")
-            }
+            Some(s) => Database::parse(s)?,
+            None => Database::default_sqlite()?,
         };
-        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty())
-            && !parent.is_dir()
-        {
-            bail!(
-                "--db {}: directory {} does not exist",
-                db.display(),
-                parent.display()
-            );
-        }
         Ok(RunConfig {
             producer_rate: self.producer_rate.0,
             consumer_rate: self.consumer_rate.0,
@@ -181,12 +171,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
         return distributed::run(&config, args.json.as_deref());
     }
     eprintln!(
-        "flowgate demo: producer {}/s -> queue -> consumer {}/s -> SQLite {}; {} per mode, memory limit {}",
-        config.producer_rate,
-        config.consumer_rate,
-        config.db.display(),
-        args.duration,
-        args.memory_limit,
+        "flowgate demo: producer {}/s -> queue -> consumer {}/s -> {}; {} per mode, memory limit {}",
+        config.producer_rate, config.consumer_rate, config.db, args.duration, args.memory_limit,
     );
     let mut results = Vec::new();
     for mode in args.mode.runs() {
@@ -200,7 +186,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
     }
     println!();
     print!("{}", summary::render(&results, config.consumer_rate));
-    println!("\nrows are in {} (one table per mode)", config.db.display());
+    println!("\nrows are in {} (one table per mode)", config.db);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&results)?;
         std::fs::write(path, json + "\n")

@@ -129,7 +129,7 @@ impl RunResult {
             latency_ms_p99: last.latency_ms_p99,
             memory_limit_bytes: config.memory_limit,
             memory_limit_mechanism: mechanism,
-            db: config.db.display().to_string(),
+            db: config.db.arg(),
             table: mode.table(),
         }
     }

@@ -2,7 +2,6 @@
 //! live, notices how it ended, and checks its figures against the database file.
 
 use std::io::{BufRead, BufReader, IsTerminal};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::Database;
 use super::memlimit::{LimitWith, MemoryLimit};
 use super::mode::Mode;
 use super::result::RunResult;
@@ -30,7 +30,7 @@ pub(crate) struct RunConfig {
     pub payload_size: u64,
     pub memory_limit: u64,
     pub limit_with: LimitWith,
-    pub db: PathBuf,
+    pub db: Database,
 }
 
 /// How long past its own deadline a pipeline may take before it is presumed hung and killed.
@@ -96,7 +96,7 @@ pub(crate) fn run_mode(config: &RunConfig, mode: Mode) -> Result<RunResult> {
     };
     let clean = status.success() && last.phase == Phase::Done;
     let crash_reason = (!clean).then(|| explain_end(status, &limit, &stderr_tail));
-    let committed = flowgate_sink::count_rows(&config.db, &mode.table()).unwrap_or(0);
+    let committed = config.db.count(&mode.table())?;
     let elapsed_at_end = last.t + ended_at.saturating_duration_since(last_seen).as_secs_f64();
     Ok(RunResult::from_run(
         mode,
@@ -124,7 +124,7 @@ fn spawn_worker(config: &RunConfig, mode: Mode, limit: &MemoryLimit) -> Result<C
         .args(["--payload-size", &config.payload_size.to_string()])
         .args(["--memory-limit", &limit.bytes.to_string()])
         .arg("--db")
-        .arg(&config.db)
+        .arg(config.db.arg())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use flowgate_client::inproc::{Consumer, Observer, Producer, pipe};
 use flowgate_core::{Credit, Demand, Event, EventId, REFILL_AT_HALF, TokenBucket};
-use flowgate_sink::{Sink, SqliteSink};
+use flowgate_sink::AnySink;
 use hdrhistogram::Histogram;
 
 use super::memlimit;
@@ -60,7 +60,7 @@ pub(crate) struct WorkerArgs {
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: String,
 }
 
 /// Counters shared by the tasks and read by the sampler.
@@ -77,14 +77,17 @@ struct Counters {
 /// Runs the pipeline to the end (or to its death) and returns.
 pub(crate) fn run(args: WorkerArgs) -> Result<()> {
     memlimit::apply_to_self(args.cgroup.as_deref(), args.memory_limit)?;
-    let mut sink = SqliteSink::create_fresh(&args.db, &args.mode.table())
-        .with_context(|| format!("cannot prepare SQLite database {}", args.db.display()))?;
+    let db = super::Database::parse(&args.db)?;
+    let url = db.sink(&args.mode.table());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let mut sink = AnySink::open_fresh(&url)
+            .await
+            .with_context(|| format!("cannot prepare {url}"))?;
         let capacity = Credit::new(args.queue_capacity, args.queue_bytes);
         let (tx, rx) = pipe(args.mode.pipe_config(capacity));
         let observer = tx.observer();
@@ -161,7 +164,7 @@ async fn produce(mut tx: Producer, args: WorkerArgs, start: Instant, counters: A
 
 async fn consume(
     mut rx: Consumer,
-    sink: &mut SqliteSink,
+    sink: &mut AnySink,
     args: &WorkerArgs,
     counters: Arc<Counters>,
 ) -> Result<()> {
@@ -191,7 +194,7 @@ async fn consume(
         }
         let _ = database.try_take(n, start.elapsed());
         // SQLite is blocking IO; keep it off the async workers.
-        tokio::task::block_in_place(|| sink.write_batch(&events)).context("SQLite commit")?;
+        sink.write_batch(&events).await.context("database commit")?;
         let committed_at = now_us();
         counters.committed.fetch_add(n, Ordering::Relaxed);
         if let Ok(mut guard) = counters.latency_us.lock()
