@@ -2,86 +2,13 @@
 //! as separate programs on a free port, checked against the SQLite file the consumer wrote,
 //! including a consumer killed with SIGKILL mid-run and a producer restarted mid-run.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use serde_json::Value;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
-
-struct BrokerProc {
-    child: Child,
-    addr: String,
-    json: PathBuf,
-}
-
-impl BrokerProc {
-    fn start(dir: &Path, extra: &str) -> BrokerProc {
-        let json = dir.join("broker.json");
-        let mut child = Command::new(BIN)
-            .args([
-                "broker",
-                "--listen",
-                "127.0.0.1:0",
-                "--stop-on-stdin-eof",
-                "--json",
-            ])
-            .arg(&json)
-            .args(extra.split_whitespace())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_string();
-        BrokerProc { child, addr, json }
-    }
-
-    /// Closes its stdin so it stops, and returns its JSON summary.
-    fn stop(mut self) -> Value {
-        drop(self.child.stdin.take());
-        assert!(self.child.wait().unwrap().success());
-        serde_json::from_str(&std::fs::read_to_string(&self.json).unwrap()).unwrap()
-    }
-}
-
-fn spawn(args: &str) -> Child {
-    Command::new(BIN)
-        .args(args.split_whitespace())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(mut child: Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("process did not finish within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common::{BIN, BrokerProc, finish, json, spawn};
 
 /// (rows, distinct (producer, seq), lowest seq, highest seq) in the consumer's table.
 fn table(db: &Path) -> (u64, u64, u64, u64) {
