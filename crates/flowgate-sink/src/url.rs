@@ -54,6 +54,41 @@ pub enum SinkUrl {
     Null,
 }
 
+impl SinkUrl {
+    /// The same sink with another table.
+    pub fn with_table(&self, table: &str) -> SinkUrl {
+        let mut url = self.clone();
+        if let SinkUrl::Sqlite { spec, .. } | SinkUrl::Postgres { spec, .. } = &mut url {
+            spec.table = table.to_string();
+        }
+        url
+    }
+
+    /// The URL as text that parses back to the same sink, password included: for handing to
+    /// a child process, never for display.
+    pub fn to_arg(&self) -> String {
+        let options = |spec: &TableSpec| {
+            let payload = if spec.payload == PayloadKind::Json {
+                "&payload=json"
+            } else {
+                ""
+            };
+            format!("table={}{payload}", spec.table)
+        };
+        match self {
+            SinkUrl::Sqlite { path, spec } => {
+                format!("sqlite:{}?{}", path.display(), options(spec))
+            }
+            SinkUrl::Postgres { conn, spec } => {
+                let sep = if conn.contains('?') { '&' } else { '?' };
+                format!("{conn}{sep}{}", options(spec))
+            }
+            SinkUrl::Stdout => "stdout".into(),
+            SinkUrl::Null => "null".into(),
+        }
+    }
+}
+
 const USAGE: &str = "use sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null (options: ?table=NAME&payload=bytes|json)";
 
 impl FromStr for SinkUrl {
@@ -227,6 +262,20 @@ mod tests {
                 .to_string()
                 .contains("unknown option")
         );
+    }
+
+    #[test]
+    fn to_arg_parses_back_to_the_same_sink() {
+        for text in [
+            "sqlite:a.db?table=t&payload=json",
+            "postgres://u:p@h:1/d?sslmode=disable&table=x",
+            "null",
+        ] {
+            let url: SinkUrl = text.parse().unwrap();
+            assert_eq!(url.to_arg().parse::<SinkUrl>().unwrap(), url, "{text}");
+            let other = url.with_table("other");
+            assert_eq!(other.to_arg().parse::<SinkUrl>().unwrap(), other);
+        }
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! `flowgate bench`: end-to-end throughput of small events through flowgate — producer process
-//! → broker process → consumer process with a null sink — next to a raw-TCP reference (the
-//! same events, length-prefixed, batched writes, one hop) measured in the same run, with the
-//! broker's memory.
+//! → broker process → consumer process — next to a reference measured in the same run: with
+//! the null sink, raw TCP (the same events, length-prefixed, batched writes, one hop); with a
+//! database sink, the database's own batched load rate (the same events written straight
+//! through the sink, no pipeline).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
+
+use flowgate_core::{Event, EventId};
+use flowgate_sink::{AnySink, SinkUrl};
 
 use crate::children::{start_listening, wait_within};
 use crate::units::{Size, human_bytes, thousands};
@@ -20,8 +24,12 @@ Examples:
   flowgate bench
   flowgate bench --events 5000000 --runs 3 --json bench.json
 
-Each run measures the raw-TCP reference, then flowgate, on the same machine, one after the
-other; the best of --runs is reported for each, and their ratio.";
+  flowgate bench --sink sqlite:/tmp/bench.db --events 500000
+  flowgate bench --sink postgres://bench@127.0.0.1:5432/bench --events 500000
+
+Each run measures the reference, then flowgate, on the same machine, one after the other;
+the best of --runs is reported for each, and their ratio. With a database sink the tables
+bench_direct and bench_flowgate are recreated for every measurement.";
 
 /// Flags of `flowgate bench`.
 #[derive(Debug, Args)]
@@ -36,6 +44,13 @@ pub(crate) struct BenchArgs {
     /// Measurements of each path; the best is reported.
     #[arg(long, default_value_t = 1)]
     runs: u32,
+    /// Where the consumer commits: null (reference: raw TCP) or a database sink URL
+    /// (reference: the database's direct batched load rate).
+    #[arg(long, default_value = "null", value_name = "URL")]
+    sink: String,
+    /// Events per batch, for the direct load and as the consumer's largest batch.
+    #[arg(long, default_value_t = 2_000)]
+    batch: u64,
     /// Write the results here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -46,9 +61,11 @@ pub(crate) struct BenchArgs {
 struct BenchResult {
     events: u64,
     payload_bytes: u64,
-    raw_tcp_events_per_s: f64,
+    sink: String,
+    reference: &'static str,
+    reference_events_per_s: f64,
     flowgate_events_per_s: f64,
-    flowgate_vs_raw: f64,
+    flowgate_vs_reference: f64,
     broker_peak_rss_bytes: u64,
     broker_rss_samples: Vec<u64>,
     machine: String,
@@ -56,21 +73,44 @@ struct BenchResult {
 
 /// Runs the benchmark.
 pub(crate) fn run(args: BenchArgs) -> Result<u8> {
-    if args.events == 0 || args.runs == 0 {
-        eprintln!("error: --events and --runs must be at least 1");
+    if args.events == 0 || args.runs == 0 || args.batch == 0 {
+        eprintln!("error: --events, --runs and --batch must be at least 1");
         return Ok(2);
     }
+    let sink: SinkUrl = match args.sink.parse() {
+        Ok(url @ (SinkUrl::Null | SinkUrl::Sqlite { .. } | SinkUrl::Postgres { .. })) => url,
+        Ok(_) => {
+            eprintln!("error: --sink: bench takes null or a database URL");
+            return Ok(2);
+        }
+        Err(e) => {
+            eprintln!("error: --sink: {e}");
+            return Ok(2);
+        }
+    };
+    let reference_name = if sink == SinkUrl::Null {
+        "raw TCP, one hop"
+    } else {
+        "direct batched load"
+    };
     let exe = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("flowgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (mut best_raw, mut best_fg) = (0.0f64, 0.0f64);
     let mut rss = (0, Vec::new());
     for run in 1..=args.runs {
-        let raw = raw_tcp(&exe, &args)?;
-        eprintln!("run {run}: raw TCP      {:>12}/s", thousands(raw as u64));
-        let (fg, peak, samples) = through_flowgate(&exe, &args, &dir)?;
+        let raw = match &sink {
+            SinkUrl::Null => raw_tcp(&exe, &args)?,
+            db => direct_load(db, &args)?,
+        };
         eprintln!(
-            "run {run}: flowgate     {:>12}/s (broker peak RSS {})",
+            "run {run}: {reference_name:<20} {:>12}/s",
+            thousands(raw as u64)
+        );
+        let (fg, peak, samples) = through_flowgate(&exe, &args, &dir, &sink)?;
+        eprintln!(
+            "run {run}: {:<20} {:>12}/s (broker peak RSS {})",
+            "through flowgate",
             thousands(fg as u64),
             human_bytes(peak)
         );
@@ -83,9 +123,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8> {
     let result = BenchResult {
         events: args.events,
         payload_bytes: args.payload_size.0,
-        raw_tcp_events_per_s: best_raw,
+        sink: sink.to_string(),
+        reference: reference_name,
+        reference_events_per_s: best_raw,
         flowgate_events_per_s: best_fg,
-        flowgate_vs_raw: best_fg / best_raw.max(1e-9),
+        flowgate_vs_reference: best_fg / best_raw.max(1e-9),
         broker_peak_rss_bytes: rss.0,
         broker_rss_samples: rss.1,
         machine: machine(),
@@ -97,8 +139,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8> {
         args.runs,
         result.machine
     );
+    println!("sink                                {:>12}", result.sink);
     println!(
-        "raw TCP, one hop (reference)        {:>12} events/s",
+        "{:<36}{:>12} events/s",
+        format!("{reference_name} (reference)"),
         thousands(best_raw as u64)
     );
     println!(
@@ -106,8 +150,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8> {
         thousands(best_fg as u64)
     );
     println!(
-        "flowgate / raw TCP                  {:>12.2}",
-        result.flowgate_vs_raw
+        "flowgate / reference                {:>12.2}",
+        result.flowgate_vs_reference
     );
     println!(
         "broker peak RSS                     {:>12}",
@@ -174,7 +218,50 @@ fn raw_tcp(exe: &Path, args: &BenchArgs) -> Result<f64> {
     v["rate"].as_f64().context("raw receiver rate")
 }
 
-fn through_flowgate(exe: &Path, args: &BenchArgs, dir: &Path) -> Result<(f64, u64, Vec<u64>)> {
+/// The database's own rate: the same events written straight through the sink in batches.
+fn direct_load(sink: &SinkUrl, args: &BenchArgs) -> Result<f64> {
+    let url = sink.with_table("bench_direct");
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let mut db = AnySink::open_fresh(&url)
+            .await
+            .with_context(|| format!("cannot open {url}"))?;
+        let payload = vec![b'x'; usize::try_from(args.payload_size.0).unwrap_or(usize::MAX)];
+        let started = Instant::now();
+        let mut seq = 0u64;
+        while seq < args.events {
+            let n = args.batch.min(args.events - seq);
+            let batch: Vec<Event> = (seq + 1..=seq + n)
+                .map(|s| Event {
+                    id: EventId::new(1, s),
+                    key: None,
+                    created_us: s,
+                    payload: payload.clone(),
+                })
+                .collect();
+            db.write_batch(&batch).await?;
+            seq += n;
+        }
+        Ok(args.events as f64 / started.elapsed().as_secs_f64())
+    })
+}
+
+fn through_flowgate(
+    exe: &Path,
+    args: &BenchArgs,
+    dir: &Path,
+    sink: &SinkUrl,
+) -> Result<(f64, u64, Vec<u64>)> {
+    let consumer_sink = match sink {
+        SinkUrl::Null => "null".to_string(),
+        db => {
+            let url = db.with_table("bench_flowgate");
+            let rt = crate::runtime()?;
+            rt.block_on(AnySink::open_fresh(&url))
+                .with_context(|| format!("cannot prepare {url}"))?;
+            url.to_arg()
+        }
+    };
     let broker_json = dir.join("broker.json");
     let consumer_json = dir.join("consumer.json");
     let (mut broker, addr) = start_listening(
@@ -192,13 +279,27 @@ fn through_flowgate(exe: &Path, args: &BenchArgs, dir: &Path) -> Result<(f64, u6
         "broker",
     )?;
     let count = args.events.to_string();
+    // The null sink takes big batches; a database takes the batch the direct load used.
+    let prefetch = if *sink == SinkUrl::Null {
+        "20000".to_string()
+    } else {
+        args.batch.to_string()
+    };
     let mut consumer = Command::new(exe)
         .args([
-            "consume", "--broker", &addr, "--topic", "bench", "--group", "bench", "--sink", "null",
+            "consume",
+            "--broker",
+            &addr,
+            "--topic",
+            "bench",
+            "--group",
+            "bench",
+            "--sink",
+            &consumer_sink,
         ])
         .args([
             "--prefetch",
-            "20000",
+            &prefetch,
             "--prefetch-bytes",
             "32MiB",
             "--count",

@@ -91,6 +91,9 @@ pub(crate) struct ConsumeSummary {
     /// time before and after excluded).
     pub rate: f64,
     pub sessions: u64,
+    /// Commits made, and events per commit on average.
+    pub commits: u64,
+    pub mean_batch: f64,
     pub commit_latency_ms_p50: f64,
     pub commit_latency_ms_p99: f64,
     pub commit_latency_ms_max: f64,
@@ -245,6 +248,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
                 .max(1),
         );
         let done = settled.acks.len() as u64;
+        s.commits += 1;
         s.committed += done;
         s.already_present += (done - settled.dead).saturating_sub(settled.new_rows);
         s.dead_lettered += settled.dead;
@@ -282,6 +286,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
     s.commit_latency_ms_p50 = latency_us.value_at_quantile(0.5) as f64 / 1e3;
     s.commit_latency_ms_p99 = latency_us.value_at_quantile(0.99) as f64 / 1e3;
     s.commit_latency_ms_max = latency_us.max() as f64 / 1e3;
+    s.mean_batch = s.received as f64 / s.commits.max(1) as f64;
     s.batch_limit = limit.limit();
     s.batch_limit_cuts = limit.decreases();
     eprintln!(

@@ -73,10 +73,7 @@ impl Database {
 
     /// The `--sink` URL a `flowgate consume` process takes for `table`.
     pub(crate) fn sink_arg(&self, table: &str) -> String {
-        match self {
-            Database::Sqlite(path) => format!("sqlite:{}?table={table}", path.display()),
-            Database::Postgres(conn) => format!("{conn}?table={table}"),
-        }
+        self.sink(table).to_arg()
     }
 
     /// Empties `table` (and its dead letters) before a run.
