@@ -29,5 +29,5 @@ pub mod storage;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
-pub use server::{Broker, BrokerStats};
+pub use server::{Broker, BrokerStats, Reporter};
 pub use storage::{MemoryStorage, Storage};

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use flowgate_core::TopicStats;
+use flowgate_core::{StageSplit, TopicStats};
 use flowgate_proto::ErrorCode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,6 +47,9 @@ pub struct BrokerStats {
     pub errors_sent: BTreeMap<&'static str, u64>,
     /// Every topic's counters, by name.
     pub topics: Vec<(String, TopicStats)>,
+    /// Every topic's time split (idle = empty, backpressured = holding events no consumer
+    /// asked for), by name, since the broker started.
+    pub stages: Vec<(String, StageSplit)>,
 }
 
 /// A running broker.
@@ -89,8 +92,36 @@ impl Broker {
         self.local_addr
     }
 
+    /// A handle that reads the counters from elsewhere (an HTTP endpoint) while the broker
+    /// runs.
+    pub fn reporter(&self) -> Reporter {
+        Reporter {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// A snapshot of its counters.
     pub fn stats(&self) -> BrokerStats {
+        self.reporter().stats()
+    }
+
+    /// Stops accepting and closes every connection.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+    }
+}
+
+/// Reads a running broker's counters; cheap to clone.
+#[derive(Clone)]
+pub struct Reporter {
+    shared: Arc<Shared>,
+}
+
+impl Reporter {
+    /// A snapshot of the broker's counters.
+    pub fn stats(&self) -> BrokerStats {
+        let all = self.shared.topics.stats();
         BrokerStats {
             connections_open: self.shared.open.load(Ordering::Relaxed),
             connections_accepted: self.shared.accepted.load(Ordering::Relaxed),
@@ -100,14 +131,9 @@ impl Broker {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            topics: self.shared.topics.stats(),
+            topics: all.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
+            stages: all.into_iter().map(|(n, _, s)| (n, s)).collect(),
         }
-    }
-
-    /// Stops accepting and closes every connection.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.accept.await;
     }
 }
 

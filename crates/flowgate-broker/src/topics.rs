@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flowgate_core::{Action, ConnId, Topic, TopicStats};
+use std::time::Instant;
+
+use flowgate_core::{Action, ConnId, StageClock, StageSplit, StageState, Topic, TopicStats};
 use flowgate_proto::WireEvent;
 
 use crate::config::BrokerConfig;
@@ -20,12 +22,16 @@ pub(crate) struct TopicInner {
     pub outboxes: HashMap<ConnId, Arc<Outbox>>,
     /// The consumer group that consumes this topic (set by its first consumer).
     pub group: Option<String>,
+    /// Idle while empty; backpressured while full (its producers hold no credit); busy else.
+    clock: StageClock,
 }
 
 /// A topic shared by its connections.
 pub(crate) struct TopicHandle {
     pub name: String,
     inner: Mutex<TopicInner>,
+    /// The broker's start, the epoch of the topic's stage clock.
+    epoch: Instant,
 }
 
 impl TopicHandle {
@@ -34,6 +40,20 @@ impl TopicHandle {
         let mut inner = self.lock();
         let result = f(&mut inner);
         let actions = inner.topic.poll_actions();
+        // The topic backpressures when its producers hold no credit and none can be granted
+        // (it is full, counting what consumers hold unacked); it idles when it holds nothing.
+        let stats = inner.topic.stats();
+        let held = stats.ready + stats.unacked;
+        let state = if held == 0 {
+            StageState::Idle
+        } else if inner.topic.producer_count() > 0 && stats.producer_credit.events == 0 {
+            StageState::Backpressured
+        } else {
+            StageState::Busy
+        };
+        if state != inner.clock.state() {
+            inner.clock.enter(state, self.epoch.elapsed());
+        }
         for action in actions {
             match action {
                 Action::Grant { producer, credit } => {
@@ -59,6 +79,11 @@ impl TopicHandle {
         self.lock().topic.stats()
     }
 
+    /// Time spent idle (empty), backpressured (full: producers without credit) and busy.
+    pub fn stage(&self) -> StageSplit {
+        self.lock().clock.split(self.epoch.elapsed())
+    }
+
     fn lock(&self) -> MutexGuard<'_, TopicInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -67,6 +92,7 @@ impl TopicHandle {
 /// All topics, created on first use.
 pub(crate) struct Topics {
     config: BrokerConfig,
+    epoch: Instant,
     map: Mutex<HashMap<String, Arc<TopicHandle>>>,
 }
 
@@ -74,6 +100,7 @@ impl Topics {
     pub fn new(config: BrokerConfig) -> Self {
         let topics = Topics {
             config,
+            epoch: Instant::now(),
             map: Mutex::new(HashMap::new()),
         };
         // Declared topics exist from the start, so they show in stats before first use.
@@ -94,13 +121,15 @@ impl Topics {
                     topic: Topic::new(self.config.capacity_of(name)),
                     outboxes: HashMap::new(),
                     group: None,
+                    clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
                 }),
+                epoch: self.epoch,
             })
         }))
     }
 
-    /// Every topic's name and stats, sorted by name.
-    pub fn stats(&self) -> Vec<(String, TopicStats)> {
+    /// Every topic's name, stats and stage split, sorted by name.
+    pub fn stats(&self) -> Vec<(String, TopicStats, StageSplit)> {
         let handles: Vec<Arc<TopicHandle>> = self
             .map
             .lock()
@@ -108,9 +137,9 @@ impl Topics {
             .values()
             .cloned()
             .collect();
-        let mut out: Vec<(String, TopicStats)> = handles
+        let mut out: Vec<(String, TopicStats, StageSplit)> = handles
             .iter()
-            .map(|h| (h.name.clone(), h.stats()))
+            .map(|h| (h.name.clone(), h.stats(), h.stage()))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

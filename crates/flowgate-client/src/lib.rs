@@ -15,6 +15,6 @@ pub mod inproc;
 pub mod net;
 
 pub use net::{
-    ClientError, Consumer, ConsumerConfig, ConsumerStats, Delivery, DeliveryTag, Producer,
-    ProducerConfig, ProducerStats, TrySendError,
+    ClientError, Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
+    Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError,
 };

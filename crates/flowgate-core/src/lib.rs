@@ -13,6 +13,7 @@
 //! | [`token_bucket`] | [`TokenBucket`]: rate + burst, time passed in |
 //! | [`topic`] | [`Topic`]: the broker's pure dispatch state machine (grants, deliveries, acks) |
 //! | [`limit`] | [`AimdLimit`]: batch size learned from commit latency |
+//! | [`stage`] | [`StageClock`]: busy / backpressured / idle time; [`bottleneck`] names the limiting stage |
 //! | [`event`] | the [`Event`] record and its size in credit |
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod credit;
 pub mod event;
 pub mod limit;
 pub mod queue;
+pub mod stage;
 pub mod token_bucket;
 pub mod topic;
 
@@ -28,5 +30,6 @@ pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Rati
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use limit::AimdLimit;
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
+pub use stage::{Limit, PipelineView, StageClock, StageSplit, StageState, bottleneck};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
 pub use topic::{Action, ConnId, Delivery, Published, Topic, TopicError, TopicStats};

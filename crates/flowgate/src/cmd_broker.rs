@@ -14,6 +14,7 @@ use flowgate_core::Credit;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
+use crate::observe;
 use crate::procfs;
 use crate::units::{Size, Span, human_bytes};
 
@@ -60,6 +61,9 @@ pub(crate) struct BrokerArgs {
     /// Stop when standard input reaches end of file (for supervisors).
     #[arg(long)]
     stop_on_stdin_eof: bool,
+    /// Serve /stats (JSON, for `flowgate top`) and /metrics (Prometheus) on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// Write a summary of measured figures here at exit.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -140,6 +144,17 @@ async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = broker.local_addr();
     println!("listening on {addr}");
+    if let Some(metrics_addr) = args.metrics_addr {
+        let reporter = broker.reporter();
+        let started = Instant::now();
+        let bound = observe::serve(
+            metrics_addr,
+            Arc::new(move || snapshot(&reporter.stats(), started)),
+            Arc::new(publish),
+        )
+        .await?;
+        println!("metrics on {bound}");
+    }
     std::io::stdout().flush()?;
     let started = Instant::now();
     let mut rss_samples = Vec::new();
@@ -193,6 +208,89 @@ async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
     Ok(0)
+}
+
+/// The `/stats` document: every figure read from the broker's counters now.
+fn snapshot(stats: &BrokerStats, started: Instant) -> serde_json::Value {
+    serde_json::json!({
+        "role": "broker",
+        "uptime_s": started.elapsed().as_secs_f64(),
+        "connections_open": stats.connections_open,
+        "connections_accepted": stats.connections_accepted,
+        "errors_sent": stats.errors_sent,
+        "rss_bytes": procfs::own_rss().now,
+        "topics": stats.topics.iter().zip(&stats.stages).map(|((name, t), (_, stage))| serde_json::json!({
+            "name": name,
+            "accepted": t.accepted,
+            "duplicates": t.duplicates,
+            "delivered": t.delivered,
+            "redelivered": t.redelivered,
+            "acked": t.acked,
+            "nacked": t.nacked,
+            "ready": t.ready,
+            "ready_bytes": t.ready_bytes,
+            "unacked": t.unacked,
+            "unacked_bytes": t.unacked_bytes,
+            "producer_credit_events": t.producer_credit.events,
+            "consumer_demand_events": t.consumer_demand.events,
+            "peak_events": t.peak_events,
+            "peak_bytes": t.peak_bytes,
+            "stage": observe::stage_json(stage),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Copies a `/stats` document into Prometheus metrics (see docs/metrics.md).
+fn publish(v: &serde_json::Value) {
+    let num =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    metrics::gauge!("flowgate_broker_connections_open").set(num(v, "connections_open") as f64);
+    metrics::counter!("flowgate_broker_connections_accepted_total")
+        .absolute(num(v, "connections_accepted"));
+    metrics::gauge!("flowgate_broker_rss_bytes").set(num(v, "rss_bytes") as f64);
+    if let Some(errors) = v.get("errors_sent").and_then(serde_json::Value::as_object) {
+        for (code, n) in errors {
+            metrics::counter!("flowgate_broker_errors_sent_total", "code" => code.clone())
+                .absolute(n.as_u64().unwrap_or(0));
+        }
+    }
+    for t in v
+        .get("topics")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = t
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        for key in [
+            "accepted",
+            "duplicates",
+            "delivered",
+            "redelivered",
+            "acked",
+            "nacked",
+        ] {
+            metrics::counter!(format!("flowgate_topic_{key}_total"), "topic" => name.clone())
+                .absolute(num(t, key));
+        }
+        for key in [
+            "ready",
+            "ready_bytes",
+            "unacked",
+            "unacked_bytes",
+            "producer_credit_events",
+            "consumer_demand_events",
+        ] {
+            metrics::gauge!(format!("flowgate_topic_{key}"), "topic" => name.clone())
+                .set(num(t, key) as f64);
+        }
+        if let Some(stage) = t.get("stage") {
+            observe::publish_stage("flowgate_topic", &[("topic", name.clone())], stage);
+        }
+    }
 }
 
 /// Resolves with the reason the broker should stop.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{Consumer, ConsumerConfig, DeliveryTag};
+use flowgate_client::{Consumer, ConsumerConfig, ConsumerMonitor, DeliveryTag};
 use flowgate_core::{AimdLimit, Credit, Event, TokenBucket};
 use flowgate_sink::{AnySink, DeadLetter, SinkUrl};
 use hdrhistogram::Histogram;
@@ -70,9 +70,65 @@ pub(crate) struct ConsumeArgs {
     /// Stop after receiving nothing for this long.
     #[arg(long, value_name = "DURATION")]
     idle_exit: Option<Span>,
+    /// Serve /stats (JSON, for `flowgate top`) and /metrics (Prometheus) on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Write a summary of measured figures here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+}
+
+/// What the consumer has done, shared with the `/stats` endpoint.
+#[derive(Debug, Default, Clone, Copy)]
+struct Live {
+    received: u64,
+    committed: u64,
+    dead_lettered: u64,
+    retried: u64,
+    batch_limit: u64,
+    commit_p99_ms: f64,
+}
+
+type SharedLive = std::sync::Arc<std::sync::Mutex<Live>>;
+
+fn snapshot(live: &SharedLive, monitor: &ConsumerMonitor, started: Instant) -> serde_json::Value {
+    let l = live.lock().map(|l| *l).unwrap_or_default();
+    let waited = monitor.stats().waited;
+    let elapsed = started.elapsed();
+    // A consumer is busy while it commits (or waits for its rate-limited database) and idle
+    // while it waits for deliveries; nothing downstream of the sink can hold it back.
+    let stage = flowgate_core::StageSplit {
+        busy: elapsed.saturating_sub(waited),
+        backpressured: Duration::ZERO,
+        idle: waited,
+    };
+    serde_json::json!({
+        "role": "consumer",
+        "uptime_s": elapsed.as_secs_f64(),
+        "received": l.received,
+        "committed": l.committed,
+        "dead_lettered": l.dead_lettered,
+        "retried": l.retried,
+        "batch_limit": l.batch_limit,
+        "commit_latency_ms_p99": l.commit_p99_ms,
+        "stage": crate::observe::stage_json(&stage),
+    })
+}
+
+fn publish(v: &serde_json::Value) {
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    for key in ["received", "committed", "dead_lettered", "retried"] {
+        metrics::counter!(format!("flowgate_consumer_{key}_total")).absolute(num(key));
+    }
+    metrics::gauge!("flowgate_consumer_batch_limit").set(num("batch_limit") as f64);
+    let p99 = v
+        .get("commit_latency_ms_p99")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0);
+    metrics::gauge!("flowgate_sink_commit_latency_p99_seconds").set(p99 / 1e3);
+    if let Some(stage) = v.get("stage") {
+        crate::observe::publish_stage("flowgate_consumer", &[], stage);
+    }
 }
 
 /// The `--json` summary.
@@ -188,6 +244,17 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         args.topic, args.group
     );
     let started = Instant::now();
+    let live: SharedLive = SharedLive::default();
+    if let Some(addr) = args.metrics_addr {
+        let (view, monitor) = (std::sync::Arc::clone(&live), consumer.monitor());
+        let bound = crate::observe::serve(
+            addr,
+            std::sync::Arc::new(move || snapshot(&view, &monitor, started)),
+            std::sync::Arc::new(publish),
+        )
+        .await?;
+        eprintln!("metrics on {bound}");
+    }
     let mut database = match args.max_rate {
         Some(r) => Some(TokenBucket::new(
             r.0,
@@ -259,6 +326,16 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         let next_limit = limit.on_commit(events.len() as u64, latency);
         consumer.set_prefetch(Credit::new(next_limit, args.prefetch_bytes.0));
         last_commit = Instant::now();
+        if let Ok(mut l) = live.lock() {
+            *l = Live {
+                received: s.received,
+                committed: s.committed,
+                dead_lettered: s.dead_lettered,
+                retried: s.retried,
+                batch_limit: next_limit,
+                commit_p99_ms: latency_us.value_at_quantile(0.99) as f64 / 1e3,
+            };
+        }
         if last_report.elapsed() >= Duration::from_secs(1) {
             let rate = (s.committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
             eprintln!(

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{Producer, ProducerConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flowgate_client::{Producer, ProducerConfig, ProducerMonitor};
 use flowgate_core::{Event, EventId, TokenBucket};
 use serde::Serialize;
 
@@ -54,9 +57,47 @@ pub(crate) struct ProduceArgs {
     /// Producer instance id (hex); default: a fresh random one.
     #[arg(long, value_name = "HEX", value_parser = parse_hex_id)]
     producer_id: Option<u64>,
+    /// Serve /stats (JSON, for `flowgate top`) and /metrics (Prometheus) on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Write a summary of measured figures here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+}
+
+/// The `/stats` document: the producer's own counters now (a wait for credit in progress
+/// included) and the time it spent sleeping for its rate (idle: nothing to send yet).
+fn snapshot(
+    monitor: &ProducerMonitor,
+    slept_ns: &AtomicU64,
+    started: Instant,
+    producer_id: u64,
+) -> serde_json::Value {
+    let stats = monitor.stats();
+    let slept = Duration::from_nanos(slept_ns.load(Ordering::Relaxed));
+    let elapsed = started.elapsed();
+    let stage = flowgate_core::StageSplit {
+        busy: elapsed.saturating_sub(stats.waited).saturating_sub(slept),
+        backpressured: stats.waited,
+        idle: slept,
+    };
+    serde_json::json!({
+        "role": "producer",
+        "producer_id": format!("{producer_id:016x}"),
+        "uptime_s": elapsed.as_secs_f64(),
+        "sent": stats.sent,
+        "confirmed_seq": stats.confirmed_seq,
+        "stage": crate::observe::stage_json(&stage),
+    })
+}
+
+fn publish(v: &serde_json::Value) {
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    metrics::counter!("flowgate_producer_sent_total").absolute(num("sent"));
+    metrics::gauge!("flowgate_producer_confirmed_seq").set(num("confirmed_seq") as f64);
+    if let Some(stage) = v.get("stage") {
+        crate::observe::publish_stage("flowgate_producer", &[], stage);
+    }
 }
 
 fn parse_hex_id(s: &str) -> Result<u64, String> {
@@ -114,6 +155,17 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         args.topic, args.broker
     );
     let started = Instant::now();
+    let slept = Arc::new(AtomicU64::new(0));
+    if let Some(addr) = args.metrics_addr {
+        let (monitor, slept) = (producer.monitor(), Arc::clone(&slept));
+        let bound = crate::observe::serve(
+            addr,
+            Arc::new(move || snapshot(&monitor, &slept, started, pid)),
+            Arc::new(publish),
+        )
+        .await?;
+        eprintln!("metrics on {bound}");
+    }
     let mut first_seq = 0;
     let mut rejected_lines = 0;
     let mut progress = Progress::new();
@@ -154,7 +206,12 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         'producing: while sent < limit && deadline.is_none_or(|d| Instant::now() < d) {
             let n = bucket.take_up_to(burst.min(limit - sent), started.elapsed());
             if n == 0 {
-                tokio::time::sleep(bucket.time_until(1, started.elapsed())).await;
+                let nap = bucket.time_until(1, started.elapsed());
+                tokio::time::sleep(nap).await;
+                slept.fetch_add(
+                    u64::try_from(nap.as_nanos()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
                 continue;
             }
             for _ in 0..n {

@@ -9,8 +9,10 @@ mod cmd_bench;
 mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
+mod cmd_top;
 mod demo;
 mod fit;
+mod observe;
 mod procfs;
 mod units;
 
@@ -25,6 +27,7 @@ Examples:
   flowgate broker --listen 127.0.0.1:7070
   flowgate produce --broker 127.0.0.1:7070 --topic t --rate 10000 --count 100000
   flowgate consume --broker 127.0.0.1:7070 --topic t --group g --sink sqlite:t.db --max-rate 1000
+  flowgate top --broker 127.0.0.1:9100   live rates, time split, bottleneck (broker --metrics-addr)
   flowgate <command> --help           every flag, with units";
 
 /// Backpressure for event pipelines: credit-based flow control from the database's commit
@@ -47,6 +50,8 @@ enum Command {
     Produce(cmd_produce::ProduceArgs),
     /// Consume a topic into a sink, acknowledging after each commit.
     Consume(cmd_consume::ConsumeArgs),
+    /// Live view of a running pipeline: rates, time split per stage, the bottleneck named.
+    Top(cmd_top::TopArgs),
     /// Measure end-to-end throughput through a broker next to a raw-TCP reference.
     Bench(cmd_bench::BenchArgs),
     /// The raw-TCP reference `bench` measures against (internal).
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => cmd_produce::run(args),
         Command::Consume(args) => cmd_consume::run(args),
         Command::Bench(args) => cmd_bench::run(args),
+        Command::Top(args) => cmd_top::run(args),
         Command::BenchRaw(args) => bench_raw::run(args),
     };
     match outcome {

@@ -104,6 +104,8 @@ struct State {
     acks: Vec<Settle>,
     nacks: Vec<Settle>,
     stats: ConsumerStats,
+    /// When the current wait (for credit, or for deliveries) began.
+    waiting_since: Option<Instant>,
     closing: bool,
     failed: Option<ClientError>,
     recv_waker: Option<Waker>,
@@ -127,7 +129,6 @@ type Shared = session::Shared<State>;
 pub struct Consumer {
     shared: Arc<Shared>,
     driver: Option<tokio::task::JoinHandle<()>>,
-    wait_started: Option<Instant>,
     max_batch: usize,
 }
 
@@ -148,6 +149,7 @@ impl Consumer {
             closing: false,
             failed: None,
             recv_waker: None,
+            waiting_since: None,
         }));
         start_session(&shared);
         let driver = {
@@ -160,7 +162,6 @@ impl Consumer {
         Ok(Consumer {
             shared,
             driver: Some(driver),
-            wait_started: None,
             max_batch,
         })
     }
@@ -207,9 +208,17 @@ impl Consumer {
         self.shared.driver.notify_one();
     }
 
-    /// What this consumer has done so far.
+    /// What this consumer has done so far (a wait in progress included).
     pub fn stats(&self) -> ConsumerStats {
-        self.shared.lock().stats
+        self.monitor().stats()
+    }
+
+    /// A handle that reads this consumer's stats from elsewhere (a metrics endpoint) while
+    /// the consumer is busy in `recv`.
+    pub fn monitor(&self) -> ConsumerMonitor {
+        ConsumerMonitor {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     fn settle(&mut self, tags: impl IntoIterator<Item = DeliveryTag>, ack: bool) {
@@ -242,7 +251,7 @@ impl Consumer {
             let _ = state.demand.on_delivered(batch.len() as u64, bytes);
             state.stats.received += batch.len() as u64;
             state.stats.redelivered += batch.iter().filter(|d| d.tag.attempt() > 1).count() as u64;
-            if let Some(since) = self.wait_started.take() {
+            if let Some(since) = state.waiting_since.take() {
                 state.stats.waited += since.elapsed();
             }
             drop(state);
@@ -256,9 +265,27 @@ impl Consumer {
         if state.closing {
             return Poll::Ready(Ok(None));
         }
-        self.wait_started.get_or_insert_with(Instant::now);
+        state.waiting_since.get_or_insert_with(Instant::now);
         state.recv_waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// Reads a consumer's stats; cheap to clone, keeps nothing alive but the counters.
+#[derive(Clone)]
+pub struct ConsumerMonitor {
+    shared: Arc<Shared>,
+}
+
+impl ConsumerMonitor {
+    /// What the consumer has done so far, a wait for deliveries in progress included.
+    pub fn stats(&self) -> ConsumerStats {
+        let state = self.shared.lock();
+        let mut stats = state.stats;
+        if let Some(since) = state.waiting_since {
+            stats.waited += since.elapsed();
+        }
+        stats
     }
 }
 

@@ -5,6 +5,8 @@ pub mod error;
 pub mod producer;
 mod session;
 
-pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, Delivery, DeliveryTag};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
+};
 pub use error::ClientError;
-pub use producer::{Producer, ProducerConfig, ProducerStats, TrySendError};
+pub use producer::{Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError};

@@ -88,6 +88,8 @@ struct State {
     /// Written, not yet confirmed.
     inflight: VecDeque<WireEvent>,
     stats: ProducerStats,
+    /// When the current wait (for credit, or for deliveries) began.
+    waiting_since: Option<Instant>,
     /// The handle asked the driver to stop once everything is confirmed.
     closing: bool,
     /// A failure the producer cannot recover from.
@@ -142,7 +144,6 @@ pub struct Producer {
     driver: Option<tokio::task::JoinHandle<()>>,
     /// The item `Sink::start_send` took while its bytes were not yet covered by credit.
     parked: Option<Event>,
-    wait_started: Option<Instant>,
 }
 
 impl Producer {
@@ -168,7 +169,6 @@ impl Producer {
             shared,
             driver: Some(driver),
             parked: None,
-            wait_started: None,
         })
     }
 
@@ -244,9 +244,17 @@ impl Producer {
         self.shared.lock().unconfirmed()
     }
 
-    /// What this producer has done so far.
+    /// What this producer has done so far (a wait in progress included).
     pub fn stats(&self) -> ProducerStats {
-        self.shared.lock().stats
+        self.monitor().stats()
+    }
+
+    /// A handle that reads this producer's stats from elsewhere (a metrics endpoint) while
+    /// the producer waits in `send`.
+    pub fn monitor(&self) -> ProducerMonitor {
+        ProducerMonitor {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Ready when one event of `bytes` is covered by credit (and no resend is ahead of it).
@@ -256,12 +264,12 @@ impl Producer {
             return Poll::Ready(Err(e.duplicate()));
         }
         if state.resend.is_empty() && state.window.admits(bytes) {
-            if let Some(since) = self.wait_started.take() {
+            if let Some(since) = state.waiting_since.take() {
                 state.stats.waited += since.elapsed();
             }
             return Poll::Ready(Ok(()));
         }
-        self.wait_started.get_or_insert_with(Instant::now);
+        state.waiting_since.get_or_insert_with(Instant::now);
         state.send_waker = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -300,6 +308,24 @@ impl Producer {
         drop(state);
         self.shared.driver.notify_one();
         id
+    }
+}
+
+/// Reads a producer's stats; cheap to clone.
+#[derive(Clone)]
+pub struct ProducerMonitor {
+    shared: Arc<Shared>,
+}
+
+impl ProducerMonitor {
+    /// What the producer has done so far, a wait for credit in progress included.
+    pub fn stats(&self) -> ProducerStats {
+        let state = self.shared.lock();
+        let mut stats = state.stats;
+        if let Some(since) = state.waiting_since {
+            stats.waited += since.elapsed();
+        }
+        stats
     }
 }
 

@@ -15,6 +15,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 pub struct BrokerProc {
     child: Child,
     pub addr: String,
+    /// The /stats and /metrics address, when started with `--metrics-addr`.
+    pub metrics: Option<String>,
     json: PathBuf,
 }
 
@@ -36,16 +38,28 @@ impl BrokerProc {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        out.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_string();
-        BrokerProc { child, addr, json }
+        let metrics = extra.contains("--metrics-addr").then(|| {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("metrics on ")
+                .expect("metrics line")
+                .to_string()
+        });
+        BrokerProc {
+            child,
+            addr,
+            metrics,
+            json,
+        }
     }
 
     /// Closes its stdin so it stops, and returns its JSON summary.
@@ -82,4 +96,31 @@ pub fn finish(mut child: Child, within: Duration) -> std::process::ExitStatus {
 
 pub fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Spawns `flowgate ARGS --metrics-addr 127.0.0.1:0` and returns it with the address it
+/// announced on stderr (`metrics on ADDR`); the rest of its stderr is drained.
+pub fn spawn_with_metrics(args: &str) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args.split_whitespace())
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "exited before announcing metrics"
+        );
+        if let Some(a) = line.trim().strip_prefix("metrics on ") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in err.lines() {});
+    (child, addr)
 }
