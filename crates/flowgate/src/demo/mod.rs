@@ -12,12 +12,18 @@
 //! | `database.rs` | the SQLite file or PostgreSQL database the demo commits to |
 //! | `result.rs` | one run's measured figures (the `--json` schema) |
 //! | `summary.rs` | the side-by-side table |
+//! | `report.rs` | the self-contained HTML report with charts |
+//! | `pattern.rs` | the emulated database's behaviour: steady, bursty, down then back |
+//! | `matrix.rs` | `--matrix`: every behaviour against naive, drop-newest and backpressure |
 //! | `distributed.rs` | `--distributed`: broker, producer and consumer as three processes |
 
 mod database;
 mod distributed;
+mod matrix;
 mod memlimit;
 mod mode;
+mod pattern;
+mod report;
 mod result;
 mod sample;
 mod summary;
@@ -40,6 +46,13 @@ use crate::units::{Rate, Size, Span, human_bytes};
 /// Exit code when a bounded mode crashed or lost events: flowgate broke its promise.
 pub(crate) const EXIT_PROMISE_BROKEN: u8 = 3;
 
+/// How long each mode runs by default: long enough for the naive queue to reach the default
+/// 64 MiB limit (about 12 s at 10,000/s) and for backpressure to show a steady state.
+const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long each matrix cell runs by default: twelve cells at 8 s take about two minutes.
+const MATRIX_CELL: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// The smallest memory limit a pipeline process can start under (runtime, SQLite, buffers).
 const MIN_MEMORY_LIMIT: u64 = 16 << 20;
 
@@ -50,6 +63,8 @@ Examples:
   flowgate demo --mode backpressure --duration 10s --json run.json
   flowgate demo --mode drop-oldest --queue-capacity 500 --consumer-rate 200
   flowgate demo --mode naive --memory-limit 48MiB --payload-size 4KiB
+  flowgate demo --matrix
+      every consumer behaviour x naive, drop-newest, backpressure: when is backpressure needed?
   flowgate demo --distributed --duration 60s
       broker, producer and consumer as three processes on loopback
 
@@ -73,9 +88,9 @@ pub(crate) struct DemoArgs {
     /// Events the database absorbs per second (the slow stage).
     #[arg(long, default_value = "1000", value_name = "N[/s]")]
     consumer_rate: Rate,
-    /// How long the producer runs in each mode.
-    #[arg(long, default_value = "30s")]
-    duration: Span,
+    /// How long the producer runs in each mode [default: 30s; 8s per cell with --matrix].
+    #[arg(long)]
+    duration: Option<Span>,
     /// Queue bound in events (bounded modes).
     #[arg(long, default_value_t = 1000, value_name = "EVENTS")]
     queue_capacity: u64,
@@ -99,10 +114,18 @@ pub(crate) struct DemoArgs {
     /// postgres://USER@HOST:PORT/DB URL. One table per mode, recreated each run.
     #[arg(long, value_name = "PATH|URL")]
     db: Option<String>,
+    /// Run every consumer behaviour (faster, slower, bursty, down then back) against naive,
+    /// drop-newest and backpressure, and print the measured matrix.
+    #[arg(long, conflicts_with = "distributed")]
+    matrix: bool,
     /// Run the backpressure pipeline as three processes on loopback (broker, producer,
     /// consumer) instead of in one process; --queue-* set the broker's topic capacity.
     #[arg(long)]
     distributed: bool,
+    /// Write the HTML report (charts over time, modes side by side) here [default:
+    /// report.html beside the default database, in the temp dir].
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
     /// Write the measured results as a JSON array, one object per mode.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -143,13 +166,18 @@ impl DemoArgs {
         Ok(RunConfig {
             producer_rate: self.producer_rate.0,
             consumer_rate: self.consumer_rate.0,
-            duration: self.duration.0,
+            duration: match self.duration {
+                Some(d) => d.0,
+                None if self.matrix => MATRIX_CELL,
+                None => DEFAULT_DURATION,
+            },
             drain_timeout: self.drain_timeout.0,
             queue_capacity: self.queue_capacity,
             queue_bytes: self.queue_bytes.0,
             payload_size: self.payload_size.0,
             memory_limit: self.memory_limit.0,
             limit_with: self.limit_with,
+            pattern: pattern::Pattern::Steady,
             db,
         })
     }
@@ -170,9 +198,16 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
     if args.distributed {
         return distributed::run(&config, args.json.as_deref());
     }
+    if args.matrix {
+        return matrix::run(&config, args.json.as_deref());
+    }
     eprintln!(
         "flowgate demo: producer {}/s -> queue -> consumer {}/s -> {}; {} per mode, memory limit {}",
-        config.producer_rate, config.consumer_rate, config.db, args.duration, args.memory_limit,
+        config.producer_rate,
+        config.consumer_rate,
+        config.db,
+        humantime::format_duration(config.duration),
+        args.memory_limit,
     );
     let mut results = Vec::new();
     for mode in args.mode.runs() {
@@ -187,6 +222,27 @@ pub(crate) fn run(args: DemoArgs) -> Result<u8> {
     println!();
     print!("{}", summary::render(&results, config.consumer_rate));
     println!("\nrows are in {} (one table per mode)", config.db);
+    let report_path = match &args.report {
+        Some(p) => p.clone(),
+        None => {
+            let dir = std::env::temp_dir().join("flowgate-demo");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir.join("report.html")
+        }
+    };
+    let headline = format!(
+        "Producer {}/s, consumer {}/s committing to {}; {} per mode; memory limit {} ({}).",
+        config.producer_rate,
+        config.consumer_rate,
+        config.db,
+        humantime::format_duration(config.duration),
+        args.memory_limit,
+        results.first().map_or("", |r| r.memory_limit_mechanism),
+    );
+    std::fs::write(&report_path, report::render(&results, &headline)?)
+        .with_context(|| format!("cannot write --report {}", report_path.display()))?;
+    println!("report written to {}", report_path.display());
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&results)?;
         std::fs::write(path, json + "\n")

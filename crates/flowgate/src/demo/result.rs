@@ -64,6 +64,9 @@ pub(crate) struct RunResult {
     pub db: String,
     /// The table in `db`.
     pub table: String,
+    /// The samples, for the report's charts; not in the JSON file.
+    #[serde(skip)]
+    pub history: Vec<Sample>,
 }
 
 impl RunResult {
@@ -131,6 +134,7 @@ impl RunResult {
             memory_limit_mechanism: mechanism,
             db: config.db.arg(),
             table: mode.table(),
+            history,
         }
     }
 }

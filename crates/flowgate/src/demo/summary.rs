@@ -170,6 +170,7 @@ mod tests {
             memory_limit_mechanism: "cgroup",
             db: "x.db".into(),
             table: "events_naive".into(),
+            history: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::Database;
 use super::memlimit::{LimitWith, MemoryLimit};
 use super::mode::Mode;
+use super::pattern::Pattern;
 use super::result::RunResult;
 use super::sample::{Phase, Sample};
 use crate::units::human_bytes;
@@ -30,6 +31,7 @@ pub(crate) struct RunConfig {
     pub payload_size: u64,
     pub memory_limit: u64,
     pub limit_with: LimitWith,
+    pub pattern: Pattern,
     pub db: Database,
 }
 
@@ -123,6 +125,7 @@ fn spawn_worker(config: &RunConfig, mode: Mode, limit: &MemoryLimit) -> Result<C
         .args(["--queue-bytes", &config.queue_bytes.to_string()])
         .args(["--payload-size", &config.payload_size.to_string()])
         .args(["--memory-limit", &limit.bytes.to_string()])
+        .args(["--pattern", config.pattern.name()])
         .arg("--db")
         .arg(config.db.arg())
         .stdin(Stdio::null())

@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 
 use super::memlimit;
 use super::mode::Mode;
+use super::pattern::Pattern;
 use super::sample::{Phase, Sample};
 use crate::procfs;
 
@@ -61,6 +62,8 @@ pub(crate) struct WorkerArgs {
     pub cgroup: Option<PathBuf>,
     #[arg(long)]
     pub db: String,
+    #[arg(long, value_enum, default_value_t = Pattern::Steady)]
+    pub pattern: Pattern,
 }
 
 /// Counters shared by the tasks and read by the sampler.
@@ -186,6 +189,11 @@ async fn consume(
         demand
             .on_delivered(events.len() as u64, bytes)
             .context("delivery beyond demand")?;
+        // A stalled database takes nothing until it is back.
+        let duration = Duration::from_millis(args.duration_ms);
+        if let Some(back) = args.pattern.stalled_until(start.elapsed(), duration) {
+            tokio::time::sleep(back.saturating_sub(start.elapsed())).await;
+        }
         // Wait for the database to have room for this batch (it never exceeds the burst).
         let n = events.len() as u64;
         let wait = database.time_until(n, start.elapsed());
