@@ -23,6 +23,9 @@ const COLOURS: [RGBColor; 4] = [
     RGBColor(148, 103, 189),
 ];
 
+/// A row of the summary table: its label and how to render one run's cell.
+type SummaryRow = (&'static str, fn(&RunResult) -> String);
+
 /// One chart: a title, a unit, and how to read a value from a sample (with the one before it,
 /// for rates).
 struct Chart {
@@ -183,7 +186,7 @@ pub(crate) fn render(runs: &[RunResult], headline: &str) -> Result<String> {
         let _ = write!(html, "<th>{}</th>", r.mode);
     }
     html.push_str("</tr>\n");
-    let rows: [(&str, fn(&RunResult) -> String); 9] = [
+    let rows: [SummaryRow; 9] = [
         ("outcome", |r| {
             if r.crashed {
                 format!("crashed at {:.1} s", r.crashed_at_s.unwrap_or(0.0))
