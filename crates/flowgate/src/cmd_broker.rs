@@ -14,6 +14,7 @@ use flowgate_core::Credit;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
+use crate::dashboard;
 use crate::observe;
 use crate::procfs;
 use crate::units::{Size, Span, human_bytes};
@@ -144,19 +145,23 @@ async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = broker.local_addr();
     println!("listening on {addr}");
+    let started = Instant::now();
+    let history = dashboard::History::default();
     if let Some(metrics_addr) = args.metrics_addr {
         let reporter = broker.reporter();
-        let started = Instant::now();
+        let page_history = history.clone();
         let bound = observe::serve(
             metrics_addr,
             Arc::new(move || snapshot(&reporter.stats(), started)),
             Arc::new(publish),
+            Some(Arc::new(move |refresh| {
+                dashboard::page(&page_history, refresh)
+            })),
         )
         .await?;
         println!("metrics on {bound}");
     }
     std::io::stdout().flush()?;
-    let started = Instant::now();
     let mut rss_samples = Vec::new();
     let mut tick = tokio::time::interval(args.stats_every.0);
     let mut last: Option<(Instant, BrokerStats)> = None;
@@ -168,6 +173,7 @@ async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
                 let stats = broker.stats();
                 let rss = procfs::own_rss();
                 rss_samples.push(rss.now);
+                history.record(started.elapsed().as_secs_f64(), &stats, rss.now);
                 print_stats(started, &stats, last.as_ref(), rss.now);
                 last = Some((Instant::now(), stats));
             }

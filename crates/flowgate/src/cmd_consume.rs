@@ -251,6 +251,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
             addr,
             std::sync::Arc::new(move || snapshot(&view, &monitor, started)),
             std::sync::Arc::new(publish),
+            None,
         )
         .await?;
         eprintln!("metrics on {bound}");

@@ -162,6 +162,7 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
             addr,
             Arc::new(move || snapshot(&monitor, &slept, started, pid)),
             Arc::new(publish),
+            None,
         )
         .await?;
         eprintln!("metrics on {bound}");

@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod bench_raw;
+mod charts;
 mod children;
 mod cmd_bench;
 mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
 mod cmd_top;
+mod dashboard;
 mod demo;
 mod fit;
 mod observe;

@@ -23,11 +23,17 @@ pub(crate) type Snapshot = Arc<dyn Fn() -> Value + Send + Sync>;
 /// Copies a snapshot into the process's metrics (counters set absolutely, gauges set).
 pub(crate) type Publish = Arc<dyn Fn(&Value) + Send + Sync>;
 
-/// Serves `/stats` and `/metrics` on `addr` in the background; returns the bound address.
+/// Renders an HTML page (the broker's live dashboard); the flag says whether the page should
+/// refresh itself (`/?refresh=0` turns that off, for screenshots and tests).
+pub(crate) type Page = Arc<dyn Fn(bool) -> String + Send + Sync>;
+
+/// Serves `/stats`, `/metrics` and, if given, a dashboard page at `/` on `addr` in the
+/// background; returns the bound address.
 pub(crate) async fn serve(
     addr: SocketAddr,
     snapshot: Snapshot,
     publish: Publish,
+    page: Option<Page>,
 ) -> Result<SocketAddr> {
     let prometheus: PrometheusHandle = PrometheusBuilder::new()
         .install_recorder()
@@ -60,6 +66,19 @@ pub(crate) async fn serve(
                 }
             }),
         );
+    let app = match page {
+        Some(page) => app.route(
+            "/",
+            get(
+                move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                    let page = Arc::clone(&page);
+                    let refresh = query.as_deref() != Some("refresh=0");
+                    async move { axum::response::Html(page(refresh)) }
+                },
+            ),
+        ),
+        None => app,
+    };
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

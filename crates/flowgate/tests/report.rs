@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
+use common::BIN;
 
 #[test]
 fn the_report_renders_every_chart_in_a_browser_with_the_crash_marked() {
@@ -78,4 +78,44 @@ fn the_report_renders_every_chart_in_a_browser_with_the_crash_marked() {
         "a screenshot with content ({} bytes)",
         png.len()
     );
+}
+
+mod common;
+
+#[test]
+fn the_broker_dashboard_renders_every_chart_in_a_browser() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::BrokerProc::start(
+        dir.path(),
+        "--capacity 500 --stats-every 200ms --metrics-addr 127.0.0.1:0",
+    );
+    let consumer = common::spawn(&format!(
+        "consume --broker {} --topic t --group g --sink null --max-rate 500 --idle-exit 2s",
+        broker.addr
+    ));
+    let producer = common::spawn(&format!(
+        "produce --broker {} --topic t --rate 2000 --duration 3s",
+        broker.addr
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    // Without its self-refresh, so the browser settles on one rendering.
+    let url = format!("http://{}/?refresh=0", broker.metrics.as_deref().unwrap());
+    let dom = flowgate_testkit::chromium::dump_dom(&url);
+    let charts: Vec<&str> = dom.split("<figure class=\"chart\"").skip(1).collect();
+    assert_eq!(charts.len(), 4, "four charts: {dom}");
+    for chart in &charts {
+        let chart = &chart[..chart.find("</figure>").unwrap()];
+        assert!(
+            chart.contains("<svg") && chart.contains("<polyline"),
+            "a drawn chart"
+        );
+    }
+    assert!(dom.contains("events accepted"), "live figures in the page");
+    let shot = dir.path().join("dashboard.png");
+    flowgate_testkit::chromium::screenshot(&url, &shot, 1000, 1500);
+    assert!(std::fs::read(&shot).unwrap().len() > 30_000);
+    assert!(common::finish(producer, Duration::from_secs(60)).success());
+    assert!(common::finish(consumer, Duration::from_secs(60)).success());
+    broker.stop();
 }

@@ -5,23 +5,12 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, anyhow};
-use plotters::prelude::*;
+use anyhow::Result;
 
 use super::result::RunResult;
 use super::sample::Sample;
+use crate::charts::{Series, line_chart};
 use crate::units::{human_bytes, thousands};
-
-const WIDTH: u32 = 900;
-const HEIGHT: u32 = 300;
-
-/// A series colour per mode, in run order.
-const COLOURS: [RGBColor; 4] = [
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-];
 
 /// A row of the summary table: its label and how to render one run's cell.
 type SummaryRow = (&'static str, fn(&RunResult) -> String);
@@ -99,69 +88,19 @@ fn points(chart: &Chart, history: &[Sample]) -> Vec<(f64, f64)> {
     out
 }
 
-/// Draws one chart as an SVG string.
+/// Draws one chart as an SVG string: one series per run.
 fn svg(chart: &Chart, runs: &[RunResult]) -> Result<String> {
-    let series: Vec<(&RunResult, Vec<(f64, f64)>)> = runs
+    let series: Vec<Series<'_>> = runs
         .iter()
-        .map(|r| (r, points(chart, &r.history)))
+        .map(|r| Series {
+            name: r.mode,
+            points: points(chart, &r.history),
+            marker: r
+                .crashed_at_s
+                .map(|at| (at, format!("{} crashed at {at:.1} s", r.mode))),
+        })
         .collect();
-    let x_max = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.0))
-        .fold(1.0, f64::max);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let mut out = String::new();
-    {
-        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-        let mut ctx = ChartBuilder::on(&root)
-            .caption(chart.title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(|e| anyhow!("{e}"))?;
-        ctx.configure_mesh()
-            .x_desc("seconds since start")
-            .y_desc(chart.unit)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        for (i, (run, pts)) in series.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
-            ctx.draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
-                .map_err(|e| anyhow!("{e}"))?
-                .label(run.mode)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-            if let Some(at) = run.crashed_at_s {
-                // The crash, marked where it happened.
-                ctx.draw_series(LineSeries::new(
-                    vec![(at, 0.0), (at, y_max)],
-                    colour.stroke_width(1),
-                ))
-                .map_err(|e| anyhow!("{e}"))?;
-                ctx.draw_series(std::iter::once(Text::new(
-                    format!("{} crashed at {at:.1} s", run.mode),
-                    (at, y_max * 0.95),
-                    ("sans-serif", 14).into_font().color(&colour),
-                )))
-                .map_err(|e| anyhow!("{e}"))?;
-            }
-        }
-        ctx.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        root.present().map_err(|e| anyhow!("{e}"))?;
-    }
-    Ok(out)
+    line_chart(chart.title, "seconds since start", chart.unit, &series)
 }
 
 fn escape(s: &str) -> String {
