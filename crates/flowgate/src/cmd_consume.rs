@@ -87,6 +87,8 @@ struct Live {
     retried: u64,
     batch_limit: u64,
     commit_p99_ms: f64,
+    e2e_p50_ms: f64,
+    e2e_p99_ms: f64,
 }
 
 type SharedLive = std::sync::Arc<std::sync::Mutex<Live>>;
@@ -111,6 +113,8 @@ fn snapshot(live: &SharedLive, monitor: &ConsumerMonitor, started: Instant) -> s
         "retried": l.retried,
         "batch_limit": l.batch_limit,
         "commit_latency_ms_p99": l.commit_p99_ms,
+        "e2e_latency_ms_p50": l.e2e_p50_ms,
+        "e2e_latency_ms_p99": l.e2e_p99_ms,
         "stage": crate::observe::stage_json(&stage),
     })
 }
@@ -126,6 +130,10 @@ fn publish(v: &serde_json::Value) {
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(0.0);
     metrics::gauge!("flowgate_sink_commit_latency_p99_seconds").set(p99 / 1e3);
+    for (key, q) in [("e2e_latency_ms_p50", "0.5"), ("e2e_latency_ms_p99", "0.99")] {
+        let ms = v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        metrics::gauge!("flowgate_e2e_latency_seconds", "quantile" => q).set(ms / 1e3);
+    }
     if let Some(stage) = v.get("stage") {
         crate::observe::publish_stage("flowgate_consumer", &[], stage);
     }
@@ -153,9 +161,19 @@ pub(crate) struct ConsumeSummary {
     pub commit_latency_ms_p50: f64,
     pub commit_latency_ms_p99: f64,
     pub commit_latency_ms_max: f64,
+    /// End to end: event creation (producer clock) to commit (consumer clock), over the
+    /// committed events. Meaningful when both clocks agree (same host, or NTP).
+    pub e2e_latency_ms_p50: f64,
+    pub e2e_latency_ms_p99: f64,
     /// The batch limit at the end, and how often commit latency cut it.
     pub batch_limit: u64,
     pub batch_limit_cuts: u64,
+}
+
+/// Microseconds since the Unix epoch (the clock event creation stamps use).
+fn now_us() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Runs the consumer.
@@ -271,6 +289,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         args.commit_latency_target.0,
     );
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let mut e2e_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
     let mut s = ConsumeSummary::default();
     let mut last_report = Instant::now();
     let mut last_committed = 0;
@@ -310,6 +329,10 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         let t0 = Instant::now();
         let settled = commit(&mut sink, &events, &tags, args.max_attempts).await?;
         let latency = t0.elapsed();
+        let committed_at = now_us();
+        for e in &events {
+            e2e_us.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
+        }
         latency_us.saturating_record(
             u64::try_from(latency.as_micros())
                 .unwrap_or(u64::MAX)
@@ -335,6 +358,8 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
                 retried: s.retried,
                 batch_limit: next_limit,
                 commit_p99_ms: latency_us.value_at_quantile(0.99) as f64 / 1e3,
+                e2e_p50_ms: e2e_us.value_at_quantile(0.5) as f64 / 1e3,
+                e2e_p99_ms: e2e_us.value_at_quantile(0.99) as f64 / 1e3,
             };
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
@@ -364,6 +389,8 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
     s.commit_latency_ms_p50 = latency_us.value_at_quantile(0.5) as f64 / 1e3;
     s.commit_latency_ms_p99 = latency_us.value_at_quantile(0.99) as f64 / 1e3;
     s.commit_latency_ms_max = latency_us.max() as f64 / 1e3;
+    s.e2e_latency_ms_p50 = e2e_us.value_at_quantile(0.5) as f64 / 1e3;
+    s.e2e_latency_ms_p99 = e2e_us.value_at_quantile(0.99) as f64 / 1e3;
     s.mean_batch = s.received as f64 / s.commits.max(1) as f64;
     s.batch_limit = limit.limit();
     s.batch_limit_cuts = limit.decreases();
