@@ -130,8 +130,14 @@ fn publish(v: &serde_json::Value) {
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(0.0);
     metrics::gauge!("flowgate_sink_commit_latency_p99_seconds").set(p99 / 1e3);
-    for (key, q) in [("e2e_latency_ms_p50", "0.5"), ("e2e_latency_ms_p99", "0.99")] {
-        let ms = v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    for (key, q) in [
+        ("e2e_latency_ms_p50", "0.5"),
+        ("e2e_latency_ms_p99", "0.99"),
+    ] {
+        let ms = v
+            .get(key)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
         metrics::gauge!("flowgate_e2e_latency_seconds", "quantile" => q).set(ms / 1e3);
     }
     if let Some(stage) = v.get("stage") {
@@ -172,7 +178,9 @@ pub(crate) struct ConsumeSummary {
 
 /// Microseconds since the Unix epoch (the clock event creation stamps use).
 fn now_us() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
