@@ -40,17 +40,7 @@ impl TopicHandle {
         let mut inner = self.lock();
         let result = f(&mut inner);
         let actions = inner.topic.poll_actions();
-        // The topic backpressures when its producers hold no credit and none can be granted
-        // (it is full, counting what consumers hold unacked); it idles when it holds nothing.
-        let stats = inner.topic.stats();
-        let held = stats.ready + stats.unacked;
-        let state = if held == 0 {
-            StageState::Idle
-        } else if inner.topic.producer_count() > 0 && stats.producer_credit.events == 0 {
-            StageState::Backpressured
-        } else {
-            StageState::Busy
-        };
+        let state = inner.topic.stage_state();
         if state != inner.clock.state() {
             inner.clock.enter(state, self.epoch.elapsed());
         }

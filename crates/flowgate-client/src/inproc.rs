@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use flowgate_core::{
     BoundedQueue, Credit, CreditError, CreditWindow, Event, OverflowPolicy, Push, QueueStats,
-    REFILL_AT_HALF,
+    grant_due,
 };
 use tokio::sync::Notify;
 
@@ -111,18 +111,13 @@ struct State {
 }
 
 impl State {
-    /// Grants the producer the free space not already promised to it, once enough has freed
-    /// up to be worth a grant (half the capacity in either dimension), or at once when the
-    /// queue is empty (nothing else will free space, so withholding could deadlock).
+    /// Grants the producer the free space not already promised to it, by the same rule as
+    /// the broker's topics ([`grant_due`]).
     fn grant_credit_if_due(&mut self) {
-        let capacity = self.queue.capacity();
-        let unpromised = self.queue.free().saturating_sub(self.credit.available());
-        let due = unpromised.events > REFILL_AT_HALF.of(capacity.events)
-            || unpromised.bytes > REFILL_AT_HALF.of(capacity.bytes)
-            || self.queue.is_empty();
-        if due && !unpromised.is_zero() {
-            // Cannot fail: `unpromised` is not zero.
-            let _ = self.credit.grant(unpromised);
+        let held = Credit::new(self.queue.len(), self.queue.bytes());
+        if let Some(credit) = grant_due(self.queue.capacity(), held, self.credit.available()) {
+            // Cannot fail: `grant_due` never returns an empty grant.
+            let _ = self.credit.grant(credit);
         }
     }
 }

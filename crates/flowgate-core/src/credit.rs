@@ -167,6 +167,20 @@ impl Ratio {
 /// pipe full without a request per event. (The same rule h2 and async-nats use.)
 pub const REFILL_AT_HALF: Ratio = Ratio::new(1, 2);
 
+/// The credit a bounded stage should grant its senders now, if any: the space neither held
+/// nor already promised, once that is worth a grant — more than half the capacity in either
+/// dimension ([`REFILL_AT_HALF`]), or anything at all when nothing is held (nothing else will
+/// free space, so withholding could deadlock). `None` while a dimension has no room.
+///
+/// The broker's topic and the in-process pipe both grant by this rule.
+pub fn grant_due(capacity: Credit, held: Credit, promised: Credit) -> Option<Credit> {
+    let unpromised = capacity.saturating_sub(held).saturating_sub(promised);
+    let worth_it = unpromised.events > REFILL_AT_HALF.of(capacity.events)
+        || unpromised.bytes > REFILL_AT_HALF.of(capacity.bytes)
+        || held.is_zero();
+    (worth_it && unpromised.events > 0 && unpromised.bytes > 0).then_some(unpromised)
+}
+
 /// The sender's side: credit granted by the receiver and not yet spent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreditWindow {
@@ -326,6 +340,33 @@ mod tests {
     fn ratio_never_exceeds_one() {
         assert_eq!(Ratio::new(3, 2).of(10), 10);
         assert_eq!(Ratio::new(1, 0).of(10), 10);
+    }
+
+    #[test]
+    fn grants_wait_for_half_the_capacity_unless_nothing_is_held() {
+        let cap = Credit::new(100, 1_000);
+        assert_eq!(
+            grant_due(cap, Credit::new(60, 600), Credit::ZERO),
+            None,
+            "40 free: not yet"
+        );
+        assert_eq!(
+            grant_due(cap, Credit::new(40, 400), Credit::ZERO),
+            Some(Credit::new(60, 600))
+        );
+        assert_eq!(
+            grant_due(cap, Credit::new(40, 400), Credit::new(60, 600)),
+            None,
+            "all promised"
+        );
+        assert_eq!(
+            grant_due(cap, Credit::ZERO, Credit::new(90, 900)),
+            Some(Credit::new(10, 100))
+        );
+        assert_eq!(
+            grant_due(Credit::UNBOUNDED, Credit::new(5, 5), Credit::ZERO).map(|c| c.events),
+            Some(u64::MAX - 5)
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod stage;
 pub mod token_bucket;
 pub mod topic;
 
-pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio};
+pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due};
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use limit::AimdLimit;
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};

@@ -20,7 +20,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
-use crate::credit::{Credit, REFILL_AT_HALF};
+use crate::credit::{Credit, grant_due};
+use crate::stage::StageState;
 
 /// A connection, as the broker numbers them.
 pub type ConnId = u64;
@@ -250,6 +251,20 @@ impl<T: Clone> Topic<T> {
         }
     }
 
+    /// What the topic is doing as a pipeline stage: idle while it holds nothing,
+    /// backpressured while full (producers attached, none holding credit, and none can be
+    /// granted because ready + unacked + promised fills the capacity), busy otherwise.
+    pub fn stage_state(&self) -> StageState {
+        let held = self.ready_total.saturating_add(self.unacked_total);
+        if held.is_zero() {
+            StageState::Idle
+        } else if !self.producers.is_empty() && self.granted_total.events == 0 {
+            StageState::Backpressured
+        } else {
+            StageState::Busy
+        }
+    }
+
     /// Producers attached now.
     pub fn producer_count(&self) -> usize {
         self.producers.len()
@@ -475,17 +490,9 @@ impl<T: Clone> Topic<T> {
             return;
         }
         let held = self.ready_total.saturating_add(self.unacked_total);
-        let unpromised = self
-            .capacity
-            .saturating_sub(held)
-            .saturating_sub(self.granted_total);
-        let worth_it = unpromised.events > REFILL_AT_HALF.of(self.capacity.events)
-            || unpromised.bytes > REFILL_AT_HALF.of(self.capacity.bytes)
-            // Nothing held means nothing will free up later: grant what there is now.
-            || held.is_zero();
-        if !worth_it || unpromised.events == 0 || unpromised.bytes == 0 {
+        let Some(unpromised) = grant_due(self.capacity, held, self.granted_total) else {
             return;
-        }
+        };
         let n = self.producers.len() as u64;
         let share = Credit::new(unpromised.events / n, unpromised.bytes / n);
         // When there are more producers than free slots, whole events go to the first few;
