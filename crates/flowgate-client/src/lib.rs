@@ -16,5 +16,5 @@ pub mod net;
 
 pub use net::{
     ClientError, Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
-    Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError,
+    Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError, unix_now_us,
 };

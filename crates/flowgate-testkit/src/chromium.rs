@@ -19,40 +19,39 @@ const FLAGS: [&str; 9] = [
     "--hide-scrollbars",
 ];
 
-fn chromium(profile: &Path) -> Command {
-    let mut c = Command::new("chromium");
-    c.args(FLAGS)
-        .arg(format!("--user-data-dir={}", profile.display()));
-    c
+/// Runs Chromium with `args` and a fresh profile; returns its standard output, or panics with
+/// its standard error.
+fn run(args: &[String]) -> Vec<u8> {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = Command::new("chromium")
+        .args(FLAGS)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run chromium ({e}); scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// The DOM of `url` after Chromium loaded and rendered it.
 pub fn dump_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = chromium(profile.path())
-        .args(["--virtual-time-budget=3000", "--dump-dom", url])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run chromium ({e}); scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let out = run(&[
+        "--virtual-time-budget=3000".into(),
+        "--dump-dom".into(),
+        url.into(),
+    ]);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Saves a PNG screenshot of `url` at `width` x `height` to `path`.
 pub fn screenshot(url: &str, path: &Path, width: u32, height: u32) {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = chromium(profile.path())
-        .arg(format!("--window-size={width},{height}"))
-        .arg(format!("--screenshot={}", path.display()))
-        .arg(url)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run chromium ({e}); scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(&[
+        format!("--window-size={width},{height}"),
+        format!("--screenshot={}", path.display()),
+        url.into(),
+    ]);
 }

@@ -28,7 +28,7 @@ Examples:
   flowgate bench --sink postgres://bench@127.0.0.1:5432/bench --events 500000
 
 Each run measures the reference, then flowgate, on the same machine, one after the other;
-the best of --runs is reported for each, and their ratio. With a database sink the tables
+the best rate of --runs is reported for each, and the median of the per-run ratios. With a database sink the tables
 bench_direct and bench_flowgate are recreated for every measurement.";
 
 /// Flags of `flowgate bench`.

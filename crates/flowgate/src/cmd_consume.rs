@@ -78,23 +78,11 @@ pub(crate) struct ConsumeArgs {
     json: Option<PathBuf>,
 }
 
-/// What the consumer has done, shared with the `/stats` endpoint.
-#[derive(Debug, Default, Clone, Copy)]
-struct Live {
-    received: u64,
-    committed: u64,
-    dead_lettered: u64,
-    retried: u64,
-    batch_limit: u64,
-    commit_p99_ms: f64,
-    e2e_p50_ms: f64,
-    e2e_p99_ms: f64,
-}
-
-type SharedLive = std::sync::Arc<std::sync::Mutex<Live>>;
+/// The summary so far, shared with the `/stats` endpoint (updated after every commit).
+type SharedLive = std::sync::Arc<std::sync::Mutex<ConsumeSummary>>;
 
 fn snapshot(live: &SharedLive, monitor: &ConsumerMonitor, started: Instant) -> serde_json::Value {
-    let l = live.lock().map(|l| *l).unwrap_or_default();
+    let l = live.lock().map(|l| l.clone()).unwrap_or_default();
     let waited = monitor.stats().waited;
     let elapsed = started.elapsed();
     // A consumer is busy while it commits (or waits for its rate-limited database) and idle
@@ -112,9 +100,9 @@ fn snapshot(live: &SharedLive, monitor: &ConsumerMonitor, started: Instant) -> s
         "dead_lettered": l.dead_lettered,
         "retried": l.retried,
         "batch_limit": l.batch_limit,
-        "commit_latency_ms_p99": l.commit_p99_ms,
-        "e2e_latency_ms_p50": l.e2e_p50_ms,
-        "e2e_latency_ms_p99": l.e2e_p99_ms,
+        "commit_latency_ms_p99": l.commit_latency_ms_p99,
+        "e2e_latency_ms_p50": l.e2e_latency_ms_p50,
+        "e2e_latency_ms_p99": l.e2e_latency_ms_p99,
         "stage": crate::observe::stage_json(&stage),
     })
 }
@@ -146,7 +134,7 @@ fn publish(v: &serde_json::Value) {
 }
 
 /// The `--json` summary.
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, Clone)]
 pub(crate) struct ConsumeSummary {
     pub received: u64,
     /// Events settled: committed (new or already present) or dead-lettered.
@@ -176,12 +164,16 @@ pub(crate) struct ConsumeSummary {
     pub batch_limit_cuts: u64,
 }
 
-/// Microseconds since the Unix epoch (the clock event creation stamps use).
-fn now_us() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+impl ConsumeSummary {
+    /// Copies the latency quantiles out of the histograms.
+    fn record_latencies(&mut self, commit_us: &Histogram<u64>, e2e_us: &Histogram<u64>) {
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
+        self.commit_latency_ms_p50 = ms(commit_us, 0.5);
+        self.commit_latency_ms_p99 = ms(commit_us, 0.99);
+        self.commit_latency_ms_max = commit_us.max() as f64 / 1e3;
+        self.e2e_latency_ms_p50 = ms(e2e_us, 0.5);
+        self.e2e_latency_ms_p99 = ms(e2e_us, 0.99);
+    }
 }
 
 /// Runs the consumer.
@@ -337,7 +329,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         let t0 = Instant::now();
         let settled = commit(&mut sink, &events, &tags, args.max_attempts).await?;
         let latency = t0.elapsed();
-        let committed_at = now_us();
+        let committed_at = flowgate_client::unix_now_us();
         for e in &events {
             e2e_us.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
         }
@@ -358,17 +350,10 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         let next_limit = limit.on_commit(events.len() as u64, latency);
         consumer.set_prefetch(Credit::new(next_limit, args.prefetch_bytes.0));
         last_commit = Instant::now();
+        s.batch_limit = next_limit;
+        s.record_latencies(&latency_us, &e2e_us);
         if let Ok(mut l) = live.lock() {
-            *l = Live {
-                received: s.received,
-                committed: s.committed,
-                dead_lettered: s.dead_lettered,
-                retried: s.retried,
-                batch_limit: next_limit,
-                commit_p99_ms: latency_us.value_at_quantile(0.99) as f64 / 1e3,
-                e2e_p50_ms: e2e_us.value_at_quantile(0.5) as f64 / 1e3,
-                e2e_p99_ms: e2e_us.value_at_quantile(0.99) as f64 / 1e3,
-            };
+            *l = s.clone();
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             let rate = (s.committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
@@ -376,7 +361,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
                 "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {next_limit:>6} commit p99 {:>6.1} ms dead letters {}",
                 started.elapsed().as_secs_f64(),
                 s.committed,
-                latency_us.value_at_quantile(0.99) as f64 / 1e3,
+                s.commit_latency_ms_p99,
                 s.dead_lettered
             );
             last_report = Instant::now();
@@ -394,11 +379,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
     });
     s.redelivered = stats.redelivered;
     s.sessions = stats.sessions;
-    s.commit_latency_ms_p50 = latency_us.value_at_quantile(0.5) as f64 / 1e3;
-    s.commit_latency_ms_p99 = latency_us.value_at_quantile(0.99) as f64 / 1e3;
-    s.commit_latency_ms_max = latency_us.max() as f64 / 1e3;
-    s.e2e_latency_ms_p50 = e2e_us.value_at_quantile(0.5) as f64 / 1e3;
-    s.e2e_latency_ms_p99 = e2e_us.value_at_quantile(0.99) as f64 / 1e3;
+    s.record_latencies(&latency_us, &e2e_us);
     s.mean_batch = s.received as f64 / s.commits.max(1) as f64;
     s.batch_limit = limit.limit();
     s.batch_limit_cuts = limit.decreases();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flowgate_client::{Producer, ProducerConfig, ProducerMonitor};
-use flowgate_core::{Event, EventId, TokenBucket};
+use flowgate_core::TokenBucket;
 use serde::Serialize;
 
 use crate::units::{Rate, Size, Span};
@@ -180,7 +180,7 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         while let Some((line_no, line)) = rx.recv().await {
             match line {
                 Ok(payload) => {
-                    let id = producer.send(event(payload)).await?;
+                    let id = producer.send_payload(payload).await?;
                     if first_seq == 0 {
                         first_seq = id.seq;
                     }
@@ -223,7 +223,7 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
                 payload[..k].copy_from_slice(&stamp.as_bytes()[..k]);
                 // The deadline also ends a wait for credit (send is cancel safe: an event not
                 // yet paid for is simply not produced).
-                let send = producer.send(event(payload));
+                let send = producer.send_payload(payload);
                 let id = match deadline {
                     Some(d) => match tokio::time::timeout_at(d.into(), send).await {
                         Ok(result) => result?,
@@ -278,15 +278,6 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
     Ok(if rejected_lines > 0 { 1 } else { 0 })
-}
-
-fn event(payload: Vec<u8>) -> Event {
-    Event {
-        id: EventId::default(),
-        key: None,
-        created_us: 0,
-        payload,
-    }
 }
 
 /// Reads NDJSON lines, checking each is one JSON value, and hands them over in order.

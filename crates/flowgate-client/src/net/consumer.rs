@@ -282,9 +282,7 @@ impl ConsumerMonitor {
     pub fn stats(&self) -> ConsumerStats {
         let state = self.shared.lock();
         let mut stats = state.stats;
-        if let Some(since) = state.waiting_since {
-            stats.waited += since.elapsed();
-        }
+        stats.waited = session::waited_so_far(stats.waited, state.waiting_since);
         stats
     }
 }

@@ -5,6 +5,8 @@ pub mod error;
 pub mod producer;
 mod session;
 
+pub use session::unix_now_us;
+
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
 };

@@ -292,7 +292,7 @@ impl Producer {
         let id = EventId::new(state.producer_id, state.next_seq);
         state.next_seq += 1;
         let created_us = if event.created_us == 0 {
-            session::now_us()
+            session::unix_now_us()
         } else {
             event.created_us
         };
@@ -322,9 +322,7 @@ impl ProducerMonitor {
     pub fn stats(&self) -> ProducerStats {
         let state = self.shared.lock();
         let mut stats = state.stats;
-        if let Some(since) = state.waiting_since {
-            stats.waited += since.elapsed();
-        }
+        stats.waited = session::waited_so_far(stats.waited, state.waiting_since);
         stats
     }
 }
@@ -392,7 +390,7 @@ impl futures_sink::Sink<Event> for Producer {
 fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(session::now_us());
+    h.write_u64(session::unix_now_us());
     h.write_u32(std::process::id());
     h.finish().max(1)
 }

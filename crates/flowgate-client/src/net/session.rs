@@ -97,8 +97,9 @@ pub(crate) fn heartbeat_every(idle_ms: u32) -> Duration {
     Duration::from_millis(u64::from(idle_ms.max(300)) / 3)
 }
 
-/// The current time in microseconds since the Unix epoch (event creation stamps).
-pub(crate) fn now_us() -> u64 {
+/// The current time in microseconds since the Unix epoch: the clock event creation stamps
+/// use, and so the one to measure creation-to-commit latency against.
+pub fn unix_now_us() -> u64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -169,4 +170,10 @@ pub(crate) async fn drive<D: Driven>(client: &D, addr: &str, hello: &Hello, firs
             Err(_) => {}
         }
     }
+}
+
+/// `waited` plus the wait in progress since `since`, if any: what a monitor reports while the
+/// handle it watches is still waiting.
+pub(crate) fn waited_so_far(waited: Duration, since: Option<std::time::Instant>) -> Duration {
+    since.map_or(waited, |s| waited + s.elapsed())
 }

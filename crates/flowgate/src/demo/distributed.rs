@@ -31,8 +31,9 @@ pub(crate) struct DistributedResult {
     committed: u64,
     /// Confirmed events missing from the database.
     lost: u64,
-    /// Rows beyond the confirmed events (the key on (producer, seq) makes duplicates
-    /// impossible; this would show events counted twice).
+    /// Rows beyond the confirmed events (JSON key kept as `duplicates`): the key on
+    /// (producer, seq) already makes a second row per event impossible, so this counts rows
+    /// the broker never confirmed, which would mean a counting error somewhere.
     duplicates: u64,
     producer_rate: f64,
     producer_rate_steady: f64,
@@ -203,7 +204,7 @@ fn print_summary(r: &DistributedResult, consumer_rate: u64) {
         ("confirmed by the broker", thousands(r.confirmed)),
         ("committed (rows in db)", thousands(r.committed)),
         ("confirmed but missing", thousands(r.lost)),
-        ("duplicate rows", thousands(r.duplicates)),
+        ("rows beyond the confirmed", thousands(r.duplicates)),
         (
             "producer rate",
             format!("{}/s", thousands(r.producer_rate.round() as u64)),
@@ -243,7 +244,7 @@ fn print_summary(r: &DistributedResult, consumer_rate: u64) {
     }
     let held = (r.producer_rate_steady - consumer_rate as f64) / consumer_rate as f64 * 100.0;
     println!(
-        "\ndistributed: producer held at {}/s ({held:+.1}% of the consumer's {}/s); {} of {} confirmed events in the database, {} duplicates.",
+        "\ndistributed: producer held at {}/s ({held:+.1}% of the consumer's {}/s); {} of {} confirmed events in the database, {} rows beyond them.",
         thousands(r.producer_rate_steady.round() as u64),
         thousands(consumer_rate),
         thousands(r.confirmed - r.lost),

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -67,14 +67,13 @@ pub(crate) struct WorkerArgs {
 }
 
 /// Counters shared by the tasks and read by the sampler.
-#[derive(Default)]
 struct Counters {
     produced: AtomicU64,
     committed: AtomicU64,
     producer_waited_ns: AtomicU64,
     producer_active_ns: AtomicU64,
     producer_done: std::sync::atomic::AtomicBool,
-    latency_us: Mutex<Option<Histogram<u64>>>,
+    latency_us: Mutex<Histogram<u64>>,
 }
 
 /// Runs the pipeline to the end (or to its death) and returns.
@@ -95,10 +94,14 @@ pub(crate) fn run(args: WorkerArgs) -> Result<()> {
         let (tx, rx) = pipe(args.mode.pipe_config(capacity));
         let observer = tx.observer();
         let counters = Arc::new(Counters {
-            latency_us: Mutex::new(Some(
+            produced: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            producer_waited_ns: AtomicU64::new(0),
+            producer_active_ns: AtomicU64::new(0),
+            producer_done: std::sync::atomic::AtomicBool::new(false),
+            latency_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram bounds")?,
-            )),
-            ..Counters::default()
+            ),
         });
         let start = Instant::now();
         let sampler = tokio::spawn(sample_loop(start, observer.clone(), Arc::clone(&counters)));
@@ -116,13 +119,6 @@ pub(crate) fn run(args: WorkerArgs) -> Result<()> {
         emit(&measure(start, &observer, &counters, Phase::Done));
         anyhow::Ok(())
     })
-}
-
-fn now_us() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
 async fn produce(mut tx: Producer, args: WorkerArgs, start: Instant, counters: Arc<Counters>) {
@@ -147,7 +143,7 @@ async fn produce(mut tx: Producer, args: WorkerArgs, start: Instant, counters: A
             let event = Event {
                 id: EventId::new(0, next_id),
                 key: None,
-                created_us: now_us(),
+                created_us: flowgate_client::unix_now_us(),
                 payload: vec![fill; payload_len],
             };
             if tx.send(event).await.is_err() {
@@ -201,13 +197,11 @@ async fn consume(
             tokio::time::sleep(wait).await;
         }
         let _ = database.try_take(n, start.elapsed());
-        // SQLite is blocking IO; keep it off the async workers.
+        // The sink runs SQLite's blocking commit in place (see `AnySink::write_batch`).
         sink.write_batch(&events).await.context("database commit")?;
-        let committed_at = now_us();
+        let committed_at = flowgate_client::unix_now_us();
         counters.committed.fetch_add(n, Ordering::Relaxed);
-        if let Ok(mut guard) = counters.latency_us.lock()
-            && let Some(h) = guard.as_mut()
-        {
+        if let Ok(mut h) = counters.latency_us.lock() {
             for e in &events {
                 h.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
             }
@@ -235,13 +229,12 @@ fn measure(start: Instant, observer: &Observer, counters: &Counters, phase: Phas
         .latency_us
         .lock()
         .ok()
-        .and_then(|g| {
-            g.as_ref().filter(|h| !h.is_empty()).map(|h| {
-                (
-                    h.value_at_quantile(0.5) as f64 / 1e3,
-                    h.value_at_quantile(0.99) as f64 / 1e3,
-                )
-            })
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            (
+                h.value_at_quantile(0.5) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3,
+            )
         })
         .unwrap_or((0.0, 0.0));
     Sample {
