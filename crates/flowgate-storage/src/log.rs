@@ -1,0 +1,315 @@
+//! The log itself: open with recovery, append, group commit, segment roll and reclaim. See
+//! the crate documentation for the format and the invariants this file keeps.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flowgate_core::EventId;
+
+use crate::fs::{Fs, FsFile};
+use crate::record::Record;
+
+/// The first bytes of every segment.
+const MAGIC: &[u8; 8] = b"FGSEG\0\0\x01";
+
+/// How a log is laid out.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// A segment that reaches this size is closed and a new one started.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What opening a log found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments read.
+    pub segments: usize,
+    /// Good records read.
+    pub records: u64,
+    /// Records that ended a segment early: torn, too long, or failing their checksum.
+    pub corrupt_records: u64,
+    /// Bytes cut from segment tails after a corrupt record.
+    pub truncated_bytes: u64,
+    /// Accepted, unacknowledged events, in the order they were accepted.
+    pub events: Vec<(EventId, Vec<u8>)>,
+    /// Every producer's highest accepted sequence number, as `EventId { producer, seq }`.
+    pub high_water: Vec<EventId>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    number: u64,
+    bytes: u64,
+    /// Events in it not yet acknowledged.
+    live: u64,
+}
+
+/// One topic's log. Single-threaded: the broker gives each log its own writer thread.
+pub struct Log {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    options: LogOptions,
+    /// Oldest first; the last one is active.
+    segments: VecDeque<Segment>,
+    active: Box<dyn FsFile>,
+    /// Unacknowledged events and the segment holding each.
+    live: HashMap<EventId, u64>,
+    high: HashMap<u64, u64>,
+    /// Records appended since the last commit.
+    pending: Vec<u8>,
+    /// Set by a failed write or sync: what was written since is unknown, so nothing more is
+    /// confirmed until the broker restarts and recovers.
+    failed: Option<String>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments)
+            .field("live", &self.live.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn segment_name(number: u64) -> String {
+    format!("{number:020}.seg")
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering what it holds. Content damage
+    /// is repaired and reported in the [`Recovery`], never returned as an error.
+    pub fn open(fs: Arc<dyn Fs>, dir: &Path, options: LogOptions) -> io::Result<(Log, Recovery)> {
+        fs.create_dir_all(dir)?;
+        let mut numbers: Vec<u64> = fs
+            .list(dir)?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".seg")?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        let mut recovery = Recovery::default();
+        let mut high: HashMap<u64, u64> = HashMap::new();
+        let mut live: HashMap<EventId, u64> = HashMap::new();
+        let mut order: Vec<(EventId, Vec<u8>)> = Vec::new();
+        let mut segments = VecDeque::new();
+        for number in numbers {
+            let path = dir.join(segment_name(number));
+            let bytes = fs.read(&path)?;
+            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+                // A segment whose header never became durable holds no durable record.
+                recovery.corrupt_records += u64::from(!bytes.is_empty());
+                recovery.truncated_bytes += bytes.len() as u64;
+                fs.remove(&path)?;
+                continue;
+            }
+            recovery.segments += 1;
+            let mut at = MAGIC.len();
+            while at < bytes.len() {
+                let (record, used) = match Record::decode(&bytes[at..]) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        recovery.corrupt_records += 1;
+                        recovery.truncated_bytes += (bytes.len() - at) as u64;
+                        fs.truncate(&path, at as u64)?;
+                        break;
+                    }
+                };
+                at += used;
+                recovery.records += 1;
+                match record {
+                    Record::Event(id, data) => {
+                        let h = high.entry(id.producer).or_default();
+                        if id.seq > *h {
+                            *h = id.seq;
+                            live.insert(id, number);
+                            order.push((id, data));
+                        }
+                    }
+                    Record::Acks(ids) => {
+                        for id in ids {
+                            live.remove(&id);
+                        }
+                    }
+                    Record::Checkpoint(marks) => {
+                        for m in marks {
+                            let h = high.entry(m.producer).or_default();
+                            *h = (*h).max(m.seq);
+                        }
+                    }
+                }
+            }
+            segments.push_back(Segment {
+                number,
+                bytes: at as u64,
+                live: 0,
+            });
+        }
+        for seg in live.values() {
+            if let Some(s) = segments.iter_mut().find(|s| s.number == *seg) {
+                s.live += 1;
+            }
+        }
+        recovery.events = order
+            .into_iter()
+            .filter(|(id, _)| live.contains_key(id))
+            .collect();
+        recovery.high_water = high.iter().map(|(p, s)| EventId::new(*p, *s)).collect();
+        recovery.high_water.sort_unstable_by_key(|id| id.producer);
+
+        // Appending always starts in a fresh segment, after whatever recovery cut.
+        let next = segments.back().map_or(1, |s| s.number + 1);
+        let active = start_segment(fs.as_ref(), dir, next, &high)?;
+        segments.push_back(Segment {
+            number: next,
+            bytes: active.1,
+            live: 0,
+        });
+        let mut log = Log {
+            fs,
+            dir: dir.to_path_buf(),
+            options,
+            segments,
+            active: active.0,
+            live,
+            high,
+            pending: Vec::new(),
+            failed: None,
+        };
+        log.reclaim()?;
+        Ok((log, recovery))
+    }
+
+    /// Buffers an accepted event; durable after the next [`commit`](Self::commit).
+    pub fn append_event(&mut self, id: EventId, data: &[u8]) {
+        let h = self.high.entry(id.producer).or_default();
+        *h = (*h).max(id.seq);
+        let active = self.segments.back().map_or(0, |s| s.number);
+        if self.live.insert(id, active).is_none()
+            && let Some(s) = self.segments.back_mut()
+        {
+            s.live += 1;
+        }
+        Record::Event(id, data.to_vec()).encode(&mut self.pending);
+    }
+
+    /// Buffers acknowledgements. Ids not held (already acked, or never here) are ignored.
+    pub fn append_acks(&mut self, ids: &[EventId]) {
+        let mut held = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(number) = self.live.remove(id) {
+                if let Some(s) = self.segments.iter_mut().rev().find(|s| s.number == number) {
+                    s.live -= 1;
+                }
+                held.push(*id);
+            }
+        }
+        if !held.is_empty() {
+            Record::Acks(held).encode(&mut self.pending);
+        }
+    }
+
+    /// Whether anything waits for a commit.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes and syncs everything appended since the last commit (one write, one fsync),
+    /// then rolls the segment if it is full and removes segments nobody needs.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(io::Error::other(format!("log failed earlier: {why}")));
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .active
+            .write_all(&self.pending)
+            .and_then(|()| self.active.sync());
+        if let Err(e) = written {
+            self.failed = Some(e.to_string());
+            return Err(e);
+        }
+        if let Some(s) = self.segments.back_mut() {
+            s.bytes += self.pending.len() as u64;
+        }
+        self.pending.clear();
+        // What was just synced is durable whatever happens next, so the commit succeeds; a
+        // failure to roll or reclaim poisons the log for the commits after this one.
+        let full = self
+            .segments
+            .back()
+            .is_some_and(|s| s.bytes >= self.options.segment_bytes);
+        let tidied = if full { self.roll() } else { Ok(()) }.and_then(|()| self.reclaim());
+        if let Err(e) = tidied {
+            self.failed = Some(e.to_string());
+        }
+        Ok(())
+    }
+
+    /// Bytes the log's segments take on disk (not counting what awaits a commit).
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Segments on disk.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Events held: appended and not acknowledged.
+    pub fn live_events(&self) -> usize {
+        self.live.len()
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        let next = self.segments.back().map_or(1, |s| s.number + 1);
+        let (file, bytes) = start_segment(self.fs.as_ref(), &self.dir, next, &self.high)?;
+        self.active = file;
+        self.segments.push_back(Segment {
+            number: next,
+            bytes,
+            live: 0,
+        });
+        Ok(())
+    }
+
+    /// Removes the oldest segments while they are closed and fully acknowledged.
+    fn reclaim(&mut self) -> io::Result<()> {
+        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.live == 0) {
+            if let Some(s) = self.segments.pop_front() {
+                self.fs.remove(&self.dir.join(segment_name(s.number)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates segment `number` with its header and a checkpoint of `high`, durably (file and
+/// directory entry), and returns it open for appending with its size.
+fn start_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    number: u64,
+    high: &HashMap<u64, u64>,
+) -> io::Result<(Box<dyn FsFile>, u64)> {
+    let mut head = MAGIC.to_vec();
+    let mut marks: Vec<EventId> = high.iter().map(|(p, s)| EventId::new(*p, *s)).collect();
+    marks.sort_unstable_by_key(|id| id.producer);
+    Record::Checkpoint(marks).encode(&mut head);
+    let mut file = fs.open_append(&dir.join(segment_name(number)))?;
+    file.write_all(&head)?;
+    file.sync()?;
+    fs.sync_dir(dir)?;
+    Ok((file, head.len() as u64))
+}
