@@ -69,14 +69,27 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
             }
             t.topic.attach_consumer(conn);
             t.outboxes.insert(conn, Arc::clone(&outbox));
-            Ok(0)
+            Ok((0, crate::storage::Durable::now()))
         } else {
             t.outboxes.insert(conn, Arc::clone(&outbox));
-            Ok(t.topic.attach_producer(conn, hello.producer_id))
+            let resume = t.topic.attach_producer(conn, hello.producer_id);
+            // The producer treats its resume point as confirmed, so it must be durable: a
+            // barrier behind everything the topic accepted so far.
+            Ok((resume, shared.storage.append(&hello.topic, &[])))
         }
     });
     let resume_seq = match attached {
-        Ok(seq) => seq,
+        Ok((seq, durable)) => match durable.wait().await {
+            Ok(()) => seq,
+            Err(e) => {
+                topic.apply(|t| {
+                    t.topic.detach_producer(conn);
+                    t.outboxes.remove(&conn);
+                });
+                let why = format!("storage failed: {e}");
+                return refuse(&shared, wr, ErrorCode::Other(500), why).await;
+            }
+        },
         Err(why) => return refuse(&shared, wr, ErrorCode::GroupConflict, why).await,
     };
     let welcome = Welcome {
@@ -161,7 +174,7 @@ async fn read_loop(
     shared: &Shared,
     reader: &mut FrameReader<OwnedReadHalf>,
     topic: &TopicHandle,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
     hello: &Hello,
     conn: ConnId,
 ) -> End {
@@ -191,18 +204,8 @@ async fn read_loop(
                         ),
                     );
                 }
-                if let Err(e) = shared.storage.append(&topic.name, &p.events) {
-                    return End::Fatal(ErrorCode::Other(500), format!("storage failed: {e}"));
-                }
-                let batch: Vec<(u64, WireEvent, u64)> = p
-                    .events
-                    .into_iter()
-                    .map(|e| (e.id.seq, e.credit_bytes(), e))
-                    .map(|(s, b, e)| (s, e, b))
-                    .collect();
-                match topic.apply(|t| t.topic.publish(conn, batch)) {
-                    Ok(out) => outbox.confirm(out.confirm_up_to),
-                    Err(e) => return fatal_topic_error(&e),
+                if let Err(end) = publish(shared, topic, outbox, conn, p.events) {
+                    return end;
                 }
             }
             (Role::Consumer, Frame::Request(r)) => {
@@ -222,9 +225,7 @@ async fn read_loop(
                     }
                     (acked, rejected)
                 });
-                if let Err(e) = shared.storage.remove(&topic.name, &acked) {
-                    return End::Fatal(ErrorCode::Other(500), format!("storage failed: {e}"));
-                }
+                shared.storage.ack(&topic.name, &acked);
                 notice_rejections(shared, outbox, rejected);
             }
             (Role::Consumer, Frame::Nack(n)) => {
@@ -247,6 +248,52 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// Accepts a producer's batch into the topic and its store, and confirms it once the store
+/// says it is durable. The store is written under the topic's lock, before the events can be
+/// delivered, so an ack can never reach the log ahead of its event. The confirm waits in its
+/// own task, so the producer's next batch is read (and can join the same disk sync) meanwhile;
+/// confirms are cumulative and the log answers in order.
+fn publish(
+    shared: &Shared,
+    topic: &TopicHandle,
+    outbox: &Arc<Outbox>,
+    conn: ConnId,
+    events: Vec<WireEvent>,
+) -> Result<(), End> {
+    let to_batch = |e: WireEvent| {
+        let bytes = e.credit_bytes();
+        (e.id.seq, e, bytes)
+    };
+    if !shared.storage.persistent() {
+        let batch: Vec<_> = events.into_iter().map(to_batch).collect();
+        let out = topic
+            .apply(|t| t.topic.publish(conn, batch))
+            .map_err(|e| fatal_topic_error(&e))?;
+        outbox.confirm(out.confirm_up_to);
+        return Ok(());
+    }
+    let batch: Vec<_> = events.iter().cloned().map(to_batch).collect();
+    let (out, durable) = topic
+        .apply(|t| {
+            let out = t.topic.publish(conn, batch)?;
+            // The accepted events are the batch's last ones; the rest were duplicates.
+            let fresh = &events[events.len() - out.accepted as usize..];
+            Ok((out, shared.storage.append(&topic.name, fresh)))
+        })
+        .map_err(|e| fatal_topic_error(&e))?;
+    let outbox = Arc::clone(outbox);
+    tokio::spawn(async move {
+        match durable.wait().await {
+            Ok(()) => outbox.confirm(out.confirm_up_to),
+            Err(e) => outbox.fail(
+                ErrorCode::Other(500),
+                format!("storage failed, batch not confirmed: {e}"),
+            ),
+        }
+    });
+    Ok(())
 }
 
 fn notice_rejections(shared: &Shared, outbox: &Outbox, rejected: Vec<TopicError>) {

@@ -15,12 +15,14 @@
 //! | `encode_out` | outbox → frames, split to the peer's frame limit |
 //! | [`config`] | [`BrokerConfig`] and the TOML topic file |
 //! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
+//! | [`disk`] | [`DiskStorage`]: a log per topic, a group-commit writer thread per log |
 //! | [`names`] | topic and group name rules |
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 mod connection;
+pub mod disk;
 mod encode_out;
 pub mod names;
 mod outbox;
@@ -29,5 +31,6 @@ pub mod storage;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
-pub use server::{Broker, BrokerStats, Reporter};
-pub use storage::{MemoryStorage, Storage};
+pub use disk::{DiskOptions, DiskStorage};
+pub use server::{Broker, BrokerStats, RecoveryReport, Reporter};
+pub use storage::{Durable, MemoryStorage, RecoveredTopic, Storage};

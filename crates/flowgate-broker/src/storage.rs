@@ -1,22 +1,75 @@
-//! Where a topic's accepted events are kept until acknowledged, behind a small trait so a disk
-//! log can take the place of memory. The broker confirms a producer's batch only after
-//! [`Storage::append`] returns.
+//! Where a topic's accepted events are kept until acknowledged, behind a small trait so the
+//! disk log ([`DiskStorage`](crate::DiskStorage)) can take the place of memory. The broker
+//! confirms a producer's batch only after the [`Durable`] that [`Storage::append`] returned
+//! resolves.
 
 use std::io;
 
 use flowgate_core::EventId;
 use flowgate_proto::WireEvent;
+use tokio::sync::oneshot;
+
+/// A topic's events as a store found them at start-up.
+#[derive(Debug, Default)]
+pub struct RecoveredTopic {
+    /// The topic.
+    pub name: String,
+    /// Accepted, unacknowledged events, in acceptance order.
+    pub events: Vec<WireEvent>,
+    /// Every producer's highest accepted sequence number, as (producer id, seq).
+    pub high_water: Vec<(u64, u64)>,
+    /// Records that were torn or failed their checksum and were cut.
+    pub corrupt_records: u64,
+    /// Bytes cut with them.
+    pub truncated_bytes: u64,
+}
+
+/// Resolves when an append is as durable as its store promises.
+#[derive(Debug)]
+pub struct Durable(Option<oneshot::Receiver<io::Result<()>>>);
+
+impl Durable {
+    /// Already durable.
+    pub fn now() -> Self {
+        Durable(None)
+    }
+
+    /// Durable when `rx` says so.
+    pub fn later(rx: oneshot::Receiver<io::Result<()>>) -> Self {
+        Durable(Some(rx))
+    }
+
+    /// Waits for the store's answer.
+    pub async fn wait(self) -> io::Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the storage writer stopped"))),
+        }
+    }
+}
 
 /// A store for accepted, not yet acknowledged events.
 pub trait Storage: Send + Sync {
-    /// Makes `events` of `topic` as durable as this store promises. The broker confirms the
-    /// batch to its producer only after this returns `Ok`.
-    fn append(&self, topic: &str, events: &[WireEvent]) -> io::Result<()>;
+    /// Whether appends are kept beyond the topic's memory (the broker then hands them over).
+    fn persistent(&self) -> bool;
 
-    /// Forgets events of `topic` that consumers acknowledged.
-    fn remove(&self, topic: &str, acked: &[EventId]) -> io::Result<()>;
+    /// What the store holds from before this start, by topic.
+    fn recover(&self) -> io::Result<Vec<RecoveredTopic>>;
 
-    /// A name for reports: what a confirm means with this store.
+    /// Records events `topic` just accepted. Called under the topic's lock, before the events
+    /// can be delivered, so every ack is recorded after its event. An empty slice is a
+    /// barrier: it resolves once everything recorded before it is durable.
+    fn append(&self, topic: &str, events: &[WireEvent]) -> Durable;
+
+    /// Records acknowledgements: these events need not be kept.
+    fn ack(&self, topic: &str, acked: &[EventId]);
+
+    /// Whether `topic` may accept more (a disk log below its size limit).
+    fn has_room(&self, topic: &str) -> bool;
+
+    /// What a confirm means with this store.
     fn promise(&self) -> &'static str;
 }
 
@@ -26,12 +79,22 @@ pub trait Storage: Send + Sync {
 pub struct MemoryStorage;
 
 impl Storage for MemoryStorage {
-    fn append(&self, _topic: &str, _events: &[WireEvent]) -> io::Result<()> {
-        Ok(())
+    fn persistent(&self) -> bool {
+        false
     }
 
-    fn remove(&self, _topic: &str, _acked: &[EventId]) -> io::Result<()> {
-        Ok(())
+    fn recover(&self) -> io::Result<Vec<RecoveredTopic>> {
+        Ok(Vec::new())
+    }
+
+    fn append(&self, _topic: &str, _events: &[WireEvent]) -> Durable {
+        Durable::now()
+    }
+
+    fn ack(&self, _topic: &str, _acked: &[EventId]) {}
+
+    fn has_room(&self, _topic: &str) -> bool {
+        true
     }
 
     fn promise(&self) -> &'static str {

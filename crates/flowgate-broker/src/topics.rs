@@ -13,6 +13,7 @@ use flowgate_proto::WireEvent;
 
 use crate::config::BrokerConfig;
 use crate::outbox::Outbox;
+use crate::storage::{RecoveredTopic, Storage};
 
 /// One topic and the connections attached to it.
 pub(crate) struct TopicInner {
@@ -32,6 +33,8 @@ pub(crate) struct TopicHandle {
     inner: Mutex<TopicInner>,
     /// The broker's start, the epoch of the topic's stage clock.
     epoch: Instant,
+    /// Asked before each round of grants whether the topic may take more.
+    storage: Arc<dyn Storage>,
 }
 
 impl TopicHandle {
@@ -39,6 +42,8 @@ impl TopicHandle {
     pub fn apply<R>(&self, f: impl FnOnce(&mut TopicInner) -> R) -> R {
         let mut inner = self.lock();
         let result = f(&mut inner);
+        let room = self.storage.has_room(&self.name);
+        inner.topic.hold_grants(!room);
         let actions = inner.topic.poll_actions();
         let state = inner.topic.stage_state();
         if state != inner.clock.state() {
@@ -82,14 +87,21 @@ impl TopicHandle {
 /// All topics, created on first use.
 pub(crate) struct Topics {
     config: BrokerConfig,
+    storage: Arc<dyn Storage>,
     epoch: Instant,
     map: Mutex<HashMap<String, Arc<TopicHandle>>>,
 }
 
 impl Topics {
-    pub fn new(config: BrokerConfig) -> Self {
+    /// The registry, with the topics declared in `config` and those a store recovered.
+    pub fn new(
+        config: BrokerConfig,
+        storage: Arc<dyn Storage>,
+        recovered: Vec<RecoveredTopic>,
+    ) -> Self {
         let topics = Topics {
             config,
+            storage,
             epoch: Instant::now(),
             map: Mutex::new(HashMap::new()),
         };
@@ -98,7 +110,27 @@ impl Topics {
         for name in declared {
             topics.get_or_create(&name);
         }
+        for found in recovered {
+            let topic = topics.get_or_create(&found.name);
+            topic.apply(|t| {
+                let items = found.events.into_iter().map(|e| {
+                    let bytes = e.credit_bytes();
+                    (e, bytes)
+                });
+                t.topic.restore(found.high_water, items);
+            });
+        }
         topics
+    }
+
+    /// Every topic, for a periodic look.
+    pub fn all(&self) -> Vec<Arc<TopicHandle>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The topic called `name`, created with its configured capacity if new.
@@ -114,19 +146,14 @@ impl Topics {
                     clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
                 }),
                 epoch: self.epoch,
+                storage: Arc::clone(&self.storage),
             })
         }))
     }
 
     /// Every topic's name, stats and stage split, sorted by name.
     pub fn stats(&self) -> Vec<(String, TopicStats, StageSplit)> {
-        let handles: Vec<Arc<TopicHandle>> = self
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let handles = self.all();
         let mut out: Vec<(String, TopicStats, StageSplit)> = handles
             .iter()
             .map(|h| (h.name.clone(), h.stats(), h.stage()))

@@ -12,7 +12,11 @@
 //!   events back at the front of the ready queue with attempt n + 1;
 //! * a producer's events are accepted in sequence order with no gap; a sequence number at or
 //!   below the highest already accepted from that producer id is a duplicate (a retry) and is
-//!   dropped and counted, never stored twice.
+//!   dropped and counted, never stored twice. A producer id the topic has never seen may
+//!   start at any sequence number (after a broker restart without a disk log, it resumes
+//!   where it was);
+//! * while grants are held ([`Topic::hold_grants`], the broker's disk log is full), no
+//!   producer is granted anything.
 //!
 //! Items are opaque (`T`): the broker stores events as their encoded bytes and never decodes a
 //! payload. Each item carries its credit cost in bytes alongside.
@@ -208,6 +212,8 @@ pub struct Topic<T> {
     /// Highest sequence number accepted per producer id (the dedup high-water mark).
     high_seq: HashMap<u64, u64>,
     next_delivery_id: u64,
+    /// Set while something outside the topic (a full disk log) must stop new grants.
+    grants_held: bool,
     stats: TopicStats,
 }
 
@@ -226,6 +232,7 @@ impl<T: Clone> Topic<T> {
             last_served: None,
             high_seq: HashMap::new(),
             next_delivery_id: 1,
+            grants_held: false,
             stats: TopicStats::default(),
         }
     }
@@ -233,6 +240,37 @@ impl<T: Clone> Topic<T> {
     /// The capacity.
     pub fn capacity(&self) -> Credit {
         self.capacity
+    }
+
+    /// Stops (`true`) or resumes granting credit; credit already granted stays usable.
+    pub fn hold_grants(&mut self, held: bool) {
+        self.grants_held = held;
+    }
+
+    /// Puts back what a disk log recovered: the producers' high-water marks and the accepted,
+    /// unacknowledged `(item, bytes)`, in acceptance order, ready for delivery (attempt 1).
+    /// Recovered events may exceed the capacity; no credit is granted until they drain below it.
+    pub fn restore(
+        &mut self,
+        high_water: impl IntoIterator<Item = (u64, u64)>,
+        items: impl IntoIterator<Item = (T, u64)>,
+    ) {
+        for (producer_id, seq) in high_water {
+            let high = self.high_seq.entry(producer_id).or_default();
+            *high = (*high).max(seq);
+        }
+        for (item, bytes) in items {
+            let delivery_id = self.next_delivery_id;
+            self.next_delivery_id += 1;
+            self.ready.push_back(Entry {
+                item,
+                bytes,
+                delivery_id,
+                attempt: 1,
+            });
+            self.ready_total = self.ready_total.saturating_add(Credit::new(1, bytes));
+        }
+        self.note_peak();
     }
 
     /// Counters and current levels.
@@ -346,11 +384,17 @@ impl<T: Clone> Topic<T> {
             });
         }
         let producer_id = slot.producer_id;
-        let mut high = self.high_seq.get(&producer_id).copied().unwrap_or(0);
+        // A producer id the topic has no record of (a broker that restarted without a disk
+        // log) may resume anywhere: the topic cannot know what came before.
+        let known = self.high_seq.get(&producer_id).copied();
+        let mut high = known.unwrap_or(0);
         // A batch is a contiguous run of sequence numbers starting at or below the next one
         // expected (an overlap is a retry). Validate it whole before changing anything.
         if let Some((first, _, _)) = batch.first() {
             let first = *first;
+            if known.is_none() && first > 0 {
+                high = first - 1;
+            }
             if first == 0 || first > high + 1 {
                 return Err(TopicError::SequenceGap {
                     expected: high + 1,
@@ -486,7 +530,7 @@ impl<T: Clone> Topic<T> {
     }
 
     fn grant(&mut self, actions: &mut Vec<Action<T>>) {
-        if self.producers.is_empty() {
+        if self.producers.is_empty() || self.grants_held {
             return;
         }
         let held = self.ready_total.saturating_add(self.unacked_total);
@@ -685,14 +729,56 @@ mod tests {
         let mut t = topic(100);
         t.attach_producer(P, 7);
         let _ = t.poll_actions();
-        let err = t.publish(P, batch(2..=3)).unwrap_err();
+        t.publish(P, batch(1..=2)).unwrap();
+        let err = t.publish(P, batch(4..=5)).unwrap_err();
         assert_eq!(
             err,
             TopicError::SequenceGap {
-                expected: 1,
-                got: 2
+                expected: 3,
+                got: 4
             }
         );
+    }
+
+    #[test]
+    fn an_unknown_producer_may_resume_anywhere_but_a_known_one_may_not() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        let _ = t.poll_actions();
+        assert_eq!(t.publish(P, batch(500..=501)).unwrap().confirm_up_to, 501);
+        t.detach_producer(P);
+        t.restore([(8, 40)], []);
+        t.attach_producer(3, 8);
+        let _ = t.poll_actions();
+        assert!(matches!(
+            t.publish(3, batch(42..=42)),
+            Err(TopicError::SequenceGap { expected: 41, .. })
+        ));
+    }
+
+    #[test]
+    fn restored_events_are_delivered_first_and_held_grants_stop_new_credit() {
+        let mut t = topic(10);
+        t.restore([(7, 3)], [(1, 10), (2, 10), (3, 10)]);
+        t.hold_grants(true);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        t.request(C, Credit::new(10, 10_000)).unwrap();
+        let actions = t.poll_actions();
+        assert_eq!(
+            delivered(&actions, C)
+                .iter()
+                .map(|d| d.2)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert!(grants(&actions).is_empty(), "grants held");
+        t.hold_grants(false);
+        assert_eq!(
+            grants(&t.poll_actions()),
+            vec![(P, Credit::new(7, 1_000_000 - 30))]
+        );
+        assert_eq!(t.attach_producer(9, 7), 3, "the restored high-water mark");
     }
 
     #[test]

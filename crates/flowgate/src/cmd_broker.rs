@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_broker::{Broker, BrokerConfig, BrokerStats, MemoryStorage};
+use flowgate_broker::{
+    Broker, BrokerConfig, BrokerStats, DiskOptions, DiskStorage, MemoryStorage, Storage,
+};
 use flowgate_core::Credit;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
@@ -17,13 +19,17 @@ use tokio::io::AsyncReadExt;
 use crate::dashboard;
 use crate::observe;
 use crate::procfs;
-use crate::units::{Size, Span, human_bytes};
+use crate::units::{Size, Span, human_bytes, thousands};
 
 const EXAMPLES: &str = "\
 Examples:
   flowgate broker --listen 127.0.0.1:7070
   flowgate broker --listen 0.0.0.0:7070 --capacity 100000 --capacity-bytes 256MiB
   flowgate broker --listen 127.0.0.1:0 --config topics.toml --json broker.json
+  flowgate broker --storage disk --data-dir /var/lib/flowgate --max-disk-bytes 10GiB
+
+With --storage disk a producer's batch is confirmed only after it is fsynced to the topic's
+log in --data-dir; a restarted broker recovers every confirmed, unacknowledged event.
 
 The first line on stdout is 'listening on ADDR' (useful with port 0). Stops on Ctrl-C,
 SIGTERM, after --duration, or with --stop-on-stdin-eof when its standard input closes.";
@@ -68,6 +74,28 @@ pub(crate) struct BrokerArgs {
     /// Write a summary of measured figures here at exit.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Where accepted events are kept until acknowledged: memory (lost if the broker dies)
+    /// or disk (a checksummed log per topic; confirms wait for fsync).
+    #[arg(long, value_enum, default_value = "memory")]
+    storage: StorageKind,
+    /// Directory of the disk logs (required with --storage disk).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A topic whose log reaches this size gets no more producer credit until acks shrink it.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE")]
+    max_disk_bytes: Size,
+    /// Log segment size: a full segment is closed and removed once all of it is acknowledged.
+    #[arg(long, default_value = "16MiB", value_name = "SIZE")]
+    segment_bytes: Size,
+}
+
+/// Where the broker keeps accepted events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StorageKind {
+    /// In the broker's memory only.
+    Memory,
+    /// In an append-only log on disk, fsynced before each confirm.
+    Disk,
 }
 
 /// The `--json` summary.
@@ -80,7 +108,18 @@ struct Summary {
     peak_rss_bytes: u64,
     /// RSS once a second, for judging whether memory stayed flat.
     rss_samples: Vec<u64>,
+    storage: &'static str,
+    recovery: RecoverySummary,
     topics: Vec<TopicSummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct RecoverySummary {
+    topics: usize,
+    events: u64,
+    corrupt_records: u64,
+    truncated_bytes: u64,
+    took_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,27 +163,77 @@ impl BrokerArgs {
         }
         Ok(config)
     }
+
+    fn storage(&self) -> Result<Arc<dyn Storage>> {
+        match (self.storage, &self.data_dir) {
+            (StorageKind::Memory, None) => Ok(Arc::new(MemoryStorage)),
+            (StorageKind::Memory, Some(_)) => {
+                anyhow::bail!("--data-dir is only used with --storage disk")
+            }
+            (StorageKind::Disk, None) => anyhow::bail!("--storage disk needs --data-dir DIR"),
+            (StorageKind::Disk, Some(dir)) => {
+                if self.segment_bytes.0 < 4096 || self.max_disk_bytes.0 < self.segment_bytes.0 {
+                    anyhow::bail!(
+                        "--segment-bytes must be at least 4KiB and --max-disk-bytes at least one segment"
+                    );
+                }
+                Ok(Arc::new(DiskStorage::new(DiskOptions {
+                    data_dir: dir.clone(),
+                    max_disk_bytes: self.max_disk_bytes.0,
+                    segment_bytes: self.segment_bytes.0,
+                })))
+            }
+        }
+    }
 }
 
 /// Runs the broker until told to stop.
 pub(crate) fn run(args: BrokerArgs) -> Result<u8> {
-    let config = match args.config() {
+    let config = match args.config().and_then(|c| Ok((c, args.storage()?))) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(2);
         }
     };
+    // One descriptor per connection: take the hard limit, not the default soft 1,024.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
     let runtime = crate::runtime()?;
     runtime.block_on(serve(args, config))
 }
 
-async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
-    let broker = Broker::bind(args.listen, config, Arc::new(MemoryStorage))
+async fn serve(
+    args: BrokerArgs,
+    (config, storage): (BrokerConfig, Arc<dyn Storage>),
+) -> Result<u8> {
+    let promise = storage.promise();
+    let broker = Broker::bind(args.listen, config, storage)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| match &args.data_dir {
+            Some(dir) => format!(
+                "cannot recover {} or listen on {}",
+                dir.display(),
+                args.listen
+            ),
+            None => format!("cannot listen on {}", args.listen),
+        })?;
     let addr = broker.local_addr();
+    let recovery = broker.recovery().clone();
     println!("listening on {addr}");
+    eprintln!("storage {promise}");
+    if let Some(dir) = &args.data_dir {
+        eprintln!(
+            "recovered {} events in {} topic(s) from {} in {:.1} ms; {} corrupt records cut ({})",
+            thousands(recovery.events),
+            recovery.topics,
+            dir.display(),
+            recovery.took.as_secs_f64() * 1e3,
+            recovery.corrupt_records,
+            human_bytes(recovery.truncated_bytes)
+        );
+    }
     let started = Instant::now();
     let history = dashboard::History::default();
     if let Some(metrics_addr) = args.metrics_addr {
@@ -193,6 +282,17 @@ async fn serve(args: BrokerArgs, config: BrokerConfig) -> Result<u8> {
             errors_sent: stats.errors_sent.clone(),
             peak_rss_bytes: procfs::own_rss().peak,
             rss_samples,
+            storage: match args.storage {
+                StorageKind::Memory => "memory",
+                StorageKind::Disk => "disk",
+            },
+            recovery: RecoverySummary {
+                topics: recovery.topics,
+                events: recovery.events,
+                corrupt_records: recovery.corrupt_records,
+                truncated_bytes: recovery.truncated_bytes,
+                took_ms: recovery.took.as_secs_f64() * 1e3,
+            },
             topics: stats
                 .topics
                 .iter()
