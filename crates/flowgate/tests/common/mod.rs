@@ -22,12 +22,25 @@ pub struct BrokerProc {
 
 impl BrokerProc {
     pub fn start(dir: &Path, extra: &str) -> BrokerProc {
-        let json = dir.join("broker.json");
+        Self::start_on(dir, "127.0.0.1:0", "broker.json", extra).0
+    }
+
+    /// Starts a broker listening on `listen` (a restart passes the address it had), writing
+    /// its summary to `dir/json_name`; also returns how long it took to announce its address,
+    /// which includes recovering its disk log.
+    pub fn start_on(
+        dir: &Path,
+        listen: &str,
+        json_name: &str,
+        extra: &str,
+    ) -> (BrokerProc, Duration) {
+        let json = dir.join(json_name);
+        let started = Instant::now();
         let mut child = Command::new(BIN)
             .args([
                 "broker",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--stop-on-stdin-eof",
                 "--json",
             ])
@@ -46,6 +59,7 @@ impl BrokerProc {
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_string();
+        let took = started.elapsed();
         let metrics = extra.contains("--metrics-addr").then(|| {
             line.clear();
             out.read_line(&mut line).unwrap();
@@ -54,12 +68,24 @@ impl BrokerProc {
                 .expect("metrics line")
                 .to_string()
         });
-        BrokerProc {
+        let broker = BrokerProc {
             child,
             addr,
             metrics,
             json,
-        }
+        };
+        (broker, took)
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Closes its stdin so it stops, and returns its JSON summary.
@@ -92,6 +118,43 @@ pub fn finish(mut child: Child, within: Duration) -> std::process::ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The consumer table's rows as (producer, seq), in the order they were committed.
+pub fn rows(db: &Path) -> Vec<(u64, u64)> {
+    if !db.exists() {
+        return Vec::new();
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let Ok(mut stmt) = conn.prepare("SELECT producer, seq FROM events ORDER BY rowid") else {
+        return Vec::new(); // not created yet
+    };
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// Rows in the consumer's table now (0 before it exists).
+pub fn row_count(db: &Path) -> u64 {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return 0;
+    };
+    conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+        .map_or(0, |n| n as u64)
+}
+
+/// `GET path` from an HTTP server at `addr`, its body parsed as JSON.
+pub fn get_json(addr: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
 }
 
 pub fn json(path: &Path) -> Value {
