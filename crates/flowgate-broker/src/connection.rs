@@ -87,7 +87,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
                     t.outboxes.remove(&conn);
                 });
                 let why = format!("storage failed: {e}");
-                return refuse(&shared, wr, ErrorCode::Other(500), why).await;
+                return refuse(&shared, wr, ErrorCode::StorageFailed, why).await;
             }
         },
         Err(why) => return refuse(&shared, wr, ErrorCode::GroupConflict, why).await,
@@ -171,7 +171,7 @@ fn check_hello(hello: &Hello) -> Result<(), (ErrorCode, String)> {
 }
 
 async fn read_loop(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     reader: &mut FrameReader<OwnedReadHalf>,
     topic: &TopicHandle,
     outbox: &Arc<Outbox>,
@@ -256,7 +256,7 @@ async fn read_loop(
 /// own task, so the producer's next batch is read (and can join the same disk sync) meanwhile;
 /// confirms are cumulative and the log answers in order.
 fn publish(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     topic: &TopicHandle,
     outbox: &Arc<Outbox>,
     conn: ConnId,
@@ -284,13 +284,17 @@ fn publish(
         })
         .map_err(|e| fatal_topic_error(&e))?;
     let outbox = Arc::clone(outbox);
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
         match durable.wait().await {
             Ok(()) => outbox.confirm(out.confirm_up_to),
-            Err(e) => outbox.fail(
-                ErrorCode::Other(500),
-                format!("storage failed, batch not confirmed: {e}"),
-            ),
+            Err(e) => {
+                shared.count_error(ErrorCode::StorageFailed);
+                outbox.fail(
+                    ErrorCode::StorageFailed,
+                    format!("storage failed, batch not confirmed: {e}"),
+                );
+            }
         }
     });
     Ok(())

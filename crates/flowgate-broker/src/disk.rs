@@ -30,7 +30,7 @@ const MAX_JOBS_PER_ROUND: usize = 4096;
 pub struct DiskOptions {
     /// One directory per topic is made under this.
     pub data_dir: PathBuf,
-    /// A topic whose log reaches this size gets no more credit until acks shrink it.
+    /// Producers are granted no more credit than fits below this size of a topic's log.
     pub max_disk_bytes: u64,
     /// Size at which a segment is closed and a new one started.
     pub segment_bytes: u64,
@@ -43,9 +43,14 @@ enum Job {
 
 struct TopicLog {
     jobs: Sender<Job>,
-    /// The log's size on disk after its last commit.
+    /// The log's size on disk after its last commit...
     disk_bytes: Arc<AtomicU64>,
+    /// ...and the bytes of appends queued since, so room is never promised twice.
+    queued_bytes: Arc<AtomicU64>,
 }
+
+/// What an event record takes on disk besides the event: framing, kind, id.
+const RECORD_OVERHEAD: u64 = 9 + 16;
 
 /// Topics kept in append-only logs on disk.
 pub struct DiskStorage {
@@ -77,11 +82,12 @@ impl DiskStorage {
         };
         let (log, recovery) = Log::open(Arc::clone(&self.fs), &dir, options)?;
         let disk_bytes = Arc::new(AtomicU64::new(log.disk_bytes()));
+        let queued_bytes = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
-        let writer_bytes = Arc::clone(&disk_bytes);
+        let sizes = (Arc::clone(&disk_bytes), Arc::clone(&queued_bytes));
         std::thread::Builder::new()
             .name(format!("log-{topic}"))
-            .spawn(move || write_loop(log, rx, writer_bytes))?;
+            .spawn(move || write_loop(log, rx, sizes))?;
         let mut found = RecoveredTopic {
             name: topic.to_string(),
             high_water: recovery
@@ -103,6 +109,7 @@ impl DiskStorage {
         let log = Arc::new(TopicLog {
             jobs: tx,
             disk_bytes,
+            queued_bytes,
         });
         Ok((log, found))
     }
@@ -146,7 +153,7 @@ impl Storage for DiskStorage {
 
     fn append(&self, topic: &str, events: &[WireEvent]) -> Durable {
         let (tx, rx) = oneshot::channel();
-        let records = events
+        let records: Vec<(EventId, Vec<u8>)> = events
             .iter()
             .map(|e| {
                 let mut buf = BytesMut::with_capacity(e.encoded_len());
@@ -155,7 +162,14 @@ impl Storage for DiskStorage {
             })
             .collect();
         match self.log(topic) {
-            Ok(log) => log.send(Job::Append(records, tx)),
+            Ok(log) => {
+                let bytes: u64 = records
+                    .iter()
+                    .map(|(_, data)| data.len() as u64 + RECORD_OVERHEAD)
+                    .sum();
+                log.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+                log.send(Job::Append(records, tx));
+            }
             Err(e) => {
                 let _ = tx.send(Err(e));
             }
@@ -169,10 +183,12 @@ impl Storage for DiskStorage {
         }
     }
 
-    fn has_room(&self, topic: &str) -> bool {
+    fn room(&self, topic: &str) -> Option<u64> {
         let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        logs.get(topic)
-            .is_none_or(|log| log.disk_bytes.load(Ordering::Relaxed) < self.options.max_disk_bytes)
+        let used = logs.get(topic).map_or(0, |log| {
+            log.disk_bytes.load(Ordering::Relaxed) + log.queued_bytes.load(Ordering::Relaxed)
+        });
+        Some(self.options.max_disk_bytes.saturating_sub(used))
     }
 
     fn promise(&self) -> &'static str {
@@ -188,11 +204,15 @@ impl TopicLog {
     }
 }
 
+/// The log's committed size and the bytes queued for it, shared with [`DiskStorage::room`].
+type Sizes = (Arc<AtomicU64>, Arc<AtomicU64>);
+
 /// The writer thread: rounds of (take queued jobs, commit once, answer) until the storage
 /// is dropped.
-fn write_loop(mut log: Log, jobs: Receiver<Job>, disk_bytes: Arc<AtomicU64>) {
+fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Sizes) {
     while let Ok(first) = jobs.recv() {
         let mut waiters = Vec::new();
+        let mut appended = 0;
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(job) = next {
@@ -200,6 +220,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, disk_bytes: Arc<AtomicU64>) {
                 Job::Append(records, tx) => {
                     for (id, data) in &records {
                         log.append_event(*id, data);
+                        appended += data.len() as u64 + RECORD_OVERHEAD;
                     }
                     waiters.push(tx);
                 }
@@ -214,6 +235,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, disk_bytes: Arc<AtomicU64>) {
         }
         let result = log.commit();
         disk_bytes.store(log.disk_bytes(), Ordering::Relaxed);
+        queued_bytes.fetch_sub(appended, Ordering::Relaxed);
         for tx in waiters {
             let answer = match &result {
                 Ok(()) => Ok(()),

@@ -66,8 +66,9 @@ pub trait Storage: Send + Sync {
     /// Records acknowledgements: these events need not be kept.
     fn ack(&self, topic: &str, acked: &[EventId]);
 
-    /// Whether `topic` may accept more (a disk log below its size limit).
-    fn has_room(&self, topic: &str) -> bool;
+    /// Bytes `topic` can still take (a disk log's limit minus its size); `None`: no limit
+    /// beyond the topic's capacity.
+    fn room(&self, topic: &str) -> Option<u64>;
 
     /// What a confirm means with this store.
     fn promise(&self) -> &'static str;
@@ -93,8 +94,8 @@ impl Storage for MemoryStorage {
 
     fn ack(&self, _topic: &str, _acked: &[EventId]) {}
 
-    fn has_room(&self, _topic: &str) -> bool {
-        true
+    fn room(&self, _topic: &str) -> Option<u64> {
+        None
     }
 
     fn promise(&self) -> &'static str {

@@ -42,8 +42,8 @@ impl TopicHandle {
     pub fn apply<R>(&self, f: impl FnOnce(&mut TopicInner) -> R) -> R {
         let mut inner = self.lock();
         let result = f(&mut inner);
-        let room = self.storage.has_room(&self.name);
-        inner.topic.hold_grants(!room);
+        let room = self.storage.room(&self.name);
+        inner.topic.limit_grants(room);
         let actions = inner.topic.poll_actions();
         let state = inner.topic.stage_state();
         if state != inner.clock.state() {

@@ -15,8 +15,8 @@
 //!   dropped and counted, never stored twice. A producer id the topic has never seen may
 //!   start at any sequence number (after a broker restart without a disk log, it resumes
 //!   where it was);
-//! * while grants are held ([`Topic::hold_grants`], the broker's disk log is full), no
-//!   producer is granted anything.
+//! * with a grant limit set ([`Topic::limit_grants`], room left in the broker's disk log),
+//!   credit outstanding to producers never exceeds it in bytes.
 //!
 //! Items are opaque (`T`): the broker stores events as their encoded bytes and never decodes a
 //! payload. Each item carries its credit cost in bytes alongside.
@@ -212,8 +212,8 @@ pub struct Topic<T> {
     /// Highest sequence number accepted per producer id (the dedup high-water mark).
     high_seq: HashMap<u64, u64>,
     next_delivery_id: u64,
-    /// Set while something outside the topic (a full disk log) must stop new grants.
-    grants_held: bool,
+    /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
+    grant_room: Option<u64>,
     stats: TopicStats,
 }
 
@@ -232,7 +232,7 @@ impl<T: Clone> Topic<T> {
             last_served: None,
             high_seq: HashMap::new(),
             next_delivery_id: 1,
-            grants_held: false,
+            grant_room: None,
             stats: TopicStats::default(),
         }
     }
@@ -242,9 +242,11 @@ impl<T: Clone> Topic<T> {
         self.capacity
     }
 
-    /// Stops (`true`) or resumes granting credit; credit already granted stays usable.
-    pub fn hold_grants(&mut self, held: bool) {
-        self.grants_held = held;
+    /// Caps the credit outstanding to producers at `room` bytes (`None`: no cap beyond the
+    /// capacity). The broker sets it from the room left in the topic's disk log, so credit
+    /// granted can always be written. Credit already granted stays usable.
+    pub fn limit_grants(&mut self, room: Option<u64>) {
+        self.grant_room = room;
     }
 
     /// Puts back what a disk log recovered: the producers' high-water marks and the accepted,
@@ -530,13 +532,26 @@ impl<T: Clone> Topic<T> {
     }
 
     fn grant(&mut self, actions: &mut Vec<Action<T>>) {
-        if self.producers.is_empty() || self.grants_held {
+        if self.producers.is_empty() {
             return;
         }
         let held = self.ready_total.saturating_add(self.unacked_total);
-        let Some(unpromised) = grant_due(self.capacity, held, self.granted_total) else {
+        let Some(mut unpromised) = grant_due(self.capacity, held, self.granted_total) else {
             return;
         };
+        if let Some(room) = self.grant_room {
+            let bytes = unpromised
+                .bytes
+                .min(room.saturating_sub(self.granted_total.bytes));
+            if bytes == 0 {
+                return;
+            }
+            // Events shrink with the bytes: a grant of every free event with a sliver of bytes
+            // would leave the producer unable to send while the events count as promised.
+            let events =
+                u128::from(unpromised.events) * u128::from(bytes) / u128::from(unpromised.bytes);
+            unpromised = Credit::new((events as u64).max(1), bytes);
+        }
         let n = self.producers.len() as u64;
         let share = Credit::new(unpromised.events / n, unpromised.bytes / n);
         // When there are more producers than free slots, whole events go to the first few;
@@ -757,10 +772,10 @@ mod tests {
     }
 
     #[test]
-    fn restored_events_are_delivered_first_and_held_grants_stop_new_credit() {
+    fn restored_events_are_delivered_first_and_grants_fit_the_room_left() {
         let mut t = topic(10);
         t.restore([(7, 3)], [(1, 10), (2, 10), (3, 10)]);
-        t.hold_grants(true);
+        t.limit_grants(Some(0));
         t.attach_producer(P, 7);
         t.attach_consumer(C);
         t.request(C, Credit::new(10, 10_000)).unwrap();
@@ -772,11 +787,17 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-        assert!(grants(&actions).is_empty(), "grants held");
-        t.hold_grants(false);
+        assert!(grants(&actions).is_empty(), "no room on disk, no grant");
+        t.limit_grants(Some(50));
         assert_eq!(
             grants(&t.poll_actions()),
-            vec![(P, Credit::new(7, 1_000_000 - 30))]
+            vec![(P, Credit::new(1, 50))],
+            "events shrink with the bytes"
+        );
+        t.limit_grants(Some(500_000));
+        assert_eq!(
+            grants(&t.poll_actions()),
+            vec![(P, Credit::new(2, 499_950))]
         );
         assert_eq!(t.attach_producer(9, 7), 3, "the restored high-water mark");
     }

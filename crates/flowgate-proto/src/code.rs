@@ -37,6 +37,11 @@ pub enum ErrorCode {
     GroupConflict,
     /// The broker is shutting down.
     ShuttingDown,
+    /// The broker could not make a batch durable (its disk log failed); nothing of that batch
+    /// was confirmed. A producer keeps its events and retries.
+    StorageFailed,
+    /// No valid token, or a token not allowed this role on this topic.
+    Unauthorized,
     /// A code this version does not know (from a newer peer).
     Other(u16),
 }
@@ -60,6 +65,8 @@ impl ErrorCode {
             ErrorCode::InvalidName => 13,
             ErrorCode::GroupConflict => 14,
             ErrorCode::ShuttingDown => 15,
+            ErrorCode::StorageFailed => 16,
+            ErrorCode::Unauthorized => 17,
             ErrorCode::Other(n) => n,
         }
     }
@@ -82,6 +89,8 @@ impl ErrorCode {
             13 => ErrorCode::InvalidName,
             14 => ErrorCode::GroupConflict,
             15 => ErrorCode::ShuttingDown,
+            16 => ErrorCode::StorageFailed,
+            17 => ErrorCode::Unauthorized,
             n => ErrorCode::Other(n),
         }
     }
@@ -104,6 +113,8 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid-name",
             ErrorCode::GroupConflict => "group-conflict",
             ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::StorageFailed => "storage-failed",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -134,7 +145,7 @@ mod tests {
 
     #[test]
     fn only_ack_rejections_are_not_fatal() {
-        let not_fatal: Vec<u16> = (1..=15)
+        let not_fatal: Vec<u16> = (1..=17)
             .filter(|n| !ErrorCode::from_wire(*n).is_fatal())
             .collect();
         assert_eq!(not_fatal, vec![9, 10]);

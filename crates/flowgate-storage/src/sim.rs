@@ -178,11 +178,15 @@ impl Fs for SimFs {
         if s.crashed {
             return Err(gone());
         }
-        Ok(s.files
+        // Files directly in `dir`, and the directories that hold files below it.
+        let mut names: Vec<String> = s
+            .files
             .keys()
-            .filter(|p| p.parent() == Some(dir))
-            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
-            .collect())
+            .filter_map(|p| p.strip_prefix(dir).ok()?.components().next())
+            .filter_map(|c| c.as_os_str().to_str().map(str::to_string))
+            .collect();
+        names.dedup();
+        Ok(names)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

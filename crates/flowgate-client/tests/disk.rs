@@ -1,0 +1,169 @@
+//! The client against a broker in disk mode: a disk that fails mid-run confirms nothing it
+//! did not keep, and a broker restarted on the recovered disk gets every event through once;
+//! a disk log at its size limit holds producers until acks free it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate_broker::{Broker, BrokerConfig, DiskOptions, DiskStorage};
+use flowgate_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerMonitor};
+use flowgate_core::{Credit, Event, EventId};
+use flowgate_storage::sim::SimFs;
+
+fn config(capacity: Credit) -> BrokerConfig {
+    BrokerConfig {
+        default_capacity: capacity,
+        ..BrokerConfig::default()
+    }
+}
+
+fn event(size: usize) -> Event {
+    Event {
+        id: EventId::default(),
+        key: None,
+        created_us: 0,
+        payload: vec![7; size],
+    }
+}
+
+/// Waits until the producer's confirmed sequence stops moving for half a second.
+async fn stalled(monitor: &ProducerMonitor) -> u64 {
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = monitor.stats().confirmed_seq;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Receives and acks until `n` distinct events arrived; returns them and the deliveries seen.
+async fn consume(addr: &str, n: usize) -> (BTreeSet<EventId>, usize) {
+    let mut consumer = Consumer::connect(ConsumerConfig::new(addr, "t", "g"))
+        .await
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    let mut deliveries = 0;
+    while seen.len() < n {
+        let batch = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("events keep coming")
+            .unwrap()
+            .unwrap();
+        deliveries += batch.len();
+        seen.extend(batch.iter().map(|d| d.event.id));
+        consumer.ack(batch.iter().map(|d| d.tag));
+    }
+    (seen, deliveries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_confirms_nothing_more_and_a_restarted_broker_gets_everything_through() {
+    let fs = SimFs::new(42);
+    let options = DiskOptions {
+        data_dir: "/data".into(),
+        max_disk_bytes: 64 << 20,
+        segment_bytes: 64 << 10,
+    };
+    let storage = DiskStorage::with_fs(Arc::new(fs.clone()), options.clone());
+    // Room for the whole run, so only the disk can stop it.
+    let capacity = Credit::new(5_000, 1 << 20);
+    let b = Broker::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config(capacity),
+        Arc::new(storage),
+    )
+    .await
+    .unwrap();
+    let addr = b.local_addr();
+    let mut config_p = ProducerConfig::new(addr.to_string(), "t");
+    config_p.producer_id = Some(9);
+    let mut producer = Producer::connect(config_p).await.unwrap();
+    let monitor = producer.monitor();
+    // The disk dies a few commits in: the write in progress torn, perhaps its sync lost, all
+    // later operations failing.
+    fs.crash_after(6);
+    let send = tokio::spawn(async move {
+        for i in 0..2_000 {
+            producer.send(event(100)).await.unwrap();
+            if i % 100 == 0 {
+                // Spread the run over several commits.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        producer.close().await.unwrap()
+    });
+    let confirmed_before = stalled(&monitor).await;
+    assert!(confirmed_before < 2_000, "the failure stopped confirms");
+    let errors = b.stats().errors_sent;
+    assert!(
+        errors.get("storage-failed").copied().unwrap_or(0) >= 1,
+        "{errors:?}"
+    );
+
+    // As after a power cut: what was synced is there, the rest cut at a random point.
+    b.shutdown().await;
+    fs.restart();
+    let storage = DiskStorage::with_fs(Arc::new(fs.clone()), options);
+    let b = Broker::bind(addr, config(capacity), Arc::new(storage))
+        .await
+        .unwrap();
+    assert!(
+        b.recovery().events >= confirmed_before,
+        "every confirmed event was on disk: recovered {} of {confirmed_before} confirmed",
+        b.recovery().events
+    );
+    let (seen, _) = consume(&addr.to_string(), 2_000).await;
+    let stats = tokio::time::timeout(Duration::from_secs(30), send)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.confirmed_seq, 2_000);
+    let expected: BTreeSet<EventId> = (1..=2_000).map(|s| EventId::new(9, s)).collect();
+    assert_eq!(seen, expected, "every event, none lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_log_at_its_limit_holds_producers_until_acks_free_it() {
+    let dir = tempfile::tempdir().unwrap();
+    const LIMIT: u64 = 64 << 10;
+    let storage = DiskStorage::new(DiskOptions {
+        data_dir: dir.path().to_path_buf(),
+        max_disk_bytes: LIMIT,
+        segment_bytes: 16 << 10,
+    });
+    // Memory is not the limit here: 100,000 events, 64 MiB.
+    let b = Broker::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config(Credit::new(100_000, 64 << 20)),
+        Arc::new(storage),
+    )
+    .await
+    .unwrap();
+    let addr = b.local_addr().to_string();
+    let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
+        .await
+        .unwrap();
+    let monitor = producer.monitor();
+    let send = tokio::spawn(async move {
+        for _ in 0..500 {
+            producer.send(event(1_000)).await.unwrap();
+        }
+        producer.close().await.unwrap()
+    });
+    let held_at = stalled(&monitor).await;
+    let per_event = 1_000 + 64;
+    assert!(
+        held_at > 0 && held_at * per_event <= LIMIT,
+        "{held_at} events of {per_event} credit bytes confirmed against a {LIMIT}-byte log"
+    );
+    let (seen, _) = consume(&addr, 500).await;
+    let stats = tokio::time::timeout(Duration::from_secs(30), send)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((seen.len(), stats.confirmed_seq), (500, 500));
+}
