@@ -156,6 +156,7 @@ async fn a_disk_log_at_its_limit_holds_producers_until_acks_free_it() {
     });
     let held_at = stalled(&monitor).await;
     let per_event = 1_000 + 64;
+    eprintln!("a {LIMIT}-byte log held the producer at {held_at} events of 1,000 bytes");
     assert!(
         held_at > 0 && held_at * per_event <= LIMIT,
         "{held_at} events of {per_event} credit bytes confirmed against a {LIMIT}-byte log"
