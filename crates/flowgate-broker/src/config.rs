@@ -9,6 +9,13 @@
 //! name = "orders"
 //! capacity_events = 1000
 //! capacity_bytes = 8388608
+//!
+//! # With any token declared, every client must present one whose scope covers it.
+//! [[token]]
+//! name = "orders-writer"
+//! secret = "change-me"
+//! produce = ["orders"]
+//! consume = []         # "*" means every topic
 //! ```
 
 use std::collections::BTreeMap;
@@ -18,6 +25,7 @@ use std::time::Duration;
 use flowgate_core::Credit;
 use serde::Deserialize;
 
+use crate::auth::{TokenGrant, Tokens};
 use crate::names;
 
 /// Everything the broker needs to run.
@@ -33,6 +41,11 @@ pub struct BrokerConfig {
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Tokens and their scopes; empty means an open broker.
+    pub tokens: Tokens,
+    /// With a TLS configuration every client must connect with TLS; a plaintext client is
+    /// told so in a plaintext `ERROR` and closed.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for BrokerConfig {
@@ -43,6 +56,8 @@ impl Default for BrokerConfig {
             max_frame: flowgate_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            tokens: Tokens::default(),
+            tls: None,
         }
     }
 }
@@ -82,6 +97,19 @@ struct File {
     defaults: Option<Capacity>,
     #[serde(default)]
     topic: Vec<TopicDecl>,
+    #[serde(default)]
+    token: Vec<TokenDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenDecl {
+    name: String,
+    secret: String,
+    #[serde(default)]
+    produce: Vec<String>,
+    #[serde(default)]
+    consume: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +173,15 @@ impl BrokerConfig {
             if self.topics.insert(t.name.clone(), cap).is_some() {
                 return Err(invalid(format!("topic '{}' is declared twice", t.name)));
             }
+        }
+        for t in file.token {
+            for topic in t.produce.iter().chain(&t.consume).filter(|t| *t != "*") {
+                names::validate("topic", topic)
+                    .map_err(|e| invalid(format!("token '{}': {e}", t.name)))?;
+            }
+            self.tokens
+                .add(TokenGrant::new(t.name, t.secret, t.produce, t.consume))
+                .map_err(invalid)?;
         }
         Ok(())
     }

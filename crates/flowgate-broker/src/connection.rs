@@ -16,13 +16,13 @@ use flowgate_proto::io::{FrameReader, ReadError};
 use flowgate_proto::{ErrorCode, Frame, Hello, Role, VERSION, Welcome, WireEvent, encode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 
 use crate::names;
 use crate::outbox::Outbox;
 use crate::server::Shared;
 use crate::topics::TopicHandle;
+use crate::transport::{self, Accepted, ReadHalf, WriteHalf};
 
 /// Why a session ended.
 enum End {
@@ -34,11 +34,16 @@ enum End {
 
 /// Serves one accepted connection to its end.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
     let config = &shared.config;
+    // One deadline for the TLS handshake (if any) and the HELLO together.
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let (rd, wr) = match transport::accept(stream, config.tls.as_ref(), deadline).await {
+        Accepted::Ready(rd, wr) => (rd, wr),
+        Accepted::Refused(wr, code, why) => return refuse(&shared, wr, code, why).await,
+        Accepted::Failed => return,
+    };
     let mut reader = FrameReader::new(rd, config.max_frame);
-    let hello = match tokio::time::timeout(config.handshake_timeout, reader.next()).await {
+    let hello = match tokio::time::timeout_at(deadline, reader.next()).await {
         Err(_) => {
             let why = format!("no HELLO within {:?}", config.handshake_timeout);
             return refuse(&shared, wr, ErrorCode::HandshakeTimeout, why).await;
@@ -53,6 +58,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     };
     if let Err((code, why)) = check_hello(&hello) {
         return refuse(&shared, wr, code, why).await;
+    }
+    if let Err(why) = config.tokens.check(&hello.token, hello.role, &hello.topic) {
+        return refuse(&shared, wr, ErrorCode::Unauthorized, why).await;
     }
     let topic = shared.topics.get_or_create(&hello.topic);
     let outbox = Arc::new(Outbox::default());
@@ -172,7 +180,7 @@ fn check_hello(hello: &Hello) -> Result<(), (ErrorCode, String)> {
 
 async fn read_loop(
     shared: &Arc<Shared>,
-    reader: &mut FrameReader<OwnedReadHalf>,
+    reader: &mut FrameReader<ReadHalf>,
     topic: &TopicHandle,
     outbox: &Arc<Outbox>,
     hello: &Hello,
@@ -324,7 +332,7 @@ fn fatal_topic_error(e: &TopicError) -> End {
 }
 
 /// Sends one `ERROR` and closes, for peers refused before a session exists.
-async fn refuse(shared: &Shared, mut wr: OwnedWriteHalf, code: ErrorCode, message: String) {
+async fn refuse(shared: &Shared, mut wr: WriteHalf, code: ErrorCode, message: String) {
     shared.count_error(code);
     let mut buf = BytesMut::new();
     encode(
@@ -341,7 +349,7 @@ async fn refuse(shared: &Shared, mut wr: OwnedWriteHalf, code: ErrorCode, messag
 /// Writes the outbox to the socket until it is closed. A peer that stops reading cannot
 /// stall the broker: a write that makes no progress for the idle deadline ends the session.
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf,
     outbox: Arc<Outbox>,
     first: Frame,
     peer_max_frame: u32,
@@ -356,7 +364,7 @@ async fn write_loop(
 }
 
 async fn write_until_closed(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     outbox: &Outbox,
     first: Frame,
     peer_max_frame: u32,

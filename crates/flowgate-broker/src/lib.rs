@@ -10,16 +10,19 @@
 //! |---|---|
 //! | [`server`] | [`Broker`]: bind, accept, stats |
 //! | `connection` | one connection: handshake, reader, writer, deadlines |
+//! | `transport` | plain TCP or TLS under a connection |
 //! | `topics` | the topic registry and action routing |
 //! | `outbox` | what waits to be written to one peer |
 //! | `encode_out` | outbox → frames, split to the peer's frame limit |
 //! | [`config`] | [`BrokerConfig`] and the TOML topic file |
+//! | [`auth`] | tokens and their topic scopes |
 //! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
 //! | [`disk`] | [`DiskStorage`]: a log per topic, a group-commit writer thread per log |
 //! | [`names`] | topic and group name rules |
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod disk;
@@ -29,7 +32,9 @@ mod outbox;
 pub mod server;
 pub mod storage;
 mod topics;
+mod transport;
 
+pub use auth::{TokenGrant, Tokens};
 pub use config::{BrokerConfig, ConfigError};
 pub use disk::{DiskOptions, DiskStorage};
 pub use server::{Broker, BrokerStats, RecoveryReport, Reporter};

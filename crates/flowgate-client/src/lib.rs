@@ -15,6 +15,7 @@ pub mod inproc;
 pub mod net;
 
 pub use net::{
-    ClientError, Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
-    Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError, unix_now_us,
+    ClientError, ClientTls, Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery,
+    DeliveryTag, Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError,
+    unix_now_us,
 };

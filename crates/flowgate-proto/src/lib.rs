@@ -24,6 +24,8 @@ pub mod event;
 pub mod frame;
 #[cfg(feature = "tokio")]
 pub mod io;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 pub use code::ErrorCode;

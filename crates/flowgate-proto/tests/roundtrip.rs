@@ -43,21 +43,25 @@ fn frame() -> impl Strategy<Value = Frame> {
             any::<u64>(),
             "[a-z0-9._-]{0,20}",
             "[a-z]{0,10}",
-            any::<u32>()
+            any::<u32>(),
+            "[A-Za-z0-9]{0,12}"
         )
             .prop_map(
-                |(version, producer, producer_id, topic, group, max_frame)| Frame::Hello(Hello {
-                    version,
-                    role: if producer {
-                        Role::Producer
-                    } else {
-                        Role::Consumer
-                    },
-                    producer_id,
-                    topic,
-                    group,
-                    max_frame,
-                })
+                |(version, producer, producer_id, topic, group, max_frame, token)| Frame::Hello(
+                    Hello {
+                        version,
+                        role: if producer {
+                            Role::Producer
+                        } else {
+                            Role::Consumer
+                        },
+                        producer_id,
+                        topic,
+                        group,
+                        max_frame,
+                        token,
+                    }
+                )
             ),
         (any::<u16>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(v, m, r, i)| {
             Frame::Welcome(Welcome {

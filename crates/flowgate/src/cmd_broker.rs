@@ -27,9 +27,13 @@ Examples:
   flowgate broker --listen 0.0.0.0:7070 --capacity 100000 --capacity-bytes 256MiB
   flowgate broker --listen 127.0.0.1:0 --config topics.toml --json broker.json
   flowgate broker --storage disk --data-dir /var/lib/flowgate --max-disk-bytes 10GiB
+  flowgate broker --listen 0.0.0.0:7070 --config topics.toml --tls-cert broker.pem --tls-key broker.key
 
 With --storage disk a producer's batch is confirmed only after it is fsynced to the topic's
 log in --data-dir; a restarted broker recovers every confirmed, unacknowledged event.
+Tokens, each allowed to produce to and consume from named topics, are declared in the
+--config file ([[token]] name, secret, produce, consume); with any declared, every client
+needs one. With --tls-cert every client must use TLS.
 
 The first line on stdout is 'listening on ADDR' (useful with port 0). Stops on Ctrl-C,
 SIGTERM, after --duration, or with --stop-on-stdin-eof when its standard input closes.";
@@ -87,6 +91,15 @@ pub(crate) struct BrokerArgs {
     /// Log segment size: a full segment is closed and removed once all of it is acknowledged.
     #[arg(long, default_value = "16MiB", value_name = "SIZE")]
     segment_bytes: Size,
+    /// Serve TLS only, with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by a CA in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// Where the broker keeps accepted events.
@@ -161,6 +174,11 @@ impl BrokerArgs {
         if let Some(path) = &self.config {
             config.load_file(path)?;
         }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = flowgate_proto::tls::server_config(cert, key, self.tls_client_ca.as_deref())
+                .context("cannot set up TLS")?;
+            config.tls = Some(tls);
+        }
         Ok(config)
     }
 
@@ -209,6 +227,7 @@ async fn serve(
     (config, storage): (BrokerConfig, Arc<dyn Storage>),
 ) -> Result<u8> {
     let promise = storage.promise();
+    let tokens_required = config.tokens.required();
     let broker = Broker::bind(args.listen, config, storage)
         .await
         .with_context(|| match &args.data_dir {
@@ -223,6 +242,19 @@ async fn serve(
     let recovery = broker.recovery().clone();
     println!("listening on {addr}");
     eprintln!("storage {promise}");
+    eprintln!(
+        "{}; {}",
+        match (&args.tls_cert, &args.tls_client_ca) {
+            (None, _) => "plain TCP (no TLS)",
+            (Some(_), None) => "TLS required",
+            (Some(_), Some(_)) => "TLS with client certificates required",
+        },
+        if tokens_required {
+            "every client needs a token"
+        } else {
+            "open: no tokens declared"
+        }
+    );
     if let Some(dir) = &args.data_dir {
         eprintln!(
             "recovered {} events in {} topic(s) from {} in {:.1} ms; {} corrupt records cut ({})",

@@ -16,6 +16,7 @@ use flowgate_sink::{AnySink, DeadLetter, SinkUrl};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::dial_args::DialArgs;
 use crate::units::{Rate, Size, Span};
 
 const EXAMPLES: &str = "\
@@ -35,9 +36,8 @@ with the reason after --max-attempts deliveries; the rest of their batch commits
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct ConsumeArgs {
-    /// Broker address, host:port.
-    #[arg(long)]
-    broker: String,
+    #[command(flatten)]
+    dial: DialArgs,
     /// Topic to consume.
     #[arg(long)]
     topic: String,
@@ -252,11 +252,16 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         .with_context(|| format!("cannot open sink {url}"))?;
     let config = ConsumerConfig {
         prefetch: Credit::new(args.prefetch, args.prefetch_bytes.0),
-        ..ConsumerConfig::new(&args.broker, &args.topic, &args.group)
+        token: args.dial.token(),
+        tls: args.dial.tls()?,
+        ..ConsumerConfig::new(&args.dial.broker, &args.topic, &args.group)
     };
-    let mut consumer = Consumer::connect(config)
-        .await
-        .with_context(|| format!("cannot consume topic '{}' at {}", args.topic, args.broker))?;
+    let mut consumer = Consumer::connect(config).await.with_context(|| {
+        format!(
+            "cannot consume topic '{}' at {}",
+            args.topic, args.dial.broker
+        )
+    })?;
     eprintln!(
         "consuming '{}' as group '{}' into {url}",
         args.topic, args.group

@@ -15,6 +15,7 @@ use flowgate_client::{Producer, ProducerConfig, ProducerMonitor};
 use flowgate_core::TokenBucket;
 use serde::Serialize;
 
+use crate::dial_args::DialArgs;
 use crate::units::{Rate, Size, Span};
 
 const EXAMPLES: &str = "\
@@ -33,9 +34,8 @@ Give --producer-id to a restarted producer to continue its sequence without dupl
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct ProduceArgs {
-    /// Broker address, host:port.
-    #[arg(long)]
-    broker: String,
+    #[command(flatten)]
+    dial: DialArgs,
     /// Topic to publish to.
     #[arg(long)]
     topic: String,
@@ -141,18 +141,20 @@ pub(crate) fn run(args: ProduceArgs) -> Result<u8> {
 async fn produce(args: ProduceArgs) -> Result<u8> {
     let config = ProducerConfig {
         producer_id: args.producer_id,
-        ..ProducerConfig::new(&args.broker, &args.topic)
+        token: args.dial.token(),
+        tls: args.dial.tls()?,
+        ..ProducerConfig::new(&args.dial.broker, &args.topic)
     };
     let mut producer = Producer::connect(config).await.with_context(|| {
         format!(
             "cannot publish to topic '{}' at {}",
-            args.topic, args.broker
+            args.topic, args.dial.broker
         )
     })?;
     let pid = producer.producer_id();
     eprintln!(
         "producer {pid:016x} publishing to '{}' at {}",
-        args.topic, args.broker
+        args.topic, args.dial.broker
     );
     let started = Instant::now();
     let slept = Arc::new(AtomicU64::new(0));

@@ -13,6 +13,7 @@ mod cmd_produce;
 mod cmd_top;
 mod dashboard;
 mod demo;
+mod dial_args;
 mod fit;
 mod observe;
 mod procfs;

@@ -35,6 +35,7 @@ fn consumer_hello(topic: &str) -> Vec<u8> {
         topic: topic.into(),
         group: "g".into(),
         max_frame: 1 << 20,
+        token: String::new(),
     }))
 }
 

@@ -20,6 +20,7 @@ use flowgate_proto::{
 };
 use tokio::io::AsyncWriteExt;
 
+use crate::net::dial::{ClientTls, Dial};
 use crate::net::error::ClientError;
 use crate::net::session::{self, Session};
 
@@ -36,6 +37,10 @@ pub struct ConsumerConfig {
     pub prefetch: Credit,
     /// The largest frame this consumer accepts.
     pub max_frame: u32,
+    /// The token for a broker that requires one.
+    pub token: Option<String>,
+    /// TLS to the broker; `None` for plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl ConsumerConfig {
@@ -51,6 +56,8 @@ impl ConsumerConfig {
             group: group.into(),
             prefetch: Credit::new(1_000, 8 << 20),
             max_frame: DEFAULT_MAX_FRAME,
+            token: None,
+            tls: None,
         }
     }
 }
@@ -132,13 +139,26 @@ pub struct Consumer {
     max_batch: usize,
 }
 
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Consumer {
     /// Connects, completes the handshake, requests the prefetch and starts the driver.
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ClientError> {
-        let hello = Hello::consumer(&config.topic, &config.group, config.max_frame);
+        let hello = Hello::consumer(&config.topic, &config.group, config.max_frame)
+            .with_token(config.token.clone().unwrap_or_default());
+        let dial = Dial {
+            addr: config.addr.clone(),
+            tls: config.tls.clone(),
+        };
         let demand = Demand::new(config.prefetch, REFILL_AT_HALF)
             .map_err(|e| ClientError::Protocol(format!("prefetch {}: {e}", config.prefetch)))?;
-        let session = session::open(&config.addr, &hello).await?;
+        let session = session::open(&dial, &hello).await?;
         let shared = Arc::new(Shared::new(State {
             session: 0,
             demand,
@@ -154,9 +174,7 @@ impl Consumer {
         start_session(&shared);
         let driver = {
             let shared = Arc::clone(&shared);
-            tokio::spawn(
-                async move { session::drive(&*shared, &config.addr, &hello, session).await },
-            )
+            tokio::spawn(async move { session::drive(&*shared, &dial, &hello, session).await })
         };
         let max_batch = usize::try_from(config.prefetch.events).unwrap_or(usize::MAX);
         Ok(Consumer {

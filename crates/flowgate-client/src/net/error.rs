@@ -22,6 +22,10 @@ pub enum ClientError {
     /// The broker sent something this client cannot accept.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The TLS handshake failed on a certificate or protocol matter (not a dropped
+    /// connection): reconnecting would fail the same way.
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
     /// The handle was closed.
     #[error("closed")]
     Closed,
@@ -46,6 +50,7 @@ impl ClientError {
             ClientError::Io(e) => ClientError::Io(std::io::Error::new(e.kind(), e.to_string())),
             ClientError::Disconnected => ClientError::Disconnected,
             ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
+            ClientError::Tls(m) => ClientError::Tls(m.clone()),
             ClientError::Closed => ClientError::Closed,
         }
     }

@@ -1,6 +1,7 @@
 //! The network backend: [`Producer`] and [`Consumer`] talking to a flowgate broker over TCP.
 
 pub mod consumer;
+mod dial;
 pub mod error;
 pub mod producer;
 mod session;
@@ -10,5 +11,6 @@ pub use session::unix_now_us;
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
 };
+pub use dial::ClientTls;
 pub use error::ClientError;
 pub use producer::{Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError};

@@ -19,6 +19,7 @@ use flowgate_core::{Credit, CreditWindow, Event, EventId};
 use flowgate_proto::{DEFAULT_MAX_FRAME, Frame, Heartbeat, Hello, Publish, WireEvent, encode};
 use tokio::io::AsyncWriteExt;
 
+use crate::net::dial::{ClientTls, Dial};
 use crate::net::error::ClientError;
 use crate::net::session::{self, Session};
 
@@ -34,6 +35,10 @@ pub struct ProducerConfig {
     pub producer_id: Option<u64>,
     /// The largest frame this producer accepts from the broker.
     pub max_frame: u32,
+    /// The token for a broker that requires one.
+    pub token: Option<String>,
+    /// TLS to the broker; `None` for plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl ProducerConfig {
@@ -44,6 +49,8 @@ impl ProducerConfig {
             topic: topic.into(),
             producer_id: None,
             max_frame: DEFAULT_MAX_FRAME,
+            token: None,
+            tls: None,
         }
     }
 }
@@ -146,13 +153,27 @@ pub struct Producer {
     parked: Option<Event>,
 }
 
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("producer_id", &format_args!("{:016x}", self.producer_id()))
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Producer {
     /// Connects, completes the handshake and starts the driver. Fails if the first connection
     /// cannot be made or the broker refuses; later disconnects are retried with backoff.
     pub async fn connect(config: ProducerConfig) -> Result<Producer, ClientError> {
         let producer_id = config.producer_id.unwrap_or_else(random_id);
-        let hello = Hello::producer(&config.topic, producer_id, config.max_frame);
-        let session = session::open(&config.addr, &hello).await?;
+        let hello = Hello::producer(&config.topic, producer_id, config.max_frame)
+            .with_token(config.token.clone().unwrap_or_default());
+        let dial = Dial {
+            addr: config.addr.clone(),
+            tls: config.tls.clone(),
+        };
+        let session = session::open(&dial, &hello).await?;
         let shared = Arc::new(Shared::new(State {
             producer_id,
             next_seq: 1,
@@ -161,9 +182,7 @@ impl Producer {
         start_session(&shared, &session);
         let driver = {
             let shared = Arc::clone(&shared);
-            tokio::spawn(
-                async move { session::drive(&*shared, &config.addr, &hello, session).await },
-            )
+            tokio::spawn(async move { session::drive(&*shared, &dial, &hello, session).await })
         };
         Ok(Producer {
             shared,

@@ -7,9 +7,8 @@ use bytes::BytesMut;
 use flowgate_proto::io::{FrameReader, ReadError};
 use flowgate_proto::{ErrorCode, Frame, Hello, Welcome, encode};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::net::dial::{Dial, ReadHalf, WriteHalf};
 use crate::net::error::ClientError;
 
 /// How long a connect plus handshake may take before it counts as failed.
@@ -22,17 +21,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A connected, welcomed session.
 pub(crate) struct Session {
-    pub reader: FrameReader<OwnedReadHalf>,
-    pub writer: OwnedWriteHalf,
+    pub reader: FrameReader<ReadHalf>,
+    pub writer: WriteHalf,
     pub welcome: Welcome,
 }
 
 /// Connects and completes the handshake.
-pub(crate) async fn open(addr: &str, hello: &Hello) -> Result<Session, ClientError> {
+pub(crate) async fn open(dial: &Dial, hello: &Hello) -> Result<Session, ClientError> {
     let attempt = async {
-        let stream = TcpStream::connect(addr).await.map_err(ClientError::Io)?;
-        let _ = stream.set_nodelay(true);
-        let (rd, mut writer) = stream.into_split();
+        let (rd, mut writer) = dial.connect().await?;
         let mut buf = BytesMut::new();
         encode(&Frame::Hello(hello.clone()), &mut buf);
         writer.write_all(&buf).await.map_err(ClientError::Io)?;
@@ -81,9 +78,10 @@ fn is_permanent(e: &ClientError) -> bool {
             code: ErrorCode::InvalidName
                 | ErrorCode::UnsupportedVersion
                 | ErrorCode::GroupConflict
-                | ErrorCode::MalformedFrame,
+                | ErrorCode::MalformedFrame
+                | ErrorCode::Unauthorized,
             ..
-        }
+        } | ClientError::Tls(_)
     )
 }
 
@@ -142,13 +140,13 @@ pub(crate) trait Driven {
 
 /// Serves sessions one after another until the client closes or is refused for good,
 /// reconnecting with exponential backoff after a lost connection.
-pub(crate) async fn drive<D: Driven>(client: &D, addr: &str, hello: &Hello, first: Session) {
+pub(crate) async fn drive<D: Driven>(client: &D, dial: &Dial, hello: &Hello, first: Session) {
     let mut next = Some(first);
     let mut backoff = BACKOFF_MIN;
     loop {
         let current = match next.take() {
             Some(s) => s,
-            None => match open(addr, hello).await {
+            None => match open(dial, hello).await {
                 Ok(s) => {
                     client.on_session(&s);
                     backoff = BACKOFF_MIN;

@@ -1,5 +1,6 @@
 //! `HELLO` (client → broker, first frame): `magic [4] | version u16 | role u8 | producer_id u64
-//! | topic str16 | group str16 | max_frame u32`.
+//! | topic str16 | group str16 | max_frame u32 [| token str16]`. The token is optional on the
+//! wire (absent = empty), so clients that never send one keep working with open brokers.
 
 use bytes::{BufMut, BytesMut};
 
@@ -23,6 +24,9 @@ pub struct Hello {
     pub group: String,
     /// The largest frame the client accepts.
     pub max_frame: u32,
+    /// The client's credential for brokers that require one; empty for none. Send it only
+    /// over TLS outside a trusted network: it travels as written.
+    pub token: String,
 }
 
 impl Hello {
@@ -34,6 +38,9 @@ impl Hello {
         put_str16(buf, &self.topic);
         put_str16(buf, &self.group);
         buf.put_u32(self.max_frame);
+        if !self.token.is_empty() {
+            put_str16(buf, &self.token);
+        }
     }
 
     pub(crate) fn decode_body(mut r: Reader) -> Result<Self, ProtoError> {
@@ -53,6 +60,15 @@ impl Hello {
             topic: r.str16("topic")?,
             group: r.str16("group")?,
             max_frame: r.u32("max_frame")?,
+            token: String::new(),
+        };
+        let hello = if r.remaining() > 0 {
+            Hello {
+                token: r.str16("token")?,
+                ..hello
+            }
+        } else {
+            hello
         };
         r.finish()?;
         Ok(hello)
@@ -67,6 +83,7 @@ impl Hello {
             topic: topic.into(),
             group: String::new(),
             max_frame,
+            token: String::new(),
         }
     }
 
@@ -79,6 +96,15 @@ impl Hello {
             topic: topic.into(),
             group: group.into(),
             max_frame,
+            token: String::new(),
+        }
+    }
+
+    /// The same hello carrying `token`.
+    pub fn with_token(self, token: impl Into<String>) -> Self {
+        Hello {
+            token: token.into(),
+            ..self
         }
     }
 }
