@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use flowgate_client::unix_now_us;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,6 +24,7 @@ const EXAMPLES: &str = "\
 Examples:
   flowgate bench
   flowgate bench --events 5000000 --runs 3 --json bench.json
+  flowgate bench --storage disk --runs 3
 
   flowgate bench --sink sqlite:/tmp/bench.db --events 500000
   flowgate bench --sink postgres://bench@127.0.0.1:5432/bench --events 500000
@@ -51,6 +53,10 @@ pub(crate) struct BenchArgs {
     /// Events per batch, for the direct load and as the consumer's largest batch.
     #[arg(long, default_value_t = 2_000)]
     batch: u64,
+    /// The broker's storage: memory, or disk (a log in the run's temporary directory, every
+    /// confirm after an fsync).
+    #[arg(long, default_value = "memory", value_parser = ["memory", "disk"])]
+    storage: String,
     /// Write the results here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -62,6 +68,7 @@ struct BenchResult {
     events: u64,
     payload_bytes: u64,
     sink: String,
+    storage: String,
     reference: &'static str,
     reference_events_per_s: f64,
     flowgate_events_per_s: f64,
@@ -130,6 +137,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8> {
         events: args.events,
         payload_bytes: args.payload_size.0,
         sink: sink.to_string(),
+        storage: args.storage.clone(),
         reference: reference_name,
         reference_events_per_s: best_raw,
         flowgate_events_per_s: best_fg,
@@ -147,6 +155,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<u8> {
         result.machine
     );
     println!("sink                                {:>12}", result.sink);
+    println!("broker storage                      {:>12}", result.storage);
     println!(
         "{:<36}{:>12} events/s",
         format!("{reference_name} (reference)"),
@@ -291,6 +300,17 @@ fn through_flowgate(
                 "--json",
             ])
             .arg(&broker_json)
+            .args(match args.storage.as_str() {
+                "disk" => vec![
+                    "--storage".to_string(),
+                    "disk".to_string(),
+                    "--data-dir".to_string(),
+                    dir.join(format!("data-{}", unix_now_us()))
+                        .display()
+                        .to_string(),
+                ],
+                _ => Vec::new(),
+            })
             .stderr(Stdio::null()),
         "broker",
     )?;
