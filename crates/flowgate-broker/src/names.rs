@@ -15,6 +15,12 @@ pub fn validate(kind: &str, name: &str) -> Result<(), String> {
             name.len()
         ));
     }
+    if name.chars().all(|c| c == '.') {
+        // "." and ".." would name the data directory or its parent as a topic's log.
+        return Err(format!(
+            "{kind} name '{name}' is only dots; add a letter or digit"
+        ));
+    }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
@@ -33,6 +39,8 @@ mod tests {
     #[test]
     fn accepts_plain_names_and_explains_refusals() {
         assert!(validate("topic", "orders.v1-eu_2").is_ok());
+        assert!(validate("topic", "..").unwrap_err().contains("only dots"));
+        assert!(validate("topic", ".").is_err());
         assert_eq!(validate("topic", ""), Err("topic name is empty".into()));
         assert!(validate("group", "a b").unwrap_err().contains("' '"));
         assert!(
