@@ -13,9 +13,9 @@
 //! # With any token declared, every client must present one whose scope covers it.
 //! [[token]]
 //! name = "orders-writer"
-//! secret = "change-me"
+//! secret = "change-me"  # or secret_sha256 = "<printf %s SECRET | sha256sum>"
 //! produce = ["orders"]
-//! consume = []         # "*" means every topic
+//! consume = []          # "*" means every topic
 //! ```
 
 use std::collections::BTreeMap;
@@ -105,7 +105,8 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct TokenDecl {
     name: String,
-    secret: String,
+    secret: Option<String>,
+    secret_sha256: Option<String>,
     #[serde(default)]
     produce: Vec<String>,
     #[serde(default)]
@@ -179,9 +180,15 @@ impl BrokerConfig {
                 names::validate("topic", topic)
                     .map_err(|e| invalid(format!("token '{}': {e}", t.name)))?;
             }
-            self.tokens
-                .add(TokenGrant::new(t.name, t.secret, t.produce, t.consume))
-                .map_err(invalid)?;
+            let grant = match (t.secret, t.secret_sha256) {
+                (Some(secret), None) => TokenGrant::new(t.name, &secret, t.produce, t.consume),
+                (None, Some(hex)) => TokenGrant::from_sha256(t.name, &hex, t.produce, t.consume),
+                _ => Err(format!(
+                    "token '{}': give exactly one of secret and secret_sha256",
+                    t.name
+                )),
+            };
+            self.tokens.add(grant.map_err(invalid)?).map_err(invalid)?;
         }
         Ok(())
     }

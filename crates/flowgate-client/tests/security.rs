@@ -13,15 +13,10 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 fn tokens() -> Tokens {
     let mut t = Tokens::default();
-    t.add(TokenGrant::new(
-        "writer",
-        "w-123",
-        vec!["orders".into()],
-        vec![],
-    ))
-    .unwrap();
-    t.add(TokenGrant::new("reader", "r-456", vec![], vec!["*".into()]))
-        .unwrap();
+    let writer = TokenGrant::new("writer", "w-123", vec!["orders".into()], vec![]);
+    t.add(writer.unwrap()).unwrap();
+    let reader = TokenGrant::new("reader", "r-456", vec![], vec!["*".into()]);
+    t.add(reader.unwrap()).unwrap();
     t
 }
 

@@ -52,7 +52,9 @@ fn the_cli_over_tls_with_tokens_delivers_and_refuses_clearly() {
     std::fs::write(
         d.join("broker.toml"),
         "[[token]]\nname = \"app\"\nsecret = \"app-secret\"\nproduce = [\"orders\"]\n\n\
-         [[token]]\nname = \"db\"\nsecret = \"db-secret\"\nconsume = [\"orders\"]\n",
+         [[token]]\nname = \"db\"\nconsume = [\"orders\"]\n\
+         # printf %s db-secret | sha256sum\n\
+         secret_sha256 = \"5fbf9bf10407864eb8562d42e245fd6435ebebff6cdea8cae46bec8da0b11e9a\"\n",
     )
     .unwrap();
     let broker = BrokerProc::start(
