@@ -83,7 +83,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
             let resume = t.topic.attach_producer(conn, hello.producer_id);
             // The producer treats its resume point as confirmed, so it must be durable: a
             // barrier behind everything the topic accepted so far.
-            Ok((resume, shared.storage.append(&hello.topic, &[])))
+            Ok((resume, shared.storage.append(&hello.topic, &[], 0)))
         }
     });
     let resume_seq = match attached {
@@ -288,7 +288,8 @@ fn publish(
             let out = t.topic.publish(conn, batch)?;
             // The accepted events are the batch's last ones; the rest were duplicates.
             let fresh = &events[events.len() - out.accepted as usize..];
-            Ok((out, shared.storage.append(&topic.name, fresh)))
+            let spilled = out.spilled as usize;
+            Ok((out, shared.storage.append(&topic.name, fresh, spilled)))
         })
         .map_err(|e| fatal_topic_error(&e))?;
     let outbox = Arc::clone(outbox);

@@ -13,14 +13,14 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use flowgate_core::EventId;
+use flowgate_core::{Credit, EventId};
 use flowgate_proto::WireEvent;
 use flowgate_proto::wire::Reader;
 use flowgate_storage::{Fs, Log, LogOptions, OsFs};
 use tokio::sync::oneshot;
 
 use crate::names;
-use crate::storage::{Durable, RecoveredTopic, Storage};
+use crate::storage::{Durable, LoadDone, RecoveredTopic, Storage};
 
 /// The most jobs folded into one commit, so a steady stream of appends still gets synced.
 const MAX_JOBS_PER_ROUND: usize = 4096;
@@ -37,9 +37,21 @@ pub struct DiskOptions {
 }
 
 enum Job {
-    Append(Vec<(EventId, Vec<u8>)>, oneshot::Sender<io::Result<()>>),
+    /// Events to append, how many of the last ones are spilled, and who waits for the sync.
+    Append(
+        Vec<(EventId, Vec<u8>)>,
+        usize,
+        oneshot::Sender<io::Result<()>>,
+    ),
     Acks(Vec<EventId>),
+    /// Read spilled events back (after this round's commit).
+    Load(Credit, LoadDone),
 }
+
+/// What a topic's credit counts for an event beyond its encoding (see
+/// `flowgate_core::credit_bytes`): 64 bytes of overhead against the 32 of the encoding's
+/// fixed fields.
+const CREDIT_OVER_ENCODED: u64 = 64 - 32;
 
 struct TopicLog {
     jobs: Sender<Job>,
@@ -74,11 +86,17 @@ impl DiskStorage {
         }
     }
 
-    /// Opens (recovering) the log of `topic` and starts its writer.
-    fn open(&self, topic: &str) -> io::Result<(Arc<TopicLog>, RecoveredTopic)> {
+    /// Opens (recovering) the log of `topic` and starts its writer; reads at most `memory` of
+    /// its events back.
+    fn open(
+        &self,
+        topic: &str,
+        memory: Option<Credit>,
+    ) -> io::Result<(Arc<TopicLog>, RecoveredTopic)> {
         let dir = self.options.data_dir.join(topic);
         let options = LogOptions {
             segment_bytes: self.options.segment_bytes,
+            recover_at_most: memory.map(|m| (m.events, m.bytes)),
         };
         let (log, recovery) = Log::open(Arc::clone(&self.fs), &dir, options)?;
         let disk_bytes = Arc::new(AtomicU64::new(log.disk_bytes()));
@@ -98,12 +116,15 @@ impl DiskStorage {
             corrupt_records: recovery.corrupt_records,
             truncated_bytes: recovery.truncated_bytes,
             events: Vec::with_capacity(recovery.events.len()),
+            spilled: Credit::new(
+                recovery.spilled_events,
+                recovery.spilled_bytes + CREDIT_OVER_ENCODED * recovery.spilled_events,
+            ),
         };
         for (_, data) in recovery.events {
-            // The record's checksum held, so this decodes unless a different program wrote it.
-            match WireEvent::decode(&mut Reader::new("log record", Bytes::from(data))) {
-                Ok(e) => found.events.push(e),
-                Err(_) => found.corrupt_records += 1,
+            match decode(data) {
+                Some(e) => found.events.push(e),
+                None => found.corrupt_records += 1,
             }
         }
         let log = Arc::new(TopicLog {
@@ -119,7 +140,7 @@ impl DiskStorage {
         if let Some(log) = logs.get(topic) {
             return Ok(Arc::clone(log));
         }
-        let (log, _) = self.open(topic)?;
+        let (log, _) = self.open(topic, None)?;
         logs.insert(topic.to_string(), Arc::clone(&log));
         Ok(log)
     }
@@ -130,7 +151,21 @@ impl Storage for DiskStorage {
         true
     }
 
-    fn recover(&self) -> io::Result<Vec<RecoveredTopic>> {
+    fn capacity(&self) -> Option<Credit> {
+        // Every event costs at least 64 credit bytes, so the bytes bind first.
+        let bytes = self.options.max_disk_bytes;
+        Some(Credit::new((bytes / 64).max(1), bytes))
+    }
+
+    fn load(&self, topic: &str, room: Credit, done: LoadDone) {
+        // The caller holds the topic's lock, so `done` must not run here: a log that cannot
+        // be opened leaves the load unanswered (its producers are already being refused).
+        if let Ok(log) = self.log(topic) {
+            log.send(Job::Load(room, done));
+        }
+    }
+
+    fn recover(&self, memory_of: &dyn Fn(&str) -> Credit) -> io::Result<Vec<RecoveredTopic>> {
         self.fs.create_dir_all(&self.options.data_dir)?;
         let mut names: Vec<String> = self
             .fs
@@ -141,7 +176,7 @@ impl Storage for DiskStorage {
         names.sort();
         let mut found = Vec::new();
         for name in names {
-            let (log, recovered) = self.open(&name)?;
+            let (log, recovered) = self.open(&name, Some(memory_of(&name)))?;
             self.logs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -151,7 +186,7 @@ impl Storage for DiskStorage {
         Ok(found)
     }
 
-    fn append(&self, topic: &str, events: &[WireEvent]) -> Durable {
+    fn append(&self, topic: &str, events: &[WireEvent], spilled: usize) -> Durable {
         let (tx, rx) = oneshot::channel();
         let records: Vec<(EventId, Vec<u8>)> = events
             .iter()
@@ -168,7 +203,7 @@ impl Storage for DiskStorage {
                     .map(|(_, data)| data.len() as u64 + RECORD_OVERHEAD)
                     .sum();
                 log.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-                log.send(Job::Append(records, tx));
+                log.send(Job::Append(records, spilled, tx));
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -212,19 +247,22 @@ type Sizes = (Arc<AtomicU64>, Arc<AtomicU64>);
 fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Sizes) {
     while let Ok(first) = jobs.recv() {
         let mut waiters = Vec::new();
+        let mut loads = Vec::new();
         let mut appended = 0;
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(job) = next {
             match job {
-                Job::Append(records, tx) => {
-                    for (id, data) in &records {
-                        log.append_event(*id, data);
+                Job::Append(records, spilled, tx) => {
+                    let first_spilled = records.len().saturating_sub(spilled);
+                    for (i, (id, data)) in records.iter().enumerate() {
+                        log.append_event(*id, data, i >= first_spilled);
                         appended += data.len() as u64 + RECORD_OVERHEAD;
                     }
                     waiters.push(tx);
                 }
                 Job::Acks(ids) => log.append_acks(&ids),
+                Job::Load(room, done) => loads.push((room, done)),
             }
             taken += 1;
             next = if taken < MAX_JOBS_PER_ROUND {
@@ -243,5 +281,21 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
             };
             let _ = tx.send(answer);
         }
+        for (room, done) in loads {
+            // A failed read hands back nothing, not exhausted: the topic asks again later.
+            let (records, exhausted) = log
+                .read_spilled(room.events.max(1), room.bytes)
+                .unwrap_or_default();
+            done(
+                records.into_iter().filter_map(|(_, d)| decode(d)).collect(),
+                exhausted,
+            );
+        }
     }
+}
+
+/// An event as the log keeps it. Its checksum held, so this fails only if another program
+/// wrote the record.
+fn decode(data: Vec<u8>) -> Option<WireEvent> {
+    WireEvent::decode(&mut Reader::new("log record", Bytes::from(data))).ok()
 }

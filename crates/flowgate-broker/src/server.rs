@@ -57,8 +57,10 @@ pub struct BrokerStats {
 pub struct RecoveryReport {
     /// Topics with a log.
     pub topics: usize,
-    /// Accepted, unacknowledged events put back for delivery.
+    /// Accepted, unacknowledged events put back for delivery: in memory...
     pub events: u64,
+    /// ...and left on disk to load when there is room.
+    pub spilled: u64,
     /// Records cut because they were torn or failed their checksum.
     pub corrupt_records: u64,
     /// Bytes cut with them.
@@ -86,12 +88,15 @@ impl Broker {
     ) -> io::Result<Broker> {
         let started = std::time::Instant::now();
         let reader = Arc::clone(&storage);
-        let recovered = tokio::task::spawn_blocking(move || reader.recover())
-            .await
-            .map_err(io::Error::other)??;
+        let memory = config.clone();
+        let recovered =
+            tokio::task::spawn_blocking(move || reader.recover(&|t| memory.capacity_of(t)))
+                .await
+                .map_err(io::Error::other)??;
         let recovery = RecoveryReport {
             topics: recovered.len(),
             events: recovered.iter().map(|t| t.events.len() as u64).sum(),
+            spilled: recovered.iter().map(|t| t.spilled.events).sum(),
             corrupt_records: recovered.iter().map(|t| t.corrupt_records).sum(),
             truncated_bytes: recovered.iter().map(|t| t.truncated_bytes).sum(),
             took: started.elapsed(),

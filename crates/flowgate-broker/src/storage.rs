@@ -5,7 +5,7 @@
 
 use std::io;
 
-use flowgate_core::EventId;
+use flowgate_core::{Credit, EventId};
 use flowgate_proto::WireEvent;
 use tokio::sync::oneshot;
 
@@ -14,8 +14,11 @@ use tokio::sync::oneshot;
 pub struct RecoveredTopic {
     /// The topic.
     pub name: String,
-    /// Accepted, unacknowledged events, in acceptance order.
+    /// Accepted, unacknowledged events, in acceptance order: the first ones, as many as the
+    /// topic keeps in memory.
     pub events: Vec<WireEvent>,
+    /// The rest, left on disk to be loaded when there is room (events, credit bytes).
+    pub spilled: Credit,
     /// Every producer's highest accepted sequence number, as (producer id, seq).
     pub high_water: Vec<(u64, u64)>,
     /// Records that were torn or failed their checksum and were cut.
@@ -50,18 +53,34 @@ impl Durable {
     }
 }
 
+/// Events read back from a store, and whether it has no more: the answer to
+/// [`Storage::load`].
+pub type LoadDone = Box<dyn FnOnce(Vec<WireEvent>, bool) + Send>;
+
 /// A store for accepted, not yet acknowledged events.
 pub trait Storage: Send + Sync {
     /// Whether appends are kept beyond the topic's memory (the broker then hands them over).
     fn persistent(&self) -> bool;
 
-    /// What the store holds from before this start, by topic.
-    fn recover(&self) -> io::Result<Vec<RecoveredTopic>>;
+    /// What a topic may hold on disk and in memory together, when the store keeps events
+    /// beyond memory (the topic then keeps its configured capacity in memory and spills the
+    /// rest); `None` when memory is all there is.
+    fn capacity(&self) -> Option<Credit>;
 
-    /// Records events `topic` just accepted. Called under the topic's lock, before the events
-    /// can be delivered, so every ack is recorded after its event. An empty slice is a
-    /// barrier: it resolves once everything recorded before it is durable.
-    fn append(&self, topic: &str, events: &[WireEvent]) -> Durable;
+    /// What the store holds from before this start, by topic; at most `memory_of(topic)` of
+    /// each topic's events are read into memory, the rest counted as spilled.
+    fn recover(&self, memory_of: &dyn Fn(&str) -> Credit) -> io::Result<Vec<RecoveredTopic>>;
+
+    /// Records events `topic` just accepted; the last `spilled` of them the topic keeps only
+    /// here. Called under the topic's lock, before the events can be delivered, so every ack
+    /// is recorded after its event. An empty slice is a barrier: it resolves once everything
+    /// recorded before it is durable.
+    fn append(&self, topic: &str, events: &[WireEvent], spilled: usize) -> Durable;
+
+    /// Reads back the oldest spilled events of `topic`, within `room` (at least one), and
+    /// hands them to `done` from another thread: it is called with the topic's lock held, and
+    /// `done` takes that lock.
+    fn load(&self, topic: &str, room: Credit, done: LoadDone);
 
     /// Records acknowledgements: these events need not be kept.
     fn ack(&self, topic: &str, acked: &[EventId]);
@@ -84,12 +103,20 @@ impl Storage for MemoryStorage {
         false
     }
 
-    fn recover(&self) -> io::Result<Vec<RecoveredTopic>> {
+    fn capacity(&self) -> Option<Credit> {
+        None
+    }
+
+    fn recover(&self, _memory_of: &dyn Fn(&str) -> Credit) -> io::Result<Vec<RecoveredTopic>> {
         Ok(Vec::new())
     }
 
-    fn append(&self, _topic: &str, _events: &[WireEvent]) -> Durable {
+    fn append(&self, _topic: &str, _events: &[WireEvent], _spilled: usize) -> Durable {
         Durable::now()
+    }
+
+    fn load(&self, _topic: &str, _room: Credit, _done: LoadDone) {
+        // Never asked: without a capacity beyond memory, topics do not spill.
     }
 
     fn ack(&self, _topic: &str, _acked: &[EventId]) {}

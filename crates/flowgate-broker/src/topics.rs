@@ -4,7 +4,7 @@
 //! actions it returns to the right outboxes before the lock is released.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use std::time::Instant;
 
@@ -33,8 +33,11 @@ pub(crate) struct TopicHandle {
     inner: Mutex<TopicInner>,
     /// The broker's start, the epoch of the topic's stage clock.
     epoch: Instant,
-    /// Asked before each round of grants whether the topic may take more.
+    /// Asked before each round of grants whether the topic may take more, and to load
+    /// spilled events.
     storage: Arc<dyn Storage>,
+    /// This handle, for the answer to a load, which arrives from the storage's thread.
+    me: Weak<TopicHandle>,
 }
 
 impl TopicHandle {
@@ -42,6 +45,13 @@ impl TopicHandle {
     pub fn apply<R>(&self, f: impl FnOnce(&mut TopicInner) -> R) -> R {
         let mut inner = self.lock();
         let result = f(&mut inner);
+        self.route(&mut inner);
+        result
+    }
+
+    /// Carries out what the topic wants now (not generic, so the load answer below can call
+    /// back into [`TopicHandle::apply`]).
+    fn route(&self, inner: &mut TopicInner) {
         let room = self.storage.room(&self.name);
         inner.topic.limit_grants(room);
         let actions = inner.topic.poll_actions();
@@ -64,9 +74,31 @@ impl TopicHandle {
                         o.deliver(deliveries);
                     }
                 }
+                Action::Load { room } => {
+                    let me = Weak::clone(&self.me);
+                    let done = Box::new(move |events: Vec<WireEvent>, exhausted: bool| {
+                        if let Some(topic) = me.upgrade() {
+                            topic.loaded(events, exhausted);
+                        }
+                    });
+                    self.storage.load(&self.name, room, done);
+                }
             }
         }
-        result
+    }
+
+    /// Hands events read back from the store to the topic.
+    fn loaded(&self, events: Vec<WireEvent>, exhausted: bool) {
+        let items: Vec<(WireEvent, u64)> = events
+            .into_iter()
+            .map(|e| {
+                let bytes = e.credit_bytes();
+                (e, bytes)
+            })
+            .collect();
+        let mut inner = self.lock();
+        inner.topic.loaded(items, exhausted);
+        self.route(&mut inner);
     }
 
     /// Counters and levels.
@@ -118,6 +150,7 @@ impl Topics {
                     (e, bytes)
                 });
                 t.topic.restore(found.high_water, items);
+                t.topic.restore_spilled(found.spilled);
             });
         }
         topics
@@ -137,16 +170,28 @@ impl Topics {
     pub fn get_or_create(&self, name: &str) -> Arc<TopicHandle> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(name.to_string()).or_insert_with(|| {
-            Arc::new(TopicHandle {
+            let memory = self.config.capacity_of(name);
+            // A store that keeps events beyond memory bounds the topic; memory keeps the
+            // configured capacity and the rest spills.
+            let topic = match self.storage.capacity() {
+                Some(disk) => {
+                    let mut t = Topic::new(disk);
+                    t.spill_beyond(memory);
+                    t
+                }
+                None => Topic::new(memory),
+            };
+            Arc::new_cyclic(|me| TopicHandle {
                 name: name.to_string(),
                 inner: Mutex::new(TopicInner {
-                    topic: Topic::new(self.config.capacity_of(name)),
+                    topic,
                     outboxes: HashMap::new(),
                     group: None,
                     clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
                 }),
                 epoch: self.epoch,
                 storage: Arc::clone(&self.storage),
+                me: Weak::clone(me),
             })
         }))
     }

@@ -168,3 +168,76 @@ async fn a_disk_log_at_its_limit_holds_producers_until_acks_free_it() {
         .unwrap();
     assert_eq!((seen.len(), stats.confirmed_seq), (500, 500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_far_beyond_memory_waits_on_disk_and_arrives_in_order_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DiskOptions {
+        data_dir: dir.path().to_path_buf(),
+        max_disk_bytes: 64 << 20,
+        segment_bytes: 256 << 10,
+    };
+    // Memory for 500 events; the disk takes the rest.
+    let memory = Credit::new(500, 1 << 20);
+    let b = Broker::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config(memory),
+        Arc::new(DiskStorage::new(options.clone())),
+    )
+    .await
+    .unwrap();
+    let addr = b.local_addr();
+    let mut config_p = ProducerConfig::new(addr.to_string(), "t");
+    config_p.producer_id = Some(5);
+    let mut producer = Producer::connect(config_p).await.unwrap();
+    // No consumer: all 20,000 are confirmed anyway, 40 times what memory holds.
+    for _ in 0..20_000 {
+        producer.send(event(100)).await.unwrap();
+    }
+    let stats = tokio::time::timeout(Duration::from_secs(30), producer.close())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.confirmed_seq, 20_000);
+    let topic = b.stats().topics[0].1;
+    assert!(
+        topic.peak_events <= 500,
+        "memory held {}",
+        topic.peak_events
+    );
+    assert_eq!(topic.ready + topic.on_disk, 20_000, "{topic:?}");
+    eprintln!(
+        "20,000 confirmed with memory for 500: {} in memory, {} on disk",
+        topic.ready, topic.on_disk
+    );
+
+    b.shutdown().await;
+    let b = Broker::bind(addr, config(memory), Arc::new(DiskStorage::new(options)))
+        .await
+        .unwrap();
+    let r = b.recovery().clone();
+    assert_eq!((r.events, r.events + r.spilled), (500, 20_000), "{r:?}");
+
+    let mut consumer = Consumer::connect(ConsumerConfig::new(addr.to_string(), "t", "g"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 20_000 {
+        let batch = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("events keep coming")
+            .unwrap()
+            .unwrap();
+        seen.extend(batch.iter().map(|d| d.event.id));
+        consumer.ack(batch.iter().map(|d| d.tag));
+    }
+    let expected: Vec<EventId> = (1..=20_000).map(|s| EventId::new(5, s)).collect();
+    assert_eq!(seen, expected, "every event once, in acceptance order");
+    let topic = b.stats().topics[0].1;
+    assert!(
+        topic.peak_events <= 1_000,
+        "memory held {}",
+        topic.peak_events
+    );
+    assert_eq!(topic.on_disk, 0);
+}

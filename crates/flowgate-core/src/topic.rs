@@ -16,7 +16,13 @@
 //!   start at any sequence number (after a broker restart without a disk log, it resumes
 //!   where it was);
 //! * with a grant limit set ([`Topic::limit_grants`], room left in the broker's disk log),
-//!   credit outstanding to producers never exceeds it in bytes.
+//!   credit outstanding to producers never exceeds it in bytes;
+//! * in spill mode ([`Topic::spill_beyond`], a disk log holds every accepted event), memory
+//!   holds at most the memory bound of ready + unacked events (plus redeliveries put back);
+//!   the rest are counted "on disk" and asked for with [`Action::Load`] in acceptance order,
+//!   and while any event is on disk every newly accepted one goes there too, so delivery
+//!   order stays acceptance order. Credit outstanding stays within the memory bound as well,
+//!   so what producers may send at once is bounded by memory, not by the disk.
 //!
 //! Items are opaque (`T`): the broker stores events as their encoded bytes and never decodes a
 //! payload. Each item carries its credit cost in bytes alongside.
@@ -126,6 +132,12 @@ pub enum Action<T> {
         /// What, in order.
         deliveries: Vec<Delivery<T>>,
     },
+    /// Read the oldest events that are only on disk, up to `room`, and hand them to
+    /// [`Topic::loaded`] (spill mode only; at most one load is outstanding).
+    Load {
+        /// How much memory there is for them.
+        room: Credit,
+    },
 }
 
 /// What a publish did.
@@ -137,6 +149,8 @@ pub struct Published {
     pub duplicates: u64,
     /// The highest sequence number now held for this producer id: confirm up to here.
     pub confirm_up_to: u64,
+    /// Of the accepted, how many (the last ones) went to disk only (spill mode).
+    pub spilled: u64,
 }
 
 /// Counters over the topic's life.
@@ -170,6 +184,10 @@ pub struct TopicStats {
     pub peak_events: u64,
     /// The most bytes held at once.
     pub peak_bytes: u64,
+    /// Events accepted and held only on disk now (spill mode).
+    pub on_disk: u64,
+    /// Their bytes.
+    pub on_disk_bytes: u64,
 }
 
 /// Unacked deliveries by id. Ids are handed out in increasing order and mostly settled in
@@ -214,6 +232,12 @@ pub struct Topic<T> {
     next_delivery_id: u64,
     /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
     grant_room: Option<u64>,
+    /// Spill mode: the most ready + unacked kept in memory.
+    memory: Option<Credit>,
+    /// Spill mode: accepted events held only on disk.
+    on_disk: Credit,
+    /// Spill mode: a load was asked for and not yet answered.
+    loading: bool,
     stats: TopicStats,
 }
 
@@ -233,6 +257,9 @@ impl<T: Clone> Topic<T> {
             high_seq: HashMap::new(),
             next_delivery_id: 1,
             grant_room: None,
+            memory: None,
+            on_disk: Credit::ZERO,
+            loading: false,
             stats: TopicStats::default(),
         }
     }
@@ -249,6 +276,36 @@ impl<T: Clone> Topic<T> {
         self.grant_room = room;
     }
 
+    /// Spill mode: keep at most `memory` of ready + unacked events in memory; events beyond it
+    /// stay only in the disk log (the store keeps every accepted event) until there is room.
+    /// The capacity given to [`Topic::new`] then bounds what is held on disk and in memory
+    /// together.
+    pub fn spill_beyond(&mut self, memory: Credit) {
+        self.memory = Some(memory);
+    }
+
+    /// Spill mode, after a restart: `on_disk` more accepted events wait in the log, after
+    /// those given to [`Topic::restore`].
+    pub fn restore_spilled(&mut self, on_disk: Credit) {
+        self.on_disk = self.on_disk.saturating_add(on_disk);
+    }
+
+    /// The answer to [`Action::Load`]: the oldest on-disk events, in acceptance order, with
+    /// their bytes. `exhausted` says the disk has no more (any count still on disk is then
+    /// dropped, so a miscount cannot stall loading).
+    pub fn loaded(&mut self, items: Vec<(T, u64)>, exhausted: bool) {
+        self.loading = false;
+        for (item, bytes) in items {
+            let cost = Credit::new(1, bytes);
+            self.on_disk = self.on_disk.saturating_sub(cost);
+            self.push_ready(item, bytes);
+        }
+        if exhausted {
+            self.on_disk = Credit::ZERO;
+        }
+        self.note_peak();
+    }
+
     /// Puts back what a disk log recovered: the producers' high-water marks and the accepted,
     /// unacknowledged `(item, bytes)`, in acceptance order, ready for delivery (attempt 1).
     /// Recovered events may exceed the capacity; no credit is granted until they drain below it.
@@ -262,22 +319,42 @@ impl<T: Clone> Topic<T> {
             *high = (*high).max(seq);
         }
         for (item, bytes) in items {
-            let delivery_id = self.next_delivery_id;
-            self.next_delivery_id += 1;
-            self.ready.push_back(Entry {
-                item,
-                bytes,
-                delivery_id,
-                attempt: 1,
-            });
-            self.ready_total = self.ready_total.saturating_add(Credit::new(1, bytes));
+            self.push_ready(item, bytes);
         }
         self.note_peak();
     }
 
-    /// Counters and current levels.
+    /// Appends a newly accepted (or loaded) item to the ready queue with a fresh delivery id.
+    fn push_ready(&mut self, item: T, bytes: u64) {
+        let delivery_id = self.next_delivery_id;
+        self.next_delivery_id += 1;
+        self.ready.push_back(Entry {
+            item,
+            bytes,
+            delivery_id,
+            attempt: 1,
+        });
+        self.ready_total = self.ready_total.saturating_add(Credit::new(1, bytes));
+    }
+
+    /// Spill mode: whether an accepted item of `cost` goes to disk only.
+    fn spills(&self, cost: Credit) -> bool {
+        let Some(memory) = self.memory else {
+            return false;
+        };
+        let after = self
+            .ready_total
+            .saturating_add(self.unacked_total)
+            .saturating_add(cost);
+        !self.on_disk.is_zero() || after.events > memory.events || after.bytes > memory.bytes
+    }
+
+    /// Counters and current levels. `ready`, `unacked` and the peaks are what memory holds;
+    /// `on_disk` what only the disk does.
     pub fn stats(&self) -> TopicStats {
         TopicStats {
+            on_disk: self.on_disk.events,
+            on_disk_bytes: self.on_disk.bytes,
             ready: self.ready_total.events,
             ready_bytes: self.ready_total.bytes,
             unacked: self.unacked_total.events,
@@ -295,7 +372,10 @@ impl<T: Clone> Topic<T> {
     /// backpressured while full (producers attached, none holding credit, and none can be
     /// granted because ready + unacked + promised fills the capacity), busy otherwise.
     pub fn stage_state(&self) -> StageState {
-        let held = self.ready_total.saturating_add(self.unacked_total);
+        let held = self
+            .ready_total
+            .saturating_add(self.unacked_total)
+            .saturating_add(self.on_disk);
         if held.is_zero() {
             StageState::Idle
         } else if !self.producers.is_empty() && self.granted_total.events == 0 {
@@ -423,15 +503,13 @@ impl<T: Clone> Topic<T> {
                 continue;
             }
             high = seq;
-            let delivery_id = self.next_delivery_id;
-            self.next_delivery_id += 1;
-            self.ready.push_back(Entry {
-                item,
-                bytes,
-                delivery_id,
-                attempt: 1,
-            });
-            self.ready_total = self.ready_total.saturating_add(Credit::new(1, bytes));
+            let cost = Credit::new(1, bytes);
+            if self.spills(cost) {
+                self.on_disk = self.on_disk.saturating_add(cost);
+                out.spilled += 1;
+            } else {
+                self.push_ready(item, bytes);
+            }
             out.accepted += 1;
         }
         self.high_seq.insert(producer_id, high);
@@ -477,6 +555,7 @@ impl<T: Clone> Topic<T> {
     pub fn poll_actions(&mut self) -> Vec<Action<T>> {
         let mut actions = Vec::new();
         self.deliver(&mut actions);
+        self.load(&mut actions);
         self.grant(&mut actions);
         actions
     }
@@ -521,6 +600,25 @@ impl<T: Clone> Topic<T> {
         }
     }
 
+    /// Spill mode: asks for on-disk events once memory is at most half full, so loads come in
+    /// batches of at least half the memory bound.
+    fn load(&mut self, actions: &mut Vec<Action<T>>) {
+        let Some(memory) = self.memory else {
+            return;
+        };
+        if self.loading || self.on_disk.is_zero() {
+            return;
+        }
+        let in_memory = self.ready_total.saturating_add(self.unacked_total);
+        if in_memory.events * 2 > memory.events || in_memory.bytes * 2 > memory.bytes {
+            return;
+        }
+        self.loading = true;
+        actions.push(Action::Load {
+            room: memory.saturating_sub(in_memory),
+        });
+    }
+
     /// The next consumer after the last one served whose demand admits an item of `bytes`.
     fn next_consumer(&self, bytes: u64) -> Option<ConnId> {
         let after = self.last_served.unwrap_or(0);
@@ -535,10 +633,20 @@ impl<T: Clone> Topic<T> {
         if self.producers.is_empty() {
             return;
         }
-        let held = self.ready_total.saturating_add(self.unacked_total);
+        let held = self
+            .ready_total
+            .saturating_add(self.unacked_total)
+            .saturating_add(self.on_disk);
         let Some(mut unpromised) = grant_due(self.capacity, held, self.granted_total) else {
             return;
         };
+        if let Some(memory) = self.memory {
+            // What producers may send at once stays within the memory bound.
+            unpromised = unpromised.min(memory.saturating_sub(self.granted_total));
+            if unpromised.events == 0 || unpromised.bytes == 0 {
+                return;
+            }
+        }
         if let Some(room) = self.grant_room {
             let bytes = unpromised
                 .bytes
@@ -914,5 +1022,73 @@ mod tests {
         t.request(C, Credit::new(1, 1_000)).unwrap();
         let (id, attempt, _) = delivered(&t.poll_actions(), C)[0];
         assert_eq!(t.ack(9, id, attempt), Err(TopicError::UnknownDelivery(id)));
+    }
+
+    fn loads(actions: &[Action<u64>]) -> Vec<Credit> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Load { room } => Some(*room),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_spill_mode_events_beyond_memory_wait_on_disk_and_come_back_in_order() {
+        // Room for 100 on disk and in memory together, 4 in memory.
+        let mut t: Topic<u64> = Topic::new(Credit::new(100, 10_000_000));
+        t.spill_beyond(Credit::new(4, 1_000_000));
+        t.attach_producer(P, 7);
+        t.attach_consumer(C);
+        let first = grants(&t.poll_actions());
+        assert_eq!(
+            first,
+            vec![(P, Credit::new(4, 1_000_000))],
+            "in flight <= memory"
+        );
+        let out = t.publish(P, batch(1..=4)).unwrap();
+        assert_eq!((out.accepted, out.spilled), (4, 0));
+        let _ = t.poll_actions();
+        let out = t.publish(P, batch(5..=7)).unwrap();
+        assert_eq!((out.accepted, out.spilled), (3, 3));
+        assert_eq!((t.stats().ready, t.stats().on_disk), (4, 3));
+
+        t.request(C, Credit::new(10, 10_000)).unwrap();
+        let actions = t.poll_actions();
+        let got = delivered(&actions, C);
+        assert_eq!(
+            got.iter().map(|d| d.2).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(
+            loads(&actions).is_empty(),
+            "memory is full of unacked events"
+        );
+        for (id, attempt, _) in &got[..2] {
+            t.ack(C, *id, *attempt).unwrap();
+        }
+        let actions = t.poll_actions();
+        assert_eq!(loads(&actions), vec![Credit::new(2, 1_000_000 - 20)]);
+        assert!(loads(&t.poll_actions()).is_empty(), "one load at a time");
+        // While events wait on disk, new ones queue behind them there.
+        let _ = t.publish(P, batch(8..=8)).unwrap();
+        assert_eq!(t.stats().on_disk, 4);
+        t.loaded(vec![(5, 10), (6, 10)], false);
+        let got = delivered(&t.poll_actions(), C);
+        assert_eq!(got.iter().map(|d| d.2).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(t.stats().on_disk, 2);
+        assert!(t.stats().peak_events <= 4, "memory never held more than 4");
+    }
+
+    #[test]
+    fn an_exhausted_disk_clears_the_on_disk_count_so_loading_cannot_stall() {
+        let mut t = topic(100);
+        t.spill_beyond(Credit::new(2, 1_000_000));
+        t.restore_spilled(Credit::new(5, 50));
+        assert_eq!(loads(&t.poll_actions()), vec![Credit::new(2, 1_000_000)]);
+        t.loaded(vec![(1, 10)], true);
+        assert_eq!(t.stats().on_disk, 0);
+        assert!(loads(&t.poll_actions()).is_empty());
     }
 }

@@ -121,6 +121,7 @@ fn apply(
                         .insert(d.delivery_id, (d.attempt, d.item, bytes));
                 }
             }
+            Action::Load { .. } => prop_assert!(false, "a load outside spill mode"),
         }
     }
     // Capacity covers everything held plus everything promised.

@@ -2,7 +2,7 @@
 //! that tears writes and loses unsynced data in place of the real one.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// An open file the log appends to.
@@ -21,6 +21,8 @@ pub trait Fs: Send + Sync {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// At most `len` bytes of `path` from `offset` (fewer at its end).
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Opens `path` for appending, creating it if missing.
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
     /// Cuts `path` to `len` bytes, durably.
@@ -66,6 +68,14 @@ impl Fs for OsFs {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut out = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut out)?;
+        Ok(out)
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {

@@ -16,6 +16,15 @@
 //! `fsync` for every batch that arrived meanwhile (group commit). The broker confirms a
 //! producer's batch only after the commit that carried it returns.
 //!
+//! The log is also where a backlog beyond the broker's memory waits. An event appended as
+//! *spilled* is kept only here; [`Log::read_spilled`] reads spilled events back, oldest first,
+//! from a cursor that starts at the first one. Once one event is spilled, every later one is
+//! too until all are read back, so the cursor only ever moves forward over spilled events (and,
+//! after a restart, over acknowledged ones it skips). Recovery reads back at most
+//! [`LogOptions::recover_at_most`] events and leaves the cursor at the first one it did not.
+//! What the log keeps in memory is one entry per unacknowledged event (its id and segment,
+//! for reclaiming segments) — tens of bytes, not the event.
+//!
 //! # Invariants
 //!
 //! 1. A record is durable only after `fsync` of its segment returned; a new segment's
@@ -26,7 +35,9 @@
 //! 3. A segment is removed only when it is not the active one, every event in it is
 //!    acknowledged, and every older segment is already removed. Removal therefore never takes
 //!    an event a later `ACKS` record or a recovery still needs.
-//! 4. Recovery never fails on content: a record that is short, too long or fails its checksum
+//! 4. The spill cursor never passes an unread spilled event, and a segment holding one is
+//!    never removed (its events are unacknowledged).
+//! 5. Recovery never fails on content: a record that is short, too long or fails its checksum
 //!    ends its segment there; the segment is truncated to its last good record and the count
 //!    of corrupt records and cut bytes is reported. Only I/O errors (permission denied, a
 //!    failing disk) stop it.
@@ -50,5 +61,5 @@ mod record;
 pub mod sim;
 
 pub use fs::{Fs, FsFile, OsFs};
-pub use log::{Log, LogOptions, Recovery};
+pub use log::{Events, Log, LogOptions, Recovery};
 pub use record::{MAX_RECORD, Record, RecordError};

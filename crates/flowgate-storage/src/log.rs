@@ -9,7 +9,7 @@ use std::sync::Arc;
 use flowgate_core::EventId;
 
 use crate::fs::{Fs, FsFile};
-use crate::record::Record;
+use crate::record::{HEADER, Record, RecordError};
 
 /// The first bytes of every segment.
 const MAGIC: &[u8; 8] = b"FGSEG\0\0\x01";
@@ -19,15 +19,32 @@ const MAGIC: &[u8; 8] = b"FGSEG\0\0\x01";
 pub struct LogOptions {
     /// A segment that reaches this size is closed and a new one started.
     pub segment_bytes: u64,
+    /// On recovery, return at most this many events and bytes of event data in
+    /// [`Recovery::events`]; the rest stay on disk for [`Log::read_spilled`]. `None`: all.
+    pub recover_at_most: Option<(u64, u64)>,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_bytes: 16 << 20,
+            recover_at_most: None,
         }
     }
 }
+
+/// How much a spilled-event read fetches from a segment at once.
+const READ_CHUNK: usize = 1 << 20;
+
+/// A place in the log: segment number and byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    segment: u64,
+    offset: u64,
+}
+
+/// Events with their opaque bytes, in log order.
+pub type Events = Vec<(EventId, Vec<u8>)>;
 
 /// What opening a log found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,8 +57,13 @@ pub struct Recovery {
     pub corrupt_records: u64,
     /// Bytes cut from segment tails after a corrupt record.
     pub truncated_bytes: u64,
-    /// Accepted, unacknowledged events, in the order they were accepted.
-    pub events: Vec<(EventId, Vec<u8>)>,
+    /// Accepted, unacknowledged events, in the order they were accepted (the first ones only,
+    /// with [`LogOptions::recover_at_most`]).
+    pub events: Events,
+    /// Unacknowledged events left on disk after those, for [`Log::read_spilled`].
+    pub spilled_events: u64,
+    /// Their bytes of event data.
+    pub spilled_bytes: u64,
     /// Every producer's highest accepted sequence number, as `EventId { producer, seq }`.
     pub high_water: Vec<EventId>,
 }
@@ -70,6 +92,11 @@ pub struct Log {
     /// Set by a failed write or sync: what was written since is unknown, so nothing more is
     /// confirmed until the broker restarts and recovers.
     failed: Option<String>,
+    /// The oldest event appended as spilled and not yet read back; every event after it is
+    /// spilled too (or acknowledged, after a recovery).
+    spill_cursor: Option<Position>,
+    /// Spilled events not yet read back.
+    spilled_pending: u64,
 }
 
 impl std::fmt::Debug for Log {
@@ -100,7 +127,8 @@ impl Log {
         let mut recovery = Recovery::default();
         let mut high: HashMap<u64, u64> = HashMap::new();
         let mut live: HashMap<EventId, u64> = HashMap::new();
-        let mut order: Vec<(EventId, Vec<u8>)> = Vec::new();
+        // Event positions, not their data: the data of only the first ones is read back.
+        let mut order: Vec<(EventId, Position, usize)> = Vec::new();
         let mut segments = VecDeque::new();
         for number in numbers {
             let path = dir.join(segment_name(number));
@@ -132,7 +160,11 @@ impl Log {
                         if id.seq > *h {
                             *h = id.seq;
                             live.insert(id, number);
-                            order.push((id, data));
+                            let at = Position {
+                                segment: number,
+                                offset: (at - used) as u64,
+                            };
+                            order.push((id, at, data.len()));
                         }
                     }
                     Record::Acks(ids) => {
@@ -159,10 +191,36 @@ impl Log {
                 s.live += 1;
             }
         }
-        recovery.events = order
-            .into_iter()
-            .filter(|(id, _)| live.contains_key(id))
-            .collect();
+        let (max_events, max_bytes) = options.recover_at_most.unwrap_or((u64::MAX, u64::MAX));
+        let mut spill_cursor = None;
+        for (id, at, len) in order.into_iter().filter(|(id, _, _)| live.contains_key(id)) {
+            let taken = recovery.events.len() as u64;
+            let full = taken >= max_events
+                || recovery
+                    .events
+                    .iter()
+                    .map(|(_, d)| d.len() as u64)
+                    .sum::<u64>()
+                    + len as u64
+                    > max_bytes;
+            if spill_cursor.is_some() || (taken > 0 && full) {
+                spill_cursor.get_or_insert(at);
+                recovery.spilled_events += 1;
+                recovery.spilled_bytes += len as u64;
+                continue;
+            }
+            let path = dir.join(segment_name(at.segment));
+            let bytes = fs.read_at(&path, at.offset, HEADER + 16 + len)?;
+            match Record::decode(&bytes) {
+                Ok((Record::Event(_, data), _)) => recovery.events.push((id, data)),
+                _ => {
+                    return Err(io::Error::other(format!(
+                        "{} changed while recovering",
+                        path.display()
+                    )));
+                }
+            }
+        }
         recovery.high_water = high.iter().map(|(p, s)| EventId::new(*p, *s)).collect();
         recovery.high_water.sort_unstable_by_key(|id| id.producer);
 
@@ -184,13 +242,27 @@ impl Log {
             high,
             pending: Vec::new(),
             failed: None,
+            spill_cursor,
+            spilled_pending: recovery.spilled_events,
         };
         log.reclaim()?;
         Ok((log, recovery))
     }
 
-    /// Buffers an accepted event; durable after the next [`commit`](Self::commit).
-    pub fn append_event(&mut self, id: EventId, data: &[u8]) {
+    /// Buffers an accepted event; durable after the next [`commit`](Self::commit). A
+    /// `spilled` event is one the broker keeps only here, to be read back with
+    /// [`read_spilled`](Self::read_spilled); once one is, every later event must be too until
+    /// all are read back.
+    pub fn append_event(&mut self, id: EventId, data: &[u8], spilled: bool) {
+        if spilled {
+            let active = self.segments.back().map_or(0, |s| s.number);
+            let offset = self.segments.back().map_or(0, |s| s.bytes) + self.pending.len() as u64;
+            self.spill_cursor.get_or_insert(Position {
+                segment: active,
+                offset,
+            });
+            self.spilled_pending += 1;
+        }
         let h = self.high.entry(id.producer).or_default();
         *h = (*h).max(id.seq);
         let active = self.segments.back().map_or(0, |s| s.number);
@@ -255,6 +327,92 @@ impl Log {
             self.failed = Some(e.to_string());
         }
         Ok(())
+    }
+
+    /// Reads back the oldest spilled events, in the order they were appended: at most
+    /// `max_events` and `max_bytes` of event data, but always one if any is left. Commits first
+    /// if anything is pending. Returns the events and whether none is left.
+    pub fn read_spilled(&mut self, max_events: u64, max_bytes: u64) -> io::Result<(Events, bool)> {
+        if self.has_pending() {
+            self.commit()?;
+        }
+        let mut out: Events = Vec::new();
+        let mut bytes = 0u64;
+        while self.spilled_pending > 0 {
+            let Some(at) = self.spill_cursor else { break };
+            // The cursor's segment, or the next one left if acks removed it.
+            let Some(seg) = self.segments.iter().find(|s| s.number >= at.segment) else {
+                break;
+            };
+            let (number, size) = (seg.number, seg.bytes);
+            let offset = if number == at.segment {
+                at.offset
+            } else {
+                MAGIC.len() as u64
+            };
+            if offset >= size {
+                let Some(next) = self.segments.iter().find(|s| s.number > number) else {
+                    break; // at the end of what is written
+                };
+                self.spill_cursor = Some(Position {
+                    segment: next.number,
+                    offset: MAGIC.len() as u64,
+                });
+                continue;
+            }
+            let path = self.dir.join(segment_name(number));
+            let want = READ_CHUNK.min((size - offset) as usize);
+            let mut chunk = self.fs.read_at(&path, offset, want)?;
+            if let Err(RecordError::Short) = Record::decode(&chunk) {
+                // One record longer than a chunk: read it whole.
+                let len = chunk
+                    .get(..4)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                chunk = self.fs.read_at(&path, offset, 8 + len as usize)?;
+            }
+            let mut used_total = 0usize;
+            while used_total < chunk.len() {
+                let (record, used) = match Record::decode(&chunk[used_total..]) {
+                    Ok(r) => r,
+                    Err(RecordError::Short) if used_total > 0 => break,
+                    Err(e) => {
+                        return Err(io::Error::other(format!(
+                            "{} at {}: {e} in a committed record",
+                            path.display(),
+                            offset + used_total as u64
+                        )));
+                    }
+                };
+                if let Record::Event(id, data) = record
+                    && self.live.contains_key(&id)
+                {
+                    let full =
+                        out.len() as u64 >= max_events || bytes + data.len() as u64 > max_bytes;
+                    if !out.is_empty() && full {
+                        break;
+                    }
+                    bytes += data.len() as u64;
+                    out.push((id, data));
+                    self.spilled_pending -= 1;
+                }
+                used_total += used;
+                if self.spilled_pending == 0 {
+                    break;
+                }
+            }
+            self.spill_cursor = Some(Position {
+                segment: number,
+                offset: offset + used_total as u64,
+            });
+            let full = out.len() as u64 >= max_events || bytes >= max_bytes;
+            if full && !out.is_empty() {
+                break;
+            }
+        }
+        if self.spilled_pending == 0 {
+            self.spill_cursor = None;
+        }
+        Ok((out, self.spilled_pending == 0))
     }
 
     /// Bytes the log's segments take on disk (not counting what awaits a commit).

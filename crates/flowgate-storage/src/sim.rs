@@ -197,6 +197,17 @@ impl Fs for SimFs {
         Ok(s.file(path)?.data.clone())
     }
 
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut s = self.lock();
+        if s.crashed {
+            return Err(gone());
+        }
+        let data = &s.file(path)?.data;
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
         let mut s = self.lock();
         if s.crashed {

@@ -40,7 +40,10 @@ fn data(id: EventId) -> Vec<u8> {
         .into_bytes()
 }
 
-const OPTIONS: LogOptions = LogOptions { segment_bytes: 400 };
+const OPTIONS: LogOptions = LogOptions {
+    segment_bytes: 400,
+    recover_at_most: None,
+};
 
 fn open(fs: &SimFs) -> std::io::Result<(Log, flowgate_storage::Recovery)> {
     Log::open(Arc::new(fs.clone()), Path::new("/data/orders"), OPTIONS)
@@ -74,7 +77,7 @@ proptest! {
                         let seq = next.entry(p).or_insert(0);
                         *seq += 1;
                         let id = EventId::new(p, *seq);
-                        log.append_event(id, &data(id));
+                        log.append_event(id, &data(id), false);
                         appended.push(id);
                         held.push(id);
                         pending_events.push(id);
@@ -148,7 +151,7 @@ fn a_flipped_bit_is_reported_and_cut_and_the_log_opens() {
     let (mut log, _) = open(&fs).unwrap();
     for seq in 1..=3 {
         let id = EventId::new(1, seq);
-        log.append_event(id, &data(id));
+        log.append_event(id, &data(id), false);
         log.commit().unwrap();
     }
     drop(log);
@@ -170,11 +173,12 @@ fn on_a_real_disk_acknowledged_segments_are_removed_and_the_rest_recovered() {
     let path = dir.path().join("orders");
     let options = LogOptions {
         segment_bytes: 4096,
+        recover_at_most: None,
     };
     let (mut log, _) = Log::open(Arc::new(OsFs), &path, options).unwrap();
     let ids: Vec<EventId> = (1..=500).map(|s| EventId::new(9, s)).collect();
     for id in &ids {
-        log.append_event(*id, &[0u8; 100]);
+        log.append_event(*id, &[0u8; 100], false);
         log.commit().unwrap();
     }
     let before = log.segment_count();
@@ -190,4 +194,63 @@ fn on_a_real_disk_acknowledged_segments_are_removed_and_the_rest_recovered() {
     let back: Vec<EventId> = rec.events.iter().map(|(id, _)| *id).collect();
     assert_eq!(back, ids[450..].to_vec());
     assert_eq!(rec.high_water, vec![EventId::new(9, 500)]);
+}
+
+#[test]
+fn spilled_events_are_read_back_in_order_across_segments_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders");
+    let options = LogOptions {
+        segment_bytes: 512,
+        recover_at_most: None,
+    };
+    let (mut log, _) = Log::open(Arc::new(OsFs), &path, options).unwrap();
+    let id = |s| EventId::new(3, s);
+    // 1..=10 kept in memory by the broker, 11..=60 spilled; the memory ones are acked.
+    for s in 1..=60 {
+        log.append_event(id(s), &data(id(s)), s > 10);
+        if s % 7 == 0 {
+            log.commit().unwrap();
+        }
+    }
+    log.append_acks(&(1..=10).map(id).collect::<Vec<_>>());
+    log.commit().unwrap();
+    assert!(log.segment_count() > 3, "spans segments");
+
+    let (first, done) = log.read_spilled(5, u64::MAX).unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (11..=15).map(id).collect::<Vec<_>>()
+    );
+    assert!(!done);
+    for (i, d) in &first {
+        assert_eq!(d, &data(*i));
+    }
+    // A byte limit below one event still yields one.
+    let (one, _) = log.read_spilled(100, 1).unwrap();
+    assert_eq!(one.iter().map(|e| e.0).collect::<Vec<_>>(), vec![id(16)]);
+    log.append_acks(&(11..=16).map(id).collect::<Vec<_>>());
+    log.commit().unwrap();
+    drop(log);
+
+    // After a restart with room for 4 in memory, the rest is read back from the log.
+    let options = LogOptions {
+        recover_at_most: Some((4, u64::MAX)),
+        ..options
+    };
+    let (mut log, rec) = Log::open(Arc::new(OsFs), &path, options).unwrap();
+    let in_memory: Vec<EventId> = rec.events.iter().map(|e| e.0).collect();
+    assert_eq!(in_memory, (17..=20).map(id).collect::<Vec<_>>());
+    assert_eq!(rec.spilled_events, 40);
+    log.append_event(id(61), &data(id(61)), true);
+    let mut back = Vec::new();
+    loop {
+        let (batch, done) = log.read_spilled(7, u64::MAX).unwrap();
+        back.extend(batch.into_iter().map(|e| e.0));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(back, (21..=61).map(id).collect::<Vec<_>>());
+    assert!(log.read_spilled(7, u64::MAX).unwrap().0.is_empty());
 }

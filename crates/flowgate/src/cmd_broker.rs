@@ -30,7 +30,9 @@ Examples:
   flowgate broker --listen 0.0.0.0:7070 --config topics.toml --tls-cert broker.pem --tls-key broker.key
 
 With --storage disk a producer's batch is confirmed only after it is fsynced to the topic's
-log in --data-dir; a restarted broker recovers every confirmed, unacknowledged event.
+log in --data-dir; a restarted broker recovers every confirmed, unacknowledged event. Memory
+keeps --capacity per topic; a backlog beyond it waits on disk (up to --max-disk-bytes) and
+is read back, in order, as consumers make room.
 Tokens, each allowed to produce to and consume from named topics, are declared in the
 --config file ([[token]] name, secret, produce, consume); with any declared, every client
 needs one. With --tls-cert every client must use TLS.
@@ -45,10 +47,11 @@ pub(crate) struct BrokerArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// Capacity in events of topics created on first use.
+    /// Events a topic (created on first use) holds in memory. With --storage disk, more wait
+    /// on disk up to --max-disk-bytes and are read back as memory frees.
     #[arg(long, default_value_t = 10_000, value_name = "EVENTS")]
     capacity: u64,
-    /// Capacity in bytes of topics created on first use.
+    /// Bytes a topic (created on first use) holds in memory.
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     capacity_bytes: Size,
     /// TOML file declaring topics (and default capacity); see the crate docs for the format.
@@ -85,7 +88,8 @@ pub(crate) struct BrokerArgs {
     /// Directory of the disk logs (required with --storage disk).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// A topic whose log reaches this size gets no more producer credit until acks shrink it.
+    /// A topic's disk backlog: past this size of its log, producers get no more credit until
+    /// acknowledgements free segments.
     #[arg(long, default_value = "1GiB", value_name = "SIZE")]
     max_disk_bytes: Size,
     /// Log segment size: a full segment is closed and removed once all of it is acknowledged.
@@ -130,6 +134,7 @@ struct Summary {
 struct RecoverySummary {
     topics: usize,
     events: u64,
+    spilled: u64,
     corrupt_records: u64,
     truncated_bytes: u64,
     took_ms: f64,
@@ -257,11 +262,13 @@ async fn serve(
     );
     if let Some(dir) = &args.data_dir {
         eprintln!(
-            "recovered {} events in {} topic(s) from {} in {:.1} ms; {} corrupt records cut ({})",
-            thousands(recovery.events),
+            "recovered {} events in {} topic(s) from {} in {:.1} ms ({} in memory, {} left on disk); {} corrupt records cut ({})",
+            thousands(recovery.events + recovery.spilled),
             recovery.topics,
             dir.display(),
             recovery.took.as_secs_f64() * 1e3,
+            thousands(recovery.events),
+            thousands(recovery.spilled),
             recovery.corrupt_records,
             human_bytes(recovery.truncated_bytes)
         );
@@ -321,6 +328,7 @@ async fn serve(
             recovery: RecoverySummary {
                 topics: recovery.topics,
                 events: recovery.events,
+                spilled: recovery.spilled,
                 corrupt_records: recovery.corrupt_records,
                 truncated_bytes: recovery.truncated_bytes,
                 took_ms: recovery.took.as_secs_f64() * 1e3,
@@ -367,6 +375,8 @@ fn snapshot(stats: &BrokerStats, started: Instant) -> serde_json::Value {
             "nacked": t.nacked,
             "ready": t.ready,
             "ready_bytes": t.ready_bytes,
+            "on_disk": t.on_disk,
+            "on_disk_bytes": t.on_disk_bytes,
             "unacked": t.unacked,
             "unacked_bytes": t.unacked_bytes,
             "producer_credit_events": t.producer_credit.events,
@@ -417,6 +427,8 @@ fn publish(v: &serde_json::Value) {
         for key in [
             "ready",
             "ready_bytes",
+            "on_disk",
+            "on_disk_bytes",
             "unacked",
             "unacked_bytes",
             "producer_credit_events",

@@ -356,3 +356,67 @@ fn under_a_memory_ceiling_a_broker_fed_twice_as_fast_as_it_drains_stays_flat() {
     );
     assert!(summary["topics"][0]["peak_events"].as_u64().unwrap() <= 4_000);
 }
+
+#[test]
+fn a_disk_backlog_two_hundred_times_memory_leaves_the_broker_flat_and_loses_nothing() {
+    const LIMIT: u64 = 48 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = dir.path().join("c.db");
+    // Memory for 1,000 events; the disk may take 256 MiB.
+    let broker = BrokerProc::start(
+        dir.path(),
+        &format!(
+            "--storage disk --data-dir {} --capacity 1000 --max-disk-bytes 256MiB",
+            data.display()
+        ),
+    );
+    let ceiling = Ceiling::apply(broker.pid(), LIMIT);
+    // Nobody consumes while 200,000 events arrive.
+    let producer = spawn(&format!(
+        "produce --broker {} --topic t --rate 20000 --count 200000 --producer-id 9 --json {}",
+        broker.addr,
+        dir.path().join("p.json").display()
+    ));
+    assert!(finish(producer, Duration::from_secs(120)).success());
+    let consumer = spawn(&format!(
+        "consume --broker {} --topic t --group g --sink sqlite:{} --idle-exit 3s",
+        broker.addr,
+        db.display()
+    ));
+    assert!(finish(consumer, Duration::from_secs(180)).success());
+    let summary = broker.stop();
+    let oom = ceiling.oom_kills();
+    drop(ceiling);
+    let p = json(&dir.path().join("p.json"));
+    let confirmed = p["confirmed_seq"].as_u64().unwrap();
+    let rows = common::rows(&db);
+    let verdict = flowgate_testkit::ledger::check(&[(9, confirmed)].into(), &rows);
+    let samples: Vec<u64> = summary["rss_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    const WARM: usize = 3;
+    let warm = samples[WARM];
+    let most = samples[WARM..].iter().copied().max().unwrap();
+    let topic = &summary["topics"][0];
+    eprintln!(
+        "disk backlog: {confirmed} events confirmed with no consumer (memory for 1,000), then \
+         drained; broker RSS {:.1} MiB at {WARM} s, at most {:.1} MiB after (+{:.2} MiB), \
+         memory peak {} events; OOM kills {oom}; ledger: {verdict}",
+        warm as f64 / (1 << 20) as f64,
+        most as f64 / (1 << 20) as f64,
+        (most - warm) as f64 / (1 << 20) as f64,
+        topic["peak_events"]
+    );
+    assert_eq!(confirmed, 200_000);
+    assert_eq!(oom, 0);
+    assert!(topic["peak_events"].as_u64().unwrap() <= 1_000, "{topic}");
+    // 200,000 payloads are 33 MB; what may grow is the log's index of unacknowledged ids
+    // (tens of bytes per event), not the events.
+    assert!(most - warm < 16 << 20, "RSS grew {} bytes", most - warm);
+    assert!(verdict.is_clean(), "{verdict}");
+    assert_eq!(verdict.out_of_order, 0, "{verdict}");
+}
