@@ -251,6 +251,20 @@ fn hostile_peers_do_not_hurt_a_healthy_pipeline() {
     );
 }
 
+/// From a broker's summary: its RSS at second `warm`, and the most it reached from then on.
+fn rss_after(summary: &serde_json::Value, warm: usize) -> (u64, u64) {
+    let samples: Vec<u64> = summary["rss_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    (
+        samples[warm],
+        samples[warm..].iter().copied().max().unwrap(),
+    )
+}
+
 /// A memory limit on a running process: a cgroup (v1 or v2) where this test may make one,
 /// else `RLIMIT_DATA` set on it with prlimit.
 struct Ceiling {
@@ -324,15 +338,8 @@ fn under_a_memory_ceiling_a_broker_fed_twice_as_fast_as_it_drains_stays_flat() {
     let summary = broker.stop();
     let oom = ceiling.oom_kills();
     drop(ceiling);
-    let samples: Vec<u64> = summary["rss_samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
     const WARM: usize = 5;
-    let warm = samples[WARM];
-    let after: u64 = samples[WARM..].iter().copied().max().unwrap();
+    let (warm, after) = rss_after(&summary, WARM);
     let p = json(&dir.path().join("p.json"));
     eprintln!(
         "memory ceiling {} MiB ({}): producer asked 4,000/s, held to {:.0}/s by a 2,000/s consumer \
@@ -392,15 +399,8 @@ fn a_disk_backlog_two_hundred_times_memory_leaves_the_broker_flat_and_loses_noth
     let confirmed = p["confirmed_seq"].as_u64().unwrap();
     let rows = common::rows(&db);
     let verdict = flowgate_testkit::ledger::check(&[(9, confirmed)].into(), &rows);
-    let samples: Vec<u64> = summary["rss_samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
     const WARM: usize = 3;
-    let warm = samples[WARM];
-    let most = samples[WARM..].iter().copied().max().unwrap();
+    let (warm, most) = rss_after(&summary, WARM);
     let topic = &summary["topics"][0];
     eprintln!(
         "disk backlog: {confirmed} events confirmed with no consumer (memory for 1,000), then \
