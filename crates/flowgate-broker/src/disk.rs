@@ -218,6 +218,12 @@ impl Storage for DiskStorage {
         }
     }
 
+    fn queued_bytes(&self, topic: &str) -> u64 {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.get(topic)
+            .map_or(0, |log| log.queued_bytes.load(Ordering::Relaxed))
+    }
+
     fn room(&self, topic: &str) -> Option<u64> {
         let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         let used = logs.get(topic).map_or(0, |log| {
@@ -282,14 +288,11 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
             let _ = tx.send(answer);
         }
         for (room, done) in loads {
-            // A failed read hands back nothing, not exhausted: the topic asks again later.
-            let (records, exhausted) = log
+            // A failed read hands back nothing: the topic asks again later.
+            let (records, _) = log
                 .read_spilled(room.events.max(1), room.bytes)
                 .unwrap_or_default();
-            done(
-                records.into_iter().filter_map(|(_, d)| decode(d)).collect(),
-                exhausted,
-            );
+            done(records.into_iter().filter_map(|(_, d)| decode(d)).collect());
         }
     }
 }

@@ -53,9 +53,8 @@ impl Durable {
     }
 }
 
-/// Events read back from a store, and whether it has no more: the answer to
-/// [`Storage::load`].
-pub type LoadDone = Box<dyn FnOnce(Vec<WireEvent>, bool) + Send>;
+/// Events read back from a store: the answer to [`Storage::load`].
+pub type LoadDone = Box<dyn FnOnce(Vec<WireEvent>) + Send>;
 
 /// A store for accepted, not yet acknowledged events.
 pub trait Storage: Send + Sync {
@@ -88,6 +87,9 @@ pub trait Storage: Send + Sync {
     /// Bytes `topic` can still take (a disk log's limit minus its size); `None`: no limit
     /// beyond the topic's capacity.
     fn room(&self, topic: &str) -> Option<u64>;
+
+    /// Bytes of `topic`'s appends held in memory while they wait to be written.
+    fn queued_bytes(&self, topic: &str) -> u64;
 
     /// What a confirm means with this store.
     fn promise(&self) -> &'static str;
@@ -123,6 +125,10 @@ impl Storage for MemoryStorage {
 
     fn room(&self, _topic: &str) -> Option<u64> {
         None
+    }
+
+    fn queued_bytes(&self, _topic: &str) -> u64 {
+        0
     }
 
     fn promise(&self) -> &'static str {

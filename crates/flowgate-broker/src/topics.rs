@@ -38,6 +38,9 @@ pub(crate) struct TopicHandle {
     storage: Arc<dyn Storage>,
     /// This handle, for the answer to a load, which arrives from the storage's thread.
     me: Weak<TopicHandle>,
+    /// Bytes the topic may keep in memory: with a disk log, appends waiting to be written
+    /// count against it too.
+    memory_bytes: u64,
 }
 
 impl TopicHandle {
@@ -52,7 +55,12 @@ impl TopicHandle {
     /// Carries out what the topic wants now (not generic, so the load answer below can call
     /// back into [`TopicHandle::apply`]).
     fn route(&self, inner: &mut TopicInner) {
-        let room = self.storage.room(&self.name);
+        // Credit outstanding fits the disk's room, and, with the appends still waiting to be
+        // written, the topic's memory.
+        let room = self.storage.room(&self.name).map(|disk| {
+            let queued = self.storage.queued_bytes(&self.name);
+            disk.min(self.memory_bytes.saturating_sub(queued))
+        });
         inner.topic.limit_grants(room);
         let actions = inner.topic.poll_actions();
         let state = inner.topic.stage_state();
@@ -76,9 +84,9 @@ impl TopicHandle {
                 }
                 Action::Load { room } => {
                     let me = Weak::clone(&self.me);
-                    let done = Box::new(move |events: Vec<WireEvent>, exhausted: bool| {
+                    let done = Box::new(move |events: Vec<WireEvent>| {
                         if let Some(topic) = me.upgrade() {
-                            topic.loaded(events, exhausted);
+                            topic.loaded(events);
                         }
                     });
                     self.storage.load(&self.name, room, done);
@@ -88,7 +96,7 @@ impl TopicHandle {
     }
 
     /// Hands events read back from the store to the topic.
-    fn loaded(&self, events: Vec<WireEvent>, exhausted: bool) {
+    fn loaded(&self, events: Vec<WireEvent>) {
         let items: Vec<(WireEvent, u64)> = events
             .into_iter()
             .map(|e| {
@@ -97,7 +105,7 @@ impl TopicHandle {
             })
             .collect();
         let mut inner = self.lock();
-        inner.topic.loaded(items, exhausted);
+        inner.topic.loaded(items);
         self.route(&mut inner);
     }
 
@@ -192,6 +200,7 @@ impl Topics {
                 epoch: self.epoch,
                 storage: Arc::clone(&self.storage),
                 me: Weak::clone(me),
+                memory_bytes: memory.bytes,
             })
         }))
     }

@@ -184,6 +184,8 @@ pub struct TopicStats {
     pub peak_events: u64,
     /// The most bytes held at once.
     pub peak_bytes: u64,
+    /// Events accepted straight to disk, over the topic's life (spill mode).
+    pub spilled: u64,
     /// Events accepted and held only on disk now (spill mode).
     pub on_disk: u64,
     /// Their bytes.
@@ -291,17 +293,14 @@ impl<T: Clone> Topic<T> {
     }
 
     /// The answer to [`Action::Load`]: the oldest on-disk events, in acceptance order, with
-    /// their bytes. `exhausted` says the disk has no more (any count still on disk is then
-    /// dropped, so a miscount cannot stall loading).
-    pub fn loaded(&mut self, items: Vec<(T, u64)>, exhausted: bool) {
+    /// their bytes. The count on disk goes down by exactly these: events spilled while the
+    /// load was under way are still on disk even if the store read everything it had then.
+    pub fn loaded(&mut self, items: Vec<(T, u64)>) {
         self.loading = false;
         for (item, bytes) in items {
             let cost = Credit::new(1, bytes);
             self.on_disk = self.on_disk.saturating_sub(cost);
             self.push_ready(item, bytes);
-        }
-        if exhausted {
-            self.on_disk = Credit::ZERO;
         }
         self.note_peak();
     }
@@ -515,6 +514,7 @@ impl<T: Clone> Topic<T> {
         self.high_seq.insert(producer_id, high);
         out.confirm_up_to = high;
         self.stats.accepted += out.accepted;
+        self.stats.spilled += out.spilled;
         self.stats.duplicates += out.duplicates;
         self.note_peak();
         Ok(out)
@@ -1074,7 +1074,7 @@ mod tests {
         // While events wait on disk, new ones queue behind them there.
         let _ = t.publish(P, batch(8..=8)).unwrap();
         assert_eq!(t.stats().on_disk, 4);
-        t.loaded(vec![(5, 10), (6, 10)], false);
+        t.loaded(vec![(5, 10), (6, 10)]);
         let got = delivered(&t.poll_actions(), C);
         assert_eq!(got.iter().map(|d| d.2).collect::<Vec<_>>(), vec![5, 6]);
         assert_eq!(t.stats().on_disk, 2);
@@ -1082,13 +1082,26 @@ mod tests {
     }
 
     #[test]
-    fn an_exhausted_disk_clears_the_on_disk_count_so_loading_cannot_stall() {
+    fn events_spilled_while_a_load_is_answered_stay_counted_on_disk() {
         let mut t = topic(100);
         t.spill_beyond(Credit::new(2, 1_000_000));
-        t.restore_spilled(Credit::new(5, 50));
+        t.attach_producer(P, 7);
+        t.restore_spilled(Credit::new(3, 30));
         assert_eq!(loads(&t.poll_actions()), vec![Credit::new(2, 1_000_000)]);
-        t.loaded(vec![(1, 10)], true);
-        assert_eq!(t.stats().on_disk, 0);
-        assert!(loads(&t.poll_actions()).is_empty());
+        // The store reads all three it has; before its answer lands, one more spills.
+        t.publish(P, batch(1..=1)).unwrap();
+        t.loaded(vec![(101, 10), (102, 10), (103, 10)]);
+        assert_eq!(t.stats().on_disk, 1, "the late one is still to load");
+        t.attach_consumer(C);
+        t.request(C, Credit::new(10, 10_000)).unwrap();
+        let got = delivered(&t.poll_actions(), C);
+        assert_eq!(
+            got.iter().map(|d| d.2).collect::<Vec<_>>(),
+            vec![101, 102, 103]
+        );
+        for (id, attempt, _) in got {
+            t.ack(C, id, attempt).unwrap();
+        }
+        assert_eq!(loads(&t.poll_actions()).len(), 1, "and gets loaded");
     }
 }
