@@ -31,7 +31,8 @@ use crate::names;
 /// Everything the broker needs to run.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// Capacity of topics created on first use.
+    /// Capacity of topics created on first use: all they hold in memory storage, what they
+    /// keep in memory in disk storage (the rest waits in the log).
     pub default_capacity: Credit,
     /// Topics with their own capacity, by name.
     pub topics: BTreeMap<String, Credit>,

@@ -274,7 +274,7 @@ fn publish(
         let bytes = e.credit_bytes();
         (e.id.seq, e, bytes)
     };
-    if !shared.storage.persistent() {
+    if shared.storage.capacity().is_none() {
         let batch: Vec<_> = events.into_iter().map(to_batch).collect();
         let out = topic
             .apply(|t| t.topic.publish(conn, batch))

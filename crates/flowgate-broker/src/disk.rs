@@ -3,7 +3,8 @@
 //! writes them in one go and syncs once (group commit), then answers every append of the
 //! round. A producer's batch is confirmed only after that answer, so a confirmed event is on
 //! disk. Acks ride along with the next round; one lost in a crash means a redelivery, never a
-//! loss.
+//! loss. After each commit the same thread answers the topic's loads: spilled events read
+//! back from the log for a topic with room in memory again.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,10 +14,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use flowgate_core::{Credit, EventId};
+use flowgate_core::{Credit, EventId, RECORD_OVERHEAD_BYTES};
 use flowgate_proto::WireEvent;
 use flowgate_proto::wire::Reader;
-use flowgate_storage::{Fs, Log, LogOptions, OsFs};
+use flowgate_storage::{EVENT_RECORD_OVERHEAD, Fs, Log, LogOptions, OsFs};
 use tokio::sync::oneshot;
 
 use crate::names;
@@ -48,10 +49,9 @@ enum Job {
     Load(Credit, LoadDone),
 }
 
-/// What a topic's credit counts for an event beyond its encoding (see
-/// `flowgate_core::credit_bytes`): 64 bytes of overhead against the 32 of the encoding's
-/// fixed fields.
-const CREDIT_OVER_ENCODED: u64 = 64 - 32;
+/// What a topic's credit counts for an event beyond its encoding: the credit overhead
+/// (`flowgate_core::credit_bytes`) less the encoding's fixed fields.
+const CREDIT_OVER_ENCODED: u64 = RECORD_OVERHEAD_BYTES - WireEvent::MIN_ENCODED as u64;
 
 struct TopicLog {
     jobs: Sender<Job>,
@@ -61,8 +61,8 @@ struct TopicLog {
     queued_bytes: Arc<AtomicU64>,
 }
 
-/// What an event record takes on disk besides the event: framing, kind, id.
-const RECORD_OVERHEAD: u64 = 9 + 16;
+/// What an event record takes on disk besides the event.
+const RECORD_OVERHEAD: u64 = EVENT_RECORD_OVERHEAD as u64;
 
 /// Topics kept in append-only logs on disk.
 pub struct DiskStorage {
@@ -147,10 +147,6 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
-    fn persistent(&self) -> bool {
-        true
-    }
-
     fn capacity(&self) -> Option<Credit> {
         // Every event costs at least 64 credit bytes, so the bytes bind first.
         let bytes = self.options.max_disk_bytes;

@@ -103,7 +103,7 @@ impl Broker {
         };
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let persistent = storage.persistent();
+        let persistent = storage.capacity().is_some();
         let shared = Arc::new(Shared {
             topics: Topics::new(config.clone(), Arc::clone(&storage), recovered),
             config,

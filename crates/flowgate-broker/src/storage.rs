@@ -58,12 +58,9 @@ pub type LoadDone = Box<dyn FnOnce(Vec<WireEvent>) + Send>;
 
 /// A store for accepted, not yet acknowledged events.
 pub trait Storage: Send + Sync {
-    /// Whether appends are kept beyond the topic's memory (the broker then hands them over).
-    fn persistent(&self) -> bool;
-
     /// What a topic may hold on disk and in memory together, when the store keeps events
     /// beyond memory (the topic then keeps its configured capacity in memory and spills the
-    /// rest); `None` when memory is all there is.
+    /// rest); `None` when memory is all there is, and appends need not be handed over.
     fn capacity(&self) -> Option<Credit>;
 
     /// What the store holds from before this start, by topic; at most `memory_of(topic)` of
@@ -101,10 +98,6 @@ pub trait Storage: Send + Sync {
 pub struct MemoryStorage;
 
 impl Storage for MemoryStorage {
-    fn persistent(&self) -> bool {
-        false
-    }
-
     fn capacity(&self) -> Option<Credit> {
         None
     }

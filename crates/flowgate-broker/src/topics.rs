@@ -38,9 +38,6 @@ pub(crate) struct TopicHandle {
     storage: Arc<dyn Storage>,
     /// This handle, for the answer to a load, which arrives from the storage's thread.
     me: Weak<TopicHandle>,
-    /// Bytes the topic may keep in memory: with a disk log, appends waiting to be written
-    /// count against it too.
-    memory_bytes: u64,
 }
 
 impl TopicHandle {
@@ -55,13 +52,9 @@ impl TopicHandle {
     /// Carries out what the topic wants now (not generic, so the load answer below can call
     /// back into [`TopicHandle::apply`]).
     fn route(&self, inner: &mut TopicInner) {
-        // Credit outstanding fits the disk's room, and, with the appends still waiting to be
-        // written, the topic's memory.
-        let room = self.storage.room(&self.name).map(|disk| {
-            let queued = self.storage.queued_bytes(&self.name);
-            disk.min(self.memory_bytes.saturating_sub(queued))
-        });
-        inner.topic.limit_grants(room);
+        let room = self.storage.room(&self.name);
+        let queued = self.storage.queued_bytes(&self.name);
+        inner.topic.limit_grants(room, queued);
         let actions = inner.topic.poll_actions();
         let state = inner.topic.stage_state();
         if state != inner.clock.state() {
@@ -200,7 +193,6 @@ impl Topics {
                 epoch: self.epoch,
                 storage: Arc::clone(&self.storage),
                 me: Weak::clone(me),
-                memory_bytes: memory.bytes,
             })
         }))
     }

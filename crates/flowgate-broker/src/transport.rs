@@ -4,16 +4,12 @@
 use std::sync::Arc;
 
 use flowgate_proto::ErrorCode;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
-/// The reading side of a session's stream.
-pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
-/// The writing side of a session's stream.
-pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+pub(crate) use flowgate_proto::io::{ReadHalf, WriteHalf};
 
 /// The first byte of every TLS connection (a handshake record). A flowgate frame starts with
 /// its length's high byte, which is 0 for any frame a broker accepts.

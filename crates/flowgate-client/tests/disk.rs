@@ -6,26 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate_broker::{Broker, BrokerConfig, DiskOptions, DiskStorage};
+use flowgate_broker::{Broker, DiskOptions, DiskStorage};
 use flowgate_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerMonitor};
-use flowgate_core::{Credit, Event, EventId};
+use flowgate_core::{Credit, EventId};
 use flowgate_storage::sim::SimFs;
 
-fn config(capacity: Credit) -> BrokerConfig {
-    BrokerConfig {
-        default_capacity: capacity,
-        ..BrokerConfig::default()
-    }
-}
-
-fn event(size: usize) -> Event {
-    Event {
-        id: EventId::default(),
-        key: None,
-        created_us: 0,
-        payload: vec![7; size],
-    }
-}
+mod common;
 
 /// Waits until the producer's confirmed sequence stops moving for half a second.
 async fn stalled(monitor: &ProducerMonitor) -> u64 {
@@ -48,11 +34,7 @@ async fn consume(addr: &str, n: usize) -> (BTreeSet<EventId>, usize) {
     let mut seen = BTreeSet::new();
     let mut deliveries = 0;
     while seen.len() < n {
-        let batch = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-            .await
-            .expect("events keep coming")
-            .unwrap()
-            .unwrap();
+        let batch = common::recv(&mut consumer, Duration::from_secs(20)).await;
         deliveries += batch.len();
         seen.extend(batch.iter().map(|d| d.event.id));
         consumer.ack(batch.iter().map(|d| d.tag));
@@ -73,7 +55,7 @@ async fn a_failing_disk_confirms_nothing_more_and_a_restarted_broker_gets_everyt
     let capacity = Credit::new(5_000, 1 << 20);
     let b = Broker::bind(
         "127.0.0.1:0".parse().unwrap(),
-        config(capacity),
+        common::capacity(capacity),
         Arc::new(storage),
     )
     .await
@@ -88,7 +70,7 @@ async fn a_failing_disk_confirms_nothing_more_and_a_restarted_broker_gets_everyt
     fs.crash_after(6);
     let send = tokio::spawn(async move {
         for i in 0..2_000 {
-            producer.send(event(100)).await.unwrap();
+            producer.send(common::sized(100)).await.unwrap();
             if i % 100 == 0 {
                 // Spread the run over several commits.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -108,7 +90,7 @@ async fn a_failing_disk_confirms_nothing_more_and_a_restarted_broker_gets_everyt
     b.shutdown().await;
     fs.restart();
     let storage = DiskStorage::with_fs(Arc::new(fs.clone()), options);
-    let b = Broker::bind(addr, config(capacity), Arc::new(storage))
+    let b = Broker::bind(addr, common::capacity(capacity), Arc::new(storage))
         .await
         .unwrap();
     assert!(
@@ -138,7 +120,7 @@ async fn a_disk_log_at_its_limit_holds_producers_until_acks_free_it() {
     // Memory is not the limit here: 100,000 events, 64 MiB.
     let b = Broker::bind(
         "127.0.0.1:0".parse().unwrap(),
-        config(Credit::new(100_000, 64 << 20)),
+        common::capacity(Credit::new(100_000, 64 << 20)),
         Arc::new(storage),
     )
     .await
@@ -150,7 +132,7 @@ async fn a_disk_log_at_its_limit_holds_producers_until_acks_free_it() {
     let monitor = producer.monitor();
     let send = tokio::spawn(async move {
         for _ in 0..500 {
-            producer.send(event(1_000)).await.unwrap();
+            producer.send(common::sized(1_000)).await.unwrap();
         }
         producer.close().await.unwrap()
     });
@@ -181,7 +163,7 @@ async fn a_backlog_far_beyond_memory_waits_on_disk_and_arrives_in_order_across_a
     let memory = Credit::new(500, 1 << 20);
     let b = Broker::bind(
         "127.0.0.1:0".parse().unwrap(),
-        config(memory),
+        common::capacity(memory),
         Arc::new(DiskStorage::new(options.clone())),
     )
     .await
@@ -192,7 +174,7 @@ async fn a_backlog_far_beyond_memory_waits_on_disk_and_arrives_in_order_across_a
     let mut producer = Producer::connect(config_p).await.unwrap();
     // No consumer: all 20,000 are confirmed anyway, 40 times what memory holds.
     for _ in 0..20_000 {
-        producer.send(event(100)).await.unwrap();
+        producer.send(common::sized(100)).await.unwrap();
     }
     let stats = tokio::time::timeout(Duration::from_secs(30), producer.close())
         .await
@@ -212,9 +194,13 @@ async fn a_backlog_far_beyond_memory_waits_on_disk_and_arrives_in_order_across_a
     );
 
     b.shutdown().await;
-    let b = Broker::bind(addr, config(memory), Arc::new(DiskStorage::new(options)))
-        .await
-        .unwrap();
+    let b = Broker::bind(
+        addr,
+        common::capacity(memory),
+        Arc::new(DiskStorage::new(options)),
+    )
+    .await
+    .unwrap();
     let r = b.recovery().clone();
     assert_eq!((r.events, r.events + r.spilled), (500, 20_000), "{r:?}");
 
@@ -223,11 +209,7 @@ async fn a_backlog_far_beyond_memory_waits_on_disk_and_arrives_in_order_across_a
         .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 20_000 {
-        let batch = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-            .await
-            .expect("events keep coming")
-            .unwrap()
-            .unwrap();
+        let batch = common::recv(&mut consumer, Duration::from_secs(20)).await;
         seen.extend(batch.iter().map(|d| d.event.id));
         consumer.ack(batch.iter().map(|d| d.tag));
     }
@@ -247,7 +229,7 @@ async fn a_producer_outrunning_its_consumer_through_the_disk_loses_no_event_and_
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::bind(
         "127.0.0.1:0".parse().unwrap(),
-        config(Credit::new(1_000, 1 << 20)),
+        common::capacity(Credit::new(1_000, 1 << 20)),
         Arc::new(DiskStorage::new(DiskOptions {
             data_dir: dir.path().to_path_buf(),
             max_disk_bytes: 256 << 20,
@@ -268,7 +250,7 @@ async fn a_producer_outrunning_its_consumer_through_the_disk_loses_no_event_and_
     // back exactly once, in order.
     let send = tokio::spawn(async move {
         for _ in 0..N {
-            producer.send(event(50)).await.unwrap();
+            producer.send(common::sized(50)).await.unwrap();
         }
         producer.close().await.unwrap()
     });

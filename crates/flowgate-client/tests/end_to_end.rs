@@ -2,42 +2,19 @@
 //! demand bounds deliveries, acks free space, and what a departing consumer held comes back.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate_broker::{Broker, BrokerConfig, MemoryStorage};
 use flowgate_client::{
     ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, TrySendError,
 };
-use flowgate_core::{Credit, Event, EventId};
+use flowgate_core::{Credit, EventId};
 use flowgate_proto::ErrorCode;
 
-async fn broker(capacity: Credit) -> Broker {
-    let config = BrokerConfig {
-        default_capacity: capacity,
-        ..BrokerConfig::default()
-    };
-    Broker::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        Arc::new(MemoryStorage),
-    )
-    .await
-    .unwrap()
-}
-
-fn payload(i: u64) -> Event {
-    Event {
-        id: EventId::default(),
-        key: None,
-        created_us: 0,
-        payload: i.to_be_bytes().to_vec(),
-    }
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_once_in_order_and_the_producer_is_confirmed() {
-    let b = broker(Credit::new(500, 1 << 20)).await;
+    let b = common::broker(Credit::new(500, 1 << 20)).await;
     let addr = b.local_addr().to_string();
     let mut consumer = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
         .await
@@ -48,17 +25,13 @@ async fn every_event_arrives_once_in_order_and_the_producer_is_confirmed() {
     let pid = producer.producer_id();
     let send = tokio::spawn(async move {
         for i in 0..20_000u64 {
-            producer.send(payload(i)).await.unwrap();
+            producer.send(common::numbered(i)).await.unwrap();
         }
         producer.close().await.unwrap()
     });
     let mut seen = Vec::new();
     while seen.len() < 20_000 {
-        let batch = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let batch = common::recv(&mut consumer, Duration::from_secs(10)).await;
         seen.extend(batch.iter().map(|d| d.event.id));
         consumer.ack(batch.iter().map(|d| d.tag));
     }
@@ -75,14 +48,14 @@ async fn every_event_arrives_once_in_order_and_the_producer_is_confirmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_consumer_the_producer_runs_out_of_credit_at_capacity() {
-    let b = broker(Credit::new(100, 1 << 20)).await;
+    let b = common::broker(Credit::new(100, 1 << 20)).await;
     let mut producer = Producer::connect(ProducerConfig::new(b.local_addr().to_string(), "t"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut sent = 0;
     loop {
-        match producer.try_send(payload(sent)) {
+        match producer.try_send(common::numbered(sent)) {
             Ok(_) => sent += 1,
             Err(TrySendError::NoCredit(e)) => {
                 assert_eq!(e.payload, sent.to_be_bytes(), "the event is handed back");
@@ -92,20 +65,23 @@ async fn without_a_consumer_the_producer_runs_out_of_credit_at_capacity() {
         }
     }
     assert_eq!(sent, 100, "exactly the capacity was granted");
-    let blocked =
-        tokio::time::timeout(Duration::from_millis(300), producer.send(payload(999))).await;
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(300),
+        producer.send(common::numbered(999)),
+    )
+    .await;
     assert!(blocked.is_err(), "send waits while the topic is full");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_leaves_without_acking_hands_its_events_to_the_next() {
-    let b = broker(Credit::new(1000, 1 << 20)).await;
+    let b = common::broker(Credit::new(1000, 1 << 20)).await;
     let addr = b.local_addr().to_string();
     let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
         .await
         .unwrap();
     for i in 0..50 {
-        producer.send(payload(i)).await.unwrap();
+        producer.send(common::numbered(i)).await.unwrap();
     }
     producer.flush().await.unwrap();
     let mut first = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
@@ -137,7 +113,7 @@ async fn a_consumer_that_leaves_without_acking_hands_its_events_to_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_producer_with_the_same_id_resumes_without_duplicates() {
-    let b = broker(Credit::new(1000, 1 << 20)).await;
+    let b = common::broker(Credit::new(1000, 1 << 20)).await;
     let addr = b.local_addr().to_string();
     let config = ProducerConfig {
         producer_id: Some(42),
@@ -145,11 +121,11 @@ async fn a_restarted_producer_with_the_same_id_resumes_without_duplicates() {
     };
     let mut p1 = Producer::connect(config.clone()).await.unwrap();
     for i in 0..30 {
-        p1.send(payload(i)).await.unwrap();
+        p1.send(common::numbered(i)).await.unwrap();
     }
     p1.close().await.unwrap();
     let mut p2 = Producer::connect(config).await.unwrap();
-    let id = p2.send(payload(30)).await.unwrap();
+    let id = p2.send(common::numbered(30)).await.unwrap();
     assert_eq!(
         id,
         EventId::new(42, 31),
@@ -161,7 +137,7 @@ async fn a_restarted_producer_with_the_same_id_resumes_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_the_rule() {
-    let b = broker(Credit::new(10, 1 << 20)).await;
+    let b = common::broker(Credit::new(10, 1 << 20)).await;
     let addr = b.local_addr().to_string();
     let err = Producer::connect(ProducerConfig::new(&addr, "bad name"))
         .await
@@ -209,7 +185,7 @@ async fn best_window_rate(consumer: &mut Consumer, window: Duration) -> f64 {
 /// holds at most one event and the fast one keeps its pace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_in_the_group_never_stalls_a_fast_one() {
-    let b = broker(Credit::new(5_000, 8 << 20)).await;
+    let b = common::broker(Credit::new(5_000, 8 << 20)).await;
     let addr = b.local_addr().to_string();
     let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
         .await
@@ -221,7 +197,11 @@ async fn a_slow_consumer_in_the_group_never_stalls_a_fast_one() {
         for round in 0u64.. {
             tick.tick().await;
             for i in 0..200 {
-                if producer.send(payload(round * 200 + i)).await.is_err() {
+                if producer
+                    .send(common::numbered(round * 200 + i))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

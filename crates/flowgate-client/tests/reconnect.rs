@@ -6,30 +6,16 @@ use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate_broker::{Broker, BrokerConfig, MemoryStorage};
 use flowgate_client::{Consumer, ConsumerConfig, Producer, ProducerConfig};
-use flowgate_core::{Credit, Event, EventId};
+use flowgate_core::Credit;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-async fn broker() -> Broker {
-    let config = BrokerConfig {
-        default_capacity: Credit::new(1_000, 1 << 20),
-        ..BrokerConfig::default()
-    };
-    Broker::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        Arc::new(MemoryStorage),
-    )
-    .await
-    .unwrap()
-}
+mod common;
 
 /// A TCP proxy whose current connections can be cut; new ones are proxied as before.
 struct Proxy {
@@ -66,18 +52,9 @@ impl Proxy {
     }
 }
 
-fn event(i: u64) -> Event {
-    Event {
-        id: EventId::default(),
-        key: None,
-        created_us: 0,
-        payload: i.to_be_bytes().to_vec(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_cut_off_mid_stream_resends_and_nothing_is_stored_twice() {
-    let b = broker().await;
+    let b = common::broker(Credit::new(1_000, 1 << 20)).await;
     let proxy = Proxy::start(b.local_addr()).await;
     let mut consumer = Consumer::connect(ConsumerConfig::new(b.local_addr().to_string(), "t", "g"))
         .await
@@ -88,18 +65,14 @@ async fn a_producer_cut_off_mid_stream_resends_and_nothing_is_stored_twice() {
     let pid = producer.producer_id();
     let sending = tokio::spawn(async move {
         for i in 0..20_000 {
-            producer.send(event(i)).await.unwrap();
+            producer.send(common::numbered(i)).await.unwrap();
         }
         producer.close().await.unwrap()
     });
     let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
     let mut cuts = 0;
     while seen.len() < 20_000 {
-        let batch = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let batch = common::recv(&mut consumer, Duration::from_secs(10)).await;
         for d in &batch {
             assert_eq!(d.event.id.producer, pid);
             *seen.entry(d.event.id.seq).or_default() += 1;
@@ -128,14 +101,14 @@ async fn a_producer_cut_off_mid_stream_resends_and_nothing_is_stored_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_cut_off_mid_stream_gets_back_what_it_had_not_acked() {
-    let b = broker().await;
+    let b = common::broker(Credit::new(1_000, 1 << 20)).await;
     let proxy = Proxy::start(b.local_addr()).await;
     let mut producer = Producer::connect(ProducerConfig::new(b.local_addr().to_string(), "t"))
         .await
         .unwrap();
     let sending = tokio::spawn(async move {
         for i in 0..10_000 {
-            producer.send(event(i)).await.unwrap();
+            producer.send(common::numbered(i)).await.unwrap();
         }
         producer.close().await.unwrap()
     });
@@ -145,11 +118,7 @@ async fn a_consumer_cut_off_mid_stream_gets_back_what_it_had_not_acked() {
     let mut acked: BTreeMap<u64, u32> = BTreeMap::new();
     let mut cut = false;
     while acked.len() < 10_000 {
-        let batch = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let batch = common::recv(&mut consumer, Duration::from_secs(10)).await;
         if !cut && acked.len() > 3_000 {
             // This batch is never acked: the connection goes first.
             proxy.cut_all();
@@ -172,7 +141,7 @@ async fn a_consumer_cut_off_mid_stream_gets_back_what_it_had_not_acked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_is_a_sink_and_consumer_is_a_stream() {
-    let b = broker().await;
+    let b = common::broker(Credit::new(1_000, 1 << 20)).await;
     let addr = b.local_addr().to_string();
     let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
         .await
@@ -184,7 +153,9 @@ async fn producer_is_a_sink_and_consumer_is_a_stream() {
         poll_fn(|cx| Pin::new(&mut producer).poll_ready(cx))
             .await
             .unwrap();
-        Pin::new(&mut producer).start_send(event(i)).unwrap();
+        Pin::new(&mut producer)
+            .start_send(common::numbered(i))
+            .unwrap();
     }
     poll_fn(|cx| Pin::new(&mut producer).poll_flush(cx))
         .await

@@ -3,13 +3,14 @@
 //! problem; the right token over TLS (with and without a client certificate) works.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate_broker::{Broker, BrokerConfig, MemoryStorage, TokenGrant, Tokens};
+use flowgate_broker::{BrokerConfig, TokenGrant, Tokens};
 use flowgate_client::{ClientError, ClientTls, Consumer, ConsumerConfig, Producer, ProducerConfig};
 use flowgate_proto::ErrorCode;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+mod common;
 
 fn tokens() -> Tokens {
     let mut t = Tokens::default();
@@ -18,16 +19,6 @@ fn tokens() -> Tokens {
     let reader = TokenGrant::new("reader", "r-456", vec![], vec!["*".into()]);
     t.add(reader.unwrap()).unwrap();
     t
-}
-
-async fn broker(config: BrokerConfig) -> Broker {
-    Broker::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        Arc::new(MemoryStorage),
-    )
-    .await
-    .unwrap()
 }
 
 fn producer_config(addr: &str, topic: &str, token: Option<&str>) -> ProducerConfig {
@@ -46,7 +37,7 @@ fn refusal(result: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_for_role_and_topic_and_refusals_say_why() {
-    let b = broker(BrokerConfig {
+    let b = common::broker_with(BrokerConfig {
         tokens: tokens(),
         ..BrokerConfig::default()
     })
@@ -88,11 +79,7 @@ async fn tokens_are_checked_for_role_and_topic_and_refusals_say_why() {
     })
     .await
     .unwrap();
-    let batch = tokio::time::timeout(Duration::from_secs(5), consumer.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let batch = common::recv(&mut consumer, Duration::from_secs(5)).await;
     assert_eq!(batch[0].event.payload, b"paid");
     assert_eq!(b.stats().errors_sent.get("unauthorized"), Some(&4));
 }
@@ -151,7 +138,7 @@ async fn a_tls_broker_serves_tls_clients_and_refuses_the_rest_clearly() {
     let other = pki(dir.path(), "other");
     let server =
         flowgate_proto::tls::server_config(&good.server_cert, &good.server_key, None).unwrap();
-    let b = broker(BrokerConfig {
+    let b = common::broker_with(BrokerConfig {
         tls: Some(server),
         ..BrokerConfig::default()
     })
@@ -180,11 +167,7 @@ async fn a_tls_broker_serves_tls_clients_and_refuses_the_rest_clearly() {
     })
     .await
     .unwrap();
-    let batch = tokio::time::timeout(Duration::from_secs(5), consumer.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let batch = common::recv(&mut consumer, Duration::from_secs(5)).await;
     assert_eq!(batch[0].event.payload, b"secret");
 }
 
@@ -194,7 +177,7 @@ async fn a_broker_requiring_client_certificates_admits_only_clients_that_have_on
     let p = pki(dir.path(), "mtls");
     let server =
         flowgate_proto::tls::server_config(&p.server_cert, &p.server_key, Some(&p.ca)).unwrap();
-    let b = broker(BrokerConfig {
+    let b = common::broker_with(BrokerConfig {
         tls: Some(server),
         ..BrokerConfig::default()
     })

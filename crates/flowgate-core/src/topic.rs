@@ -16,7 +16,8 @@
 //!   start at any sequence number (after a broker restart without a disk log, it resumes
 //!   where it was);
 //! * with a grant limit set ([`Topic::limit_grants`], room left in the broker's disk log),
-//!   credit outstanding to producers never exceeds it in bytes;
+//!   credit outstanding to producers never exceeds it in bytes (in spill mode, nor the memory
+//!   bound less what the log still holds in memory);
 //! * in spill mode ([`Topic::spill_beyond`], a disk log holds every accepted event), memory
 //!   holds at most the memory bound of ready + unacked events (plus redeliveries put back);
 //!   the rest are counted "on disk" and asked for with [`Action::Load`] in acceptance order,
@@ -234,6 +235,8 @@ pub struct Topic<T> {
     next_delivery_id: u64,
     /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
     grant_room: Option<u64>,
+    /// Bytes of accepted events held in memory outside the topic (waiting to be written).
+    queued: u64,
     /// Spill mode: the most ready + unacked kept in memory.
     memory: Option<Credit>,
     /// Spill mode: accepted events held only on disk.
@@ -259,6 +262,7 @@ impl<T: Clone> Topic<T> {
             high_seq: HashMap::new(),
             next_delivery_id: 1,
             grant_room: None,
+            queued: 0,
             memory: None,
             on_disk: Credit::ZERO,
             loading: false,
@@ -273,9 +277,12 @@ impl<T: Clone> Topic<T> {
 
     /// Caps the credit outstanding to producers at `room` bytes (`None`: no cap beyond the
     /// capacity). The broker sets it from the room left in the topic's disk log, so credit
-    /// granted can always be written. Credit already granted stays usable.
-    pub fn limit_grants(&mut self, room: Option<u64>) {
+    /// granted can always be written; `queued` is what the log still holds in memory, waiting
+    /// to be written, which in spill mode counts against the memory bound too. Credit already
+    /// granted stays usable.
+    pub fn limit_grants(&mut self, room: Option<u64>, queued: u64) {
         self.grant_room = room;
+        self.queued = queued;
     }
 
     /// Spill mode: keep at most `memory` of ready + unacked events in memory; events beyond it
@@ -647,7 +654,11 @@ impl<T: Clone> Topic<T> {
                 return;
             }
         }
-        if let Some(room) = self.grant_room {
+        let room = match (self.grant_room, self.memory) {
+            (Some(disk), Some(memory)) => Some(disk.min(memory.bytes.saturating_sub(self.queued))),
+            (room, _) => room,
+        };
+        if let Some(room) = room {
             let bytes = unpromised
                 .bytes
                 .min(room.saturating_sub(self.granted_total.bytes));
@@ -883,7 +894,7 @@ mod tests {
     fn restored_events_are_delivered_first_and_grants_fit_the_room_left() {
         let mut t = topic(10);
         t.restore([(7, 3)], [(1, 10), (2, 10), (3, 10)]);
-        t.limit_grants(Some(0));
+        t.limit_grants(Some(0), 0);
         t.attach_producer(P, 7);
         t.attach_consumer(C);
         t.request(C, Credit::new(10, 10_000)).unwrap();
@@ -896,13 +907,13 @@ mod tests {
             vec![1, 2, 3]
         );
         assert!(grants(&actions).is_empty(), "no room on disk, no grant");
-        t.limit_grants(Some(50));
+        t.limit_grants(Some(50), 0);
         assert_eq!(
             grants(&t.poll_actions()),
             vec![(P, Credit::new(1, 50))],
             "events shrink with the bytes"
         );
-        t.limit_grants(Some(500_000));
+        t.limit_grants(Some(500_000), 0);
         assert_eq!(
             grants(&t.poll_actions()),
             vec![(P, Credit::new(2, 499_950))]

@@ -2,11 +2,16 @@
 //! Never buffers more than one maximum frame beyond what it has already decoded.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::codec::FrameDecoder;
 use crate::error::ProtoError;
 use crate::frame::Frame;
+
+/// The reading side of a connection, plain TCP or TLS alike.
+pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing side of a connection, plain TCP or TLS alike.
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Why no frame came.
 #[derive(Debug)]

@@ -62,4 +62,4 @@ pub mod sim;
 
 pub use fs::{Fs, FsFile, OsFs};
 pub use log::{Events, Log, LogOptions, Recovery};
-pub use record::{MAX_RECORD, Record, RecordError};
+pub use record::{EVENT_RECORD_OVERHEAD, MAX_RECORD, Record, RecordError};

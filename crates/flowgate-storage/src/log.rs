@@ -9,7 +9,7 @@ use std::sync::Arc;
 use flowgate_core::EventId;
 
 use crate::fs::{Fs, FsFile};
-use crate::record::{HEADER, Record, RecordError};
+use crate::record::{EVENT_RECORD_OVERHEAD, Record, RecordError};
 
 /// The first bytes of every segment.
 const MAGIC: &[u8; 8] = b"FGSEG\0\0\x01";
@@ -210,7 +210,7 @@ impl Log {
                 continue;
             }
             let path = dir.join(segment_name(at.segment));
-            let bytes = fs.read_at(&path, at.offset, HEADER + 16 + len)?;
+            let bytes = fs.read_at(&path, at.offset, EVENT_RECORD_OVERHEAD + len)?;
             match Record::decode(&bytes) {
                 Ok((Record::Event(_, data), _)) => recovery.events.push((id, data)),
                 _ => {

@@ -8,6 +8,9 @@ pub const MAX_RECORD: u32 = 64 << 20;
 /// Bytes before a record's body: length, checksum, kind.
 pub(crate) const HEADER: usize = 4 + 4 + 1;
 
+/// What an `EVENT` record takes on disk beyond the event's own bytes: framing, kind, id.
+pub const EVENT_RECORD_OVERHEAD: usize = HEADER + 16;
+
 const EVENT: u8 = 1;
 const ACKS: u8 = 2;
 const CHECKPOINT: u8 = 3;

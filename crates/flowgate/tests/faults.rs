@@ -6,7 +6,6 @@
 //! `FLOWGATE_FAULTS_LONG=1` runs the kill test with 30 kills instead of 10.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -15,35 +14,9 @@ use flowgate_testkit::ledger::{self, Verdict};
 
 mod common;
 
-use common::{BrokerProc, finish, get_json, json, row_count, rows, spawn};
+use common::{BrokerProc, Dice, finish, get_json, json, row_count, rows, spawn};
 
 const PRODUCER_ID: u64 = 7;
-
-/// A small deterministic generator, seeded from the OS and printed, so a failing schedule
-/// can be replayed with `FLOWGATE_FAULTS_SEED`.
-struct Dice(u64);
-
-impl Dice {
-    fn new() -> Dice {
-        let seed = std::env::var("FLOWGATE_FAULTS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write_u32(std::process::id());
-                h.finish()
-            });
-        eprintln!("fault schedule seed {seed} (FLOWGATE_FAULTS_SEED={seed} replays it)");
-        Dice(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 struct Pipeline<'a> {
     dir: &'a Path,
@@ -174,7 +147,7 @@ fn kill_9_of_broker_consumer_and_producer_loses_no_confirmed_event() {
     } else {
         10
     };
-    let mut dice = Dice::new();
+    let mut dice = Dice::from_env();
     // Every role at least three times, in an order and at moments the dice pick.
     let mut roles: Vec<&str> = ["broker", "consumer", "producer"]
         .iter()

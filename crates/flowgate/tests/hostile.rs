@@ -16,7 +16,7 @@ use flowgate_proto::{Frame, Heartbeat, Hello, Request, Role, VERSION, encode};
 
 mod common;
 
-use common::{BrokerProc, finish, get_json, json, spawn};
+use common::{BrokerProc, Dice, finish, get_json, json, spawn};
 
 const HANDSHAKE: Duration = Duration::from_secs(2);
 const IDLE: Duration = Duration::from_secs(3);
@@ -160,17 +160,10 @@ fn hostile_peers_do_not_hurt_a_healthy_pipeline() {
     let garbage = thread::spawn({
         let addr = addr.clone();
         move || {
-            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let mut dice = Dice::seeded(0x9e37_79b9_7f4a_7c15);
             let mut slowest = Duration::ZERO;
             for _ in 0..50 {
-                let junk: Vec<u8> = (0..4096)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect();
+                let junk: Vec<u8> = (0..4096).map(|_| dice.below(256) as u8).collect();
                 let mut s = TcpStream::connect(&addr).unwrap();
                 let start = Instant::now();
                 let _ = s.write_all(&junk);

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flowgate_proto::tls::{TlsError, client_config};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
@@ -13,10 +12,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::net::error::ClientError;
 
-/// The reading side of a connection to the broker.
-pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
-/// The writing side.
-pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+pub(crate) use flowgate_proto::io::{ReadHalf, WriteHalf};
 
 /// How to speak TLS to the broker: the CAs to trust (and perhaps a client certificate), and
 /// the name its certificate must carry.

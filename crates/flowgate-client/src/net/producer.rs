@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use flowgate_core::{Credit, CreditWindow, Event, EventId};
-use flowgate_proto::{DEFAULT_MAX_FRAME, Frame, Heartbeat, Hello, Publish, WireEvent, encode};
+use flowgate_proto::{DEFAULT_MAX_FRAME, Frame, Hello, Publish, WireEvent, encode};
 use tokio::io::AsyncWriteExt;
 
 use crate::net::dial::{ClientTls, Dial};
@@ -496,17 +496,15 @@ async fn run_session(shared: &Shared, mut s: Session) -> Result<(), ClientError>
             continue;
         }
         let heartbeat_at = last_write + heartbeat_every;
-        tokio::select! {
-            frame = tokio::time::timeout(broker_silence, s.reader.next()) => {
-                let frame = frame
-                    .map_err(|_| ClientError::Protocol(format!("broker silent for {broker_silence:?}")))?
-                    .map_err(session::read_error)?;
-                handle_frame(shared, frame)?;
-            }
-            _ = &mut notified => {}
-            _ = tokio::time::sleep_until(heartbeat_at.into()) => {
-                encode(&Frame::Heartbeat(Heartbeat), &mut buf);
-            }
+        let waited = session::wait(
+            &mut s.reader,
+            notified.as_mut(),
+            heartbeat_at,
+            broker_silence,
+            &mut buf,
+        );
+        if let Some(frame) = waited.await? {
+            handle_frame(shared, frame)?;
         }
     }
 }

@@ -60,6 +60,31 @@ pub(crate) async fn open(dial: &Dial, hello: &Hello) -> Result<Session, ClientEr
         })
 }
 
+/// Waits for whichever comes first in a session's loop: a frame from the broker (an error if
+/// it stays silent for `silence`), a wake-up through `notified`, or the heartbeat time, which
+/// queues a `HEARTBEAT` in `buf`. Returns the frame, if that is what came.
+pub(crate) async fn wait(
+    reader: &mut FrameReader<ReadHalf>,
+    notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    heartbeat_at: std::time::Instant,
+    silence: Duration,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, ClientError> {
+    tokio::select! {
+        frame = tokio::time::timeout(silence, reader.next()) => {
+            let frame = frame
+                .map_err(|_| ClientError::Protocol(format!("broker silent for {silence:?}")))?
+                .map_err(read_error)?;
+            Ok(Some(frame))
+        }
+        _ = notified => Ok(None),
+        _ = tokio::time::sleep_until(heartbeat_at.into()) => {
+            encode(&Frame::Heartbeat(flowgate_proto::Heartbeat), buf);
+            Ok(None)
+        }
+    }
+}
+
 /// A read failure as a client error.
 pub(crate) fn read_error(e: ReadError) -> ClientError {
     match e {

@@ -187,3 +187,36 @@ pub fn spawn_with_metrics(args: &str) -> (Child, String) {
     std::thread::spawn(move || for _ in err.lines() {});
     (child, addr)
 }
+
+/// A small deterministic generator (xorshift), so a failing random schedule can be replayed.
+pub struct Dice(u64);
+
+impl Dice {
+    /// Seeded from `FLOWGATE_FAULTS_SEED`, else from the OS; the seed is printed.
+    pub fn from_env() -> Dice {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::env::var("FLOWGATE_FAULTS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u32(std::process::id());
+                h.finish()
+            });
+        eprintln!("fault schedule seed {seed} (FLOWGATE_FAULTS_SEED={seed} replays it)");
+        Dice::seeded(seed)
+    }
+
+    /// Seeded with `seed`.
+    pub fn seeded(seed: u64) -> Dice {
+        Dice(seed | 1)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
