@@ -216,6 +216,11 @@ async fn read_loop(
                     return end;
                 }
             }
+            (Role::Producer, Frame::Blocked(b)) => {
+                if let Err(e) = topic.apply(|t| t.topic.blocked(conn, b.returned, b.need_bytes)) {
+                    return fatal_topic_error(&e);
+                }
+            }
             (Role::Consumer, Frame::Request(r)) => {
                 if let Err(e) = topic.apply(|t| t.topic.request(conn, r.credit)) {
                     return fatal_topic_error(&e);
@@ -323,6 +328,8 @@ fn topic_error_code(e: &TopicError) -> ErrorCode {
         TopicError::ZeroRequest => ErrorCode::ZeroRequest,
         TopicError::DataWithoutCredit { .. } => ErrorCode::DataWithoutCredit,
         TopicError::SequenceGap { .. } => ErrorCode::SequenceGap,
+        TopicError::ReturnedMoreThanHeld { .. } => ErrorCode::CreditMismatch,
+        TopicError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
         TopicError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
         TopicError::StaleAttempt { .. } => ErrorCode::StaleAttempt,
     }

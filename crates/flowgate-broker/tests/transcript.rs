@@ -8,7 +8,9 @@ use bytes::{Bytes, BytesMut};
 use flowgate_broker::{Broker, BrokerConfig, MemoryStorage};
 use flowgate_core::{Credit, EventId};
 use flowgate_proto::io::{FrameReader, ReadError};
-use flowgate_proto::{Ack, ErrorCode, Frame, Hello, Publish, Request, Settle, WireEvent, encode};
+use flowgate_proto::{
+    Ack, Blocked, ErrorCode, Frame, Hello, Publish, Request, Settle, WireEvent, encode,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -394,4 +396,66 @@ async fn unbounded_requests_are_accepted_and_stay_unbounded() {
     };
     assert_eq!(d.deliveries.len(), 5);
     assert_eq!(b.stats().topics[0].1.consumer_demand, Credit::UNBOUNDED);
+}
+
+#[tokio::test]
+async fn a_blocked_producer_hands_back_stranded_credit_and_the_room_goes_to_whoever_can_use_it() {
+    let b = broker(small()).await;
+    // Capacity 10 events / 100,000 bytes; the first producer is granted all of it.
+    let (mut p1, c1) = Peer::producer(&b, "t", 1).await;
+    assert_eq!(c1, Credit::new(10, 100_000));
+    let mut p2 = Peer::connect(&b).await;
+    p2.send(Frame::Hello(Hello::producer("t", 2, MAX))).await;
+    assert!(matches!(p2.recv().await, Frame::Welcome(_)));
+    // Nothing is left for the second producer: it says it waits for a 74-byte event.
+    p2.send(Frame::Blocked(Blocked {
+        returned: Credit::ZERO,
+        need_bytes: 74,
+    }))
+    .await;
+    // The first says its next event needs more bytes than it holds and hands everything back.
+    p1.send(Frame::Blocked(Blocked {
+        returned: c1,
+        need_bytes: 200_000 - 1,
+    }))
+    .await;
+    p1.expect_error(ErrorCode::EventTooLarge).await;
+    p1.expect_closed().await;
+    // Its departure returned its credit; the waiting producer gets it.
+    let Frame::Credit(g) = p2.recv().await else {
+        panic!("expected CREDIT for the waiting producer")
+    };
+    assert_eq!(g.credit, Credit::new(10, 100_000));
+    // Handing back more than it holds is refused, naming both amounts.
+    p2.send(Frame::Blocked(Blocked {
+        returned: Credit::new(11, 100_000),
+        need_bytes: 74,
+    }))
+    .await;
+    let msg = p2.expect_error(ErrorCode::CreditMismatch).await;
+    assert!(msg.contains("11 events / 100000 bytes"), "{msg}");
+    p2.expect_closed().await;
+}
+
+#[tokio::test]
+async fn returned_credit_is_granted_again_to_the_producer_that_can_use_it() {
+    let b = broker(small()).await;
+    let (mut p1, c1) = Peer::producer(&b, "t", 1).await;
+    // Publish 3, then hand back the rest: a grant of all the room left follows at once.
+    p1.send(Frame::Publish(Publish {
+        events: events(1, 1..=3),
+    }))
+    .await;
+    assert!(matches!(p1.recv().await, Frame::Confirm(c) if c.up_to_seq == 3));
+    let spent = Credit::new(3, 3 * 74);
+    let left = c1.checked_sub(spent).unwrap();
+    p1.send(Frame::Blocked(Blocked {
+        returned: left,
+        need_bytes: 74,
+    }))
+    .await;
+    let Frame::Credit(g) = p1.recv().await else {
+        panic!("expected CREDIT")
+    };
+    assert_eq!(g.credit, left, "what it handed back, and nothing more");
 }

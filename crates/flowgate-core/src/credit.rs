@@ -67,6 +67,42 @@ impl Credit {
         }
     }
 
+    /// Component-wise difference, or `None` where a dimension would go below zero: for
+    /// accounting where that can only mean a bug or a lying peer, never a value to clamp.
+    pub const fn checked_sub(self, other: Credit) -> Option<Credit> {
+        match (
+            self.events.checked_sub(other.events),
+            self.bytes.checked_sub(other.bytes),
+        ) {
+            (Some(events), Some(bytes)) => Some(Credit { events, bytes }),
+            _ => None,
+        }
+    }
+
+    /// Component-wise sum, or `None` where a dimension would overflow.
+    pub const fn checked_add(self, other: Credit) -> Option<Credit> {
+        match (
+            self.events.checked_add(other.events),
+            self.bytes.checked_add(other.bytes),
+        ) {
+            (Some(events), Some(bytes)) => Some(Credit { events, bytes }),
+            _ => None,
+        }
+    }
+
+    /// True when `other` fits in both dimensions.
+    pub const fn covers(&self, other: Credit) -> bool {
+        self.events >= other.events && self.bytes >= other.bytes
+    }
+
+    /// Component-wise maximum.
+    pub fn max(self, other: Credit) -> Credit {
+        Credit {
+            events: self.events.max(other.events),
+            bytes: self.bytes.max(other.bytes),
+        }
+    }
+
     /// Component-wise minimum.
     pub fn min(self, other: Credit) -> Credit {
         Credit {
@@ -226,6 +262,12 @@ impl CreditWindow {
     /// True when one item of `bytes` bytes may be sent now.
     pub fn admits(&self, bytes: u64) -> bool {
         self.available.admits(bytes)
+    }
+
+    /// Hands back everything available, leaving nothing: what a blocked sender returns so
+    /// that credit it cannot use (too few bytes for its next item) is not stranded with it.
+    pub fn hand_back(&mut self) -> Credit {
+        std::mem::take(&mut self.available)
     }
 
     /// Spends `events` events and `bytes` bytes, or fails and changes nothing.

@@ -62,6 +62,20 @@ pub enum TopicError {
         /// What arrived.
         got: u64,
     },
+    /// A blocked producer handed back more credit than it held.
+    ReturnedMoreThanHeld {
+        /// What it handed back.
+        returned: Credit,
+        /// What the topic had granted it and not yet seen spent.
+        held: Credit,
+    },
+    /// A blocked producer waits for an event that can never fit the topic.
+    EventTooLarge {
+        /// The event's credit cost in bytes.
+        bytes: u64,
+        /// The most bytes the topic can ever grant at once.
+        limit: u64,
+    },
     /// An ack or nack for a delivery this consumer does not hold.
     UnknownDelivery(u64),
     /// An ack or nack for an earlier attempt of a delivery that was redelivered since.
@@ -88,6 +102,16 @@ impl fmt::Display for TopicError {
             TopicError::SequenceGap { expected, got } => {
                 write!(f, "sequence gap: expected {expected}, got {got}")
             }
+            TopicError::ReturnedMoreThanHeld { returned, held } => {
+                write!(
+                    f,
+                    "handed back {returned} of credit while holding only {held}"
+                )
+            }
+            TopicError::EventTooLarge { bytes, limit } => write!(
+                f,
+                "an event costing {bytes} bytes of credit can never fit: the topic grants at most {limit} bytes"
+            ),
             TopicError::UnknownDelivery(id) => {
                 write!(f, "delivery {id} is not held by this consumer")
             }
@@ -209,7 +233,13 @@ struct Entry<T> {
 #[derive(Debug)]
 struct ProducerSlot {
     producer_id: u64,
+    /// Granted and not yet seen spent or handed back.
     credit: Credit,
+    /// The credit cost of the producer's next event, as it last said when blocked (at first,
+    /// the cost of an empty event). No grant to it is ever smaller than one such event.
+    need_bytes: u64,
+    /// It said it is blocked and has been granted nothing since.
+    waiting: bool,
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +260,9 @@ pub struct Topic<T> {
     consumers: BTreeMap<ConnId, ConsumerSlot>,
     /// The consumer served last; the next turn starts after it.
     last_served: Option<ConnId>,
+    /// Where the next round of grants starts: the first producer the last round passed over
+    /// for lack of room, else the one after the last granted (so turns go round).
+    grant_from: ConnId,
     /// Highest sequence number accepted per producer id (the dedup high-water mark).
     high_seq: HashMap<u64, u64>,
     next_delivery_id: u64,
@@ -259,6 +292,7 @@ impl<T: Clone> Topic<T> {
             granted_total: Credit::ZERO,
             consumers: BTreeMap::new(),
             last_served: None,
+            grant_from: 0,
             high_seq: HashMap::new(),
             next_delivery_id: 1,
             grant_room: None,
@@ -374,21 +408,23 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// What the topic is doing as a pipeline stage: idle while it holds nothing,
-    /// backpressured while full (producers attached, none holding credit, and none can be
-    /// granted because ready + unacked + promised fills the capacity), busy otherwise.
+    /// What the topic is doing as a pipeline stage: idle while it holds nothing;
+    /// backpressured while full, which means a producer is blocked and there is no room for
+    /// its next event (the grant rules grant a blocked producer whenever there is); busy
+    /// otherwise. Call after [`Topic::poll_actions`], which carries out the grant rules.
     pub fn stage_state(&self) -> StageState {
-        let held = self
-            .ready_total
-            .saturating_add(self.unacked_total)
-            .saturating_add(self.on_disk);
-        if held.is_zero() {
+        if self.held().is_zero() {
             StageState::Idle
-        } else if !self.producers.is_empty() && self.granted_total.events == 0 {
+        } else if self.producers.values().any(|p| p.waiting) {
             StageState::Backpressured
         } else {
             StageState::Busy
         }
+    }
+
+    /// Producers blocked now: waiting for room for their next event.
+    pub fn blocked_producers(&self) -> usize {
+        self.producers.values().filter(|p| p.waiting).count()
     }
 
     /// Producers attached now.
@@ -409,6 +445,8 @@ impl<T: Clone> Topic<T> {
             ProducerSlot {
                 producer_id,
                 credit: Credit::ZERO,
+                need_bytes: 1,
+                waiting: true,
             },
         );
         self.high_seq.get(&producer_id).copied().unwrap_or(0)
@@ -527,6 +565,56 @@ impl<T: Clone> Topic<T> {
         Ok(out)
     }
 
+    /// A producer says it is blocked: its next event costs `need_bytes` of credit, which what
+    /// it holds does not cover, and it hands back `returned`, all the credit it held when it
+    /// said so (credit it could not use, stranded in one dimension, goes back to the free
+    /// space). Credit granted after it sent this is still on its way to it and stays its own.
+    /// It is granted again, at least one event of `need_bytes`, as soon as there is room.
+    ///
+    /// Refused when it hands back more than the topic granted it, or when no grant could ever
+    /// cover `need_bytes` (an event larger than the topic): nothing changes then.
+    pub fn blocked(
+        &mut self,
+        conn: ConnId,
+        returned: Credit,
+        need_bytes: u64,
+    ) -> Result<(), TopicError> {
+        let limit = self.largest_grant();
+        let slot = self
+            .producers
+            .get_mut(&conn)
+            .ok_or(TopicError::UnknownConnection(conn))?;
+        let Some(left) = slot.credit.checked_sub(returned) else {
+            return Err(TopicError::ReturnedMoreThanHeld {
+                returned,
+                held: slot.credit,
+            });
+        };
+        if need_bytes > limit {
+            return Err(TopicError::EventTooLarge {
+                bytes: need_bytes,
+                limit,
+            });
+        }
+        slot.credit = left;
+        self.granted_total = self
+            .granted_total
+            .checked_sub(returned)
+            .expect("the total granted covers every producer's share");
+        slot.need_bytes = need_bytes.max(1);
+        // A grant already on its way may cover the event; then the producer is not waiting.
+        slot.waiting = !slot.credit.admits(slot.need_bytes);
+        Ok(())
+    }
+
+    /// The most bytes one grant can ever carry: the capacity, or in spill mode the memory bound.
+    fn largest_grant(&self) -> u64 {
+        match self.memory {
+            Some(memory) => memory.bytes.min(self.capacity.bytes),
+            None => self.capacity.bytes,
+        }
+    }
+
     /// Adds consumer demand (cumulative, saturating). Zero events is an error.
     pub fn request(&mut self, conn: ConnId, credit: Credit) -> Result<(), TopicError> {
         if credit.events == 0 {
@@ -636,63 +724,103 @@ impl<T: Clone> Topic<T> {
             .or_else(|| self.consumers.range(..=after).find_map(admits))
     }
 
+    /// Grants free space to producers, by two rules:
+    ///
+    /// * **liveness**: a producer that said it is blocked ([`Topic::blocked`]) is granted as
+    ///   soon as the free space covers its next event, however little that is, so room for a
+    ///   waiting producer's event never sits unused;
+    /// * **batching**: every producer is topped up once more than half the capacity is
+    ///   unpromised, or the topic holds nothing ([`grant_due`]), so a streaming producer
+    ///   rarely has to ask.
+    ///
+    /// Those granted share the free space equally, but no grant is smaller than one event of
+    /// the producer's need. When the room cannot cover one for each, whole events go to the
+    /// next producers in turn, and the others wait for the next round, which starts with the
+    /// first of them: never a share below one event, which nobody could use.
     fn grant(&mut self, actions: &mut Vec<Action<T>>) {
         if self.producers.is_empty() {
             return;
         }
-        let held = self
-            .ready_total
-            .saturating_add(self.unacked_total)
-            .saturating_add(self.on_disk);
-        let Some(mut unpromised) = grant_due(self.capacity, held, self.granted_total) else {
+        let free = self.free_for_grants();
+        if free.events == 0 || free.bytes == 0 {
             return;
-        };
-        if let Some(memory) = self.memory {
-            // What producers may send at once stays within the memory bound.
-            unpromised = unpromised.min(memory.saturating_sub(self.granted_total));
-            if unpromised.events == 0 || unpromised.bytes == 0 {
-                return;
+        }
+        let refill = grant_due(self.capacity, self.held(), self.granted_total).is_some();
+        let from = self.grant_from;
+        let candidates: Vec<ConnId> = self
+            .producers
+            .range(from..)
+            .chain(self.producers.range(..from))
+            .filter(|(_, slot)| refill || slot.waiting)
+            .map(|(conn, _)| *conn)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let n = candidates.len() as u64;
+        let share = Credit::new(free.events / n, free.bytes / n);
+        let mut left = free;
+        let mut passed_over = None;
+        for conn in candidates {
+            let Some(slot) = self.producers.get_mut(&conn) else {
+                continue;
+            };
+            let floor = Credit::new(1, slot.need_bytes);
+            if !left.covers(floor) {
+                passed_over = passed_over.or(Some(conn));
+                continue;
             }
+            let credit = share.max(floor).min(left);
+            left = left.saturating_sub(credit);
+            slot.credit = slot.credit.saturating_add(credit);
+            slot.waiting = false;
+            self.granted_total = self.granted_total.saturating_add(credit);
+            self.grant_from = conn.saturating_add(1);
+            actions.push(Action::Grant {
+                producer: conn,
+                credit,
+            });
+        }
+        if let Some(conn) = passed_over {
+            self.grant_from = conn;
+        }
+    }
+
+    /// What is held: ready, delivered and unacked, and (spill mode) only on disk.
+    fn held(&self) -> Credit {
+        self.ready_total
+            .saturating_add(self.unacked_total)
+            .saturating_add(self.on_disk)
+    }
+
+    /// The space neither held nor promised, within every bound: the capacity, in spill mode
+    /// the memory bound on what producers may send at once, and the room a disk log has left.
+    /// (Held may exceed the capacity after a restore; the free space is then zero.)
+    fn free_for_grants(&self) -> Credit {
+        let mut free = self
+            .capacity
+            .saturating_sub(self.held())
+            .saturating_sub(self.granted_total);
+        if let Some(memory) = self.memory {
+            free = free.min(memory.saturating_sub(self.granted_total));
         }
         let room = match (self.grant_room, self.memory) {
             (Some(disk), Some(memory)) => Some(disk.min(memory.bytes.saturating_sub(self.queued))),
             (room, _) => room,
         };
         if let Some(room) = room {
-            let bytes = unpromised
+            let bytes = free
                 .bytes
                 .min(room.saturating_sub(self.granted_total.bytes));
-            if bytes == 0 {
-                return;
+            if bytes == 0 || free.events == 0 {
+                return Credit::ZERO;
             }
             // Events shrink with the bytes: a grant of every free event with a sliver of bytes
-            // would leave the producer unable to send while the events count as promised.
-            let events =
-                u128::from(unpromised.events) * u128::from(bytes) / u128::from(unpromised.bytes);
-            unpromised = Credit::new((events as u64).max(1), bytes);
+            // would promise events that nobody can send.
+            let events = u128::from(free.events) * u128::from(bytes) / u128::from(free.bytes);
+            free = Credit::new((events as u64).max(1), bytes);
         }
-        let n = self.producers.len() as u64;
-        let share = Credit::new(unpromised.events / n, unpromised.bytes / n);
-        // When there are more producers than free slots, whole events go to the first few;
-        // the rest wait for the next round.
-        let mut left = unpromised;
-        for (conn, slot) in &mut self.producers {
-            let credit = if share.events == 0 {
-                Credit::new(left.events.min(1), left.bytes / n)
-            } else {
-                share
-            };
-            if credit.events == 0 || credit.bytes == 0 {
-                continue;
-            }
-            left = left.saturating_sub(credit);
-            slot.credit = slot.credit.saturating_add(credit);
-            self.granted_total = self.granted_total.saturating_add(credit);
-            actions.push(Action::Grant {
-                producer: *conn,
-                credit,
-            });
-        }
+        free
     }
 
     fn take_unacked(

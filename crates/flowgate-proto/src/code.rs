@@ -42,6 +42,10 @@ pub enum ErrorCode {
     StorageFailed,
     /// No valid token, or a token not allowed this role on this topic.
     Unauthorized,
+    /// An event larger than the topic can ever hold: no grant could cover it.
+    EventTooLarge,
+    /// A producer handed back more credit than it was granted.
+    CreditMismatch,
     /// A code this version does not know (from a newer peer).
     Other(u16),
 }
@@ -67,6 +71,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => 15,
             ErrorCode::StorageFailed => 16,
             ErrorCode::Unauthorized => 17,
+            ErrorCode::EventTooLarge => 18,
+            ErrorCode::CreditMismatch => 19,
             ErrorCode::Other(n) => n,
         }
     }
@@ -91,6 +97,8 @@ impl ErrorCode {
             15 => ErrorCode::ShuttingDown,
             16 => ErrorCode::StorageFailed,
             17 => ErrorCode::Unauthorized,
+            18 => ErrorCode::EventTooLarge,
+            19 => ErrorCode::CreditMismatch,
             n => ErrorCode::Other(n),
         }
     }
@@ -115,6 +123,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::StorageFailed => "storage-failed",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::EventTooLarge => "event-too-large",
+            ErrorCode::CreditMismatch => "credit-mismatch",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -145,7 +155,7 @@ mod tests {
 
     #[test]
     fn only_ack_rejections_are_not_fatal() {
-        let not_fatal: Vec<u16> = (1..=17)
+        let not_fatal: Vec<u16> = (1..=19)
             .filter(|n| !ErrorCode::from_wire(*n).is_fatal())
             .collect();
         assert_eq!(not_fatal, vec![9, 10]);

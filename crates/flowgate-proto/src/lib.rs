@@ -33,13 +33,13 @@ pub use codec::{FrameDecoder, encode};
 pub use error::ProtoError;
 pub use event::WireEvent;
 pub use frame::{
-    Ack, Confirm, Deliver, DeliveredEvent, ErrorFrame, Frame, FrameType, Grant, Heartbeat, Hello,
-    Nack, Publish, Request, Role, Settle, Welcome,
+    Ack, Blocked, Confirm, Deliver, DeliveredEvent, ErrorFrame, Frame, FrameType, Grant, Heartbeat,
+    Hello, Nack, Publish, Request, Role, Settle, Welcome,
 };
 
 /// The protocol version this crate speaks. A peer offering another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// The four bytes that open every connection's first frame (`HELLO`).
 pub const MAGIC: [u8; 4] = *b"FLGT";

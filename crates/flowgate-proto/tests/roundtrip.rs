@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use flowgate_core::{Credit, EventId};
 use flowgate_proto::{
-    Ack, Confirm, Deliver, DeliveredEvent, ErrorCode, ErrorFrame, Frame, FrameDecoder, Grant,
-    Heartbeat, Hello, Nack, Publish, Request, Role, Settle, Welcome, WireEvent, encode,
+    Ack, Blocked, Confirm, Deliver, DeliveredEvent, ErrorCode, ErrorFrame, Frame, FrameDecoder,
+    Grant, Heartbeat, Hello, Nack, Publish, Request, Role, Settle, Welcome, WireEvent, encode,
 };
 use proptest::prelude::*;
 
@@ -98,6 +98,10 @@ fn frame() -> impl Strategy<Value = Frame> {
             message: m
         })),
         Just(Frame::Heartbeat(Heartbeat)),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(e, b, n)| Frame::Blocked(Blocked {
+            returned: Credit::new(e, b),
+            need_bytes: n,
+        })),
     ]
 }
 

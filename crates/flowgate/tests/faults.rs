@@ -235,10 +235,9 @@ fn topic_levels(metrics: &str) -> (u64, u64) {
 #[test]
 fn a_consumer_down_for_20_s_fills_the_topic_to_its_cap_then_it_drains() {
     const CAP: u64 = 2_000;
-    // Full: within 1% of the cap. A producer can hold byte credit without event credit (the
-    // two dimensions are granted together), which keeps the last few events of the cap from
-    // being granted until an ack frees both; one CI run stopped 3 short.
-    const FULL: u64 = CAP - CAP / 100;
+    // Full means exactly the cap: a producer blocked with credit it cannot use hands it back
+    // (`BLOCKED`), so no event of the cap stays ungranted.
+    const FULL: u64 = CAP;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let broker = BrokerProc::start(
@@ -292,16 +291,16 @@ fn a_consumer_down_for_20_s_fills_the_topic_to_its_cap_then_it_drains() {
     let confirmed = BTreeMap::from([(PRODUCER_ID, p["confirmed_seq"].as_u64().unwrap())]);
     let verdict = ledger::check(&confirmed, &rows(&db));
     eprintln!(
-        "consumer down 20 s: topic full (>= {FULL} of {CAP}) {:.1} s after the kill, peak held {peak}, \
+        "consumer down 20 s: topic full ({FULL} of {CAP}) {:.1} s after the kill, peak held {peak}, \
          held at restart {held_at_restart}; producer accepted {accepted_while_down} events in \
          the 20 s (cap {CAP}); drained below {} in {} ms; ledger: {verdict}",
         full_after.map_or(f64::NAN, |d| d.as_secs_f64()),
         CAP / 10,
         drained_in.as_millis()
     );
-    assert!(
-        (FULL..=CAP).contains(&peak),
-        "the topic fills to its cap and never past it: peak {peak}"
+    assert_eq!(
+        peak, CAP,
+        "the topic fills to exactly its cap and never past it"
     );
     assert!(full_after.is_some_and(|d| d < Duration::from_secs(5)));
     assert!(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use flowgate_core::{Credit, CreditWindow, Event, EventId};
-use flowgate_proto::{DEFAULT_MAX_FRAME, Frame, Hello, Publish, WireEvent, encode};
+use flowgate_proto::{Blocked, DEFAULT_MAX_FRAME, Frame, Hello, Publish, WireEvent, encode};
 use tokio::io::AsyncWriteExt;
 
 use crate::net::dial::{ClientTls, Dial};
@@ -90,6 +90,11 @@ struct State {
     next_seq: u64,
     /// Unconfirmed events from an earlier session, waiting for credit to be resent.
     resend: VecDeque<WireEvent>,
+    /// Credit bytes of the next event, which the credit held does not cover: the driver tells
+    /// the broker (`BLOCKED`) and hands back what it holds.
+    blocked_on: Option<u64>,
+    /// A `BLOCKED` went out and no grant has come since.
+    told_blocked: bool,
     /// Paid for, not yet written.
     to_send: VecDeque<WireEvent>,
     /// Written, not yet confirmed.
@@ -115,10 +120,20 @@ impl State {
         }
     }
 
+    /// Notes that the next event, of `bytes`, waits for credit (told to the broker once per
+    /// grant, so a producer that cannot send never holds credit it cannot use).
+    fn block_on(&mut self, bytes: u64) {
+        if !self.told_blocked {
+            self.blocked_on = Some(bytes);
+        }
+    }
+
     /// Pays for resends first, in order, from the session's credit.
     fn pay_resends(&mut self) {
         while let Some(front) = self.resend.front() {
             if self.window.try_spend(1, front.credit_bytes()).is_err() {
+                let bytes = front.credit_bytes();
+                self.block_on(bytes);
                 break;
             }
             if let Some(e) = self.resend.pop_front() {
@@ -290,6 +305,14 @@ impl Producer {
         }
         state.waiting_since.get_or_insert_with(Instant::now);
         state.send_waker = Some(cx.waker().clone());
+        if state.resend.is_empty() {
+            state.block_on(bytes);
+        }
+        let tell = state.blocked_on.is_some();
+        drop(state);
+        if tell {
+            self.shared.driver.notify_one();
+        }
         Poll::Pending
     }
 
@@ -420,6 +443,8 @@ fn start_session(shared: &Shared, session: &Session) {
     let mut state = shared.lock();
     let held = session.welcome.resume_seq;
     state.window = CreditWindow::new();
+    state.blocked_on = None;
+    state.told_blocked = false;
     let mut pending: VecDeque<WireEvent> = state.inflight.drain(..).collect();
     pending.extend(state.to_send.drain(..));
     pending.extend(state.resend.drain(..));
@@ -482,6 +507,19 @@ async fn run_session(shared: &Shared, mut s: Session) -> Result<(), ClientError>
                 state.inflight.extend(batch.iter().cloned());
                 encode(&Frame::Publish(Publish { events: batch }), &mut buf);
             }
+            // After the publishes that spent credit, so the broker counts what is handed back
+            // against what is left.
+            if let Some(need_bytes) = state.blocked_on.take() {
+                let returned = state.window.hand_back();
+                state.told_blocked = true;
+                encode(
+                    &Frame::Blocked(Blocked {
+                        returned,
+                        need_bytes,
+                    }),
+                    &mut buf,
+                );
+            }
             state.closing && state.unconfirmed() == 0
         };
         if closing {
@@ -515,6 +553,8 @@ fn handle_frame(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
         Frame::Credit(g) => {
             // A grant of nothing would be the broker's bug; ignore it rather than fail.
             let _ = state.window.grant(g.credit);
+            state.told_blocked = false;
+            state.blocked_on = None;
             state.pay_resends();
             state.wake_senders();
             drop(state);

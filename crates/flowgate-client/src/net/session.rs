@@ -104,7 +104,9 @@ fn is_permanent(e: &ClientError) -> bool {
                 | ErrorCode::UnsupportedVersion
                 | ErrorCode::GroupConflict
                 | ErrorCode::MalformedFrame
-                | ErrorCode::Unauthorized,
+                | ErrorCode::Unauthorized
+                | ErrorCode::EventTooLarge
+                | ErrorCode::FrameTooLarge,
             ..
         } | ClientError::Tls(_)
     )

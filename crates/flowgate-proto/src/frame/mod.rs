@@ -13,8 +13,10 @@
 //! | 0x09 | `NACK` | consumer → broker | `nack.rs` |
 //! | 0x0A | `ERROR` | either | `error.rs` |
 //! | 0x0B | `HEARTBEAT` | either | `heartbeat.rs` |
+//! | 0x0C | `BLOCKED` | producer → broker | `blocked.rs` |
 
 mod ack;
+mod blocked;
 mod confirm;
 mod credit_pair;
 mod deliver;
@@ -31,6 +33,7 @@ mod welcome;
 use bytes::{Bytes, BytesMut};
 
 pub use ack::Ack;
+pub use blocked::Blocked;
 pub use confirm::Confirm;
 pub use deliver::{Deliver, DeliveredEvent};
 pub use error::ErrorFrame;
@@ -101,6 +104,8 @@ pub enum FrameType {
     Error = 0x0A,
     /// `HEARTBEAT`
     Heartbeat = 0x0B,
+    /// `BLOCKED`
+    Blocked = 0x0C,
 }
 
 impl FrameType {
@@ -118,6 +123,7 @@ impl FrameType {
             0x09 => FrameType::Nack,
             0x0A => FrameType::Error,
             0x0B => FrameType::Heartbeat,
+            0x0C => FrameType::Blocked,
             _ => return None,
         })
     }
@@ -136,6 +142,7 @@ impl FrameType {
             FrameType::Nack => "NACK",
             FrameType::Error => "ERROR",
             FrameType::Heartbeat => "HEARTBEAT",
+            FrameType::Blocked => "BLOCKED",
         }
     }
 }
@@ -165,6 +172,8 @@ pub enum Frame {
     Error(ErrorFrame),
     /// See [`Heartbeat`].
     Heartbeat(Heartbeat),
+    /// See [`Blocked`].
+    Blocked(Blocked),
 }
 
 impl Frame {
@@ -182,6 +191,7 @@ impl Frame {
             Frame::Nack(_) => FrameType::Nack,
             Frame::Error(_) => FrameType::Error,
             Frame::Heartbeat(_) => FrameType::Heartbeat,
+            Frame::Blocked(_) => FrameType::Blocked,
         }
     }
 
@@ -198,6 +208,7 @@ impl Frame {
             Frame::Nack(f) => f.encode_body(buf),
             Frame::Error(f) => f.encode_body(buf),
             Frame::Heartbeat(_) => {}
+            Frame::Blocked(f) => f.encode_body(buf),
         }
     }
 
@@ -215,6 +226,7 @@ impl Frame {
             FrameType::Nack => Frame::Nack(Nack::decode_body(r)?),
             FrameType::Error => Frame::Error(ErrorFrame::decode_body(r)?),
             FrameType::Heartbeat => Frame::Heartbeat(Heartbeat::decode_body(r)?),
+            FrameType::Blocked => Frame::Blocked(Blocked::decode_body(r)?),
         })
     }
 }
