@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+
+use crate::dir_lock::DirLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -69,10 +71,26 @@ pub struct DiskStorage {
     fs: Arc<dyn Fs>,
     options: DiskOptions,
     logs: Mutex<HashMap<String, Arc<TopicLog>>>,
+    /// Held for the storage's life on the real filesystem: one broker per data directory.
+    _lock: Option<DirLock>,
 }
 
 impl DiskStorage {
-    /// Disk storage on the real filesystem.
+    /// Disk storage on the real filesystem, holding the data directory's lock
+    /// ([`DirLock`]): fails, naming the directory and the holder, while another broker
+    /// uses it.
+    /// What `flowgate broker --storage disk` uses.
+    pub fn locked(options: DiskOptions) -> io::Result<Self> {
+        let lock = DirLock::acquire(&options.data_dir)?;
+        Ok(DiskStorage {
+            _lock: Some(lock),
+            ..Self::with_fs(Arc::new(OsFs), options)
+        })
+    }
+
+    /// Disk storage on the real filesystem without the directory lock: for tests that stop
+    /// and start brokers within one process, where the lock of a broker just shut down may
+    /// outlive it.
     pub fn new(options: DiskOptions) -> Self {
         Self::with_fs(Arc::new(OsFs), options)
     }
@@ -83,6 +101,7 @@ impl DiskStorage {
             fs,
             options,
             logs: Mutex::new(HashMap::new()),
+            _lock: None,
         }
     }
 

@@ -18,6 +18,7 @@
 //! | [`auth`] | tokens and their topic scopes |
 //! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
 //! | [`disk`] | [`DiskStorage`]: a log per topic, a group-commit writer thread per log |
+//! | [`dir_lock`] | [`DirLock`]: one broker per data directory |
 //! | [`names`] | topic and group name rules |
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod config;
 mod connection;
+pub mod dir_lock;
 pub mod disk;
 mod encode_out;
 pub mod names;
@@ -36,6 +38,7 @@ mod transport;
 
 pub use auth::{TokenGrant, Tokens};
 pub use config::{BrokerConfig, ConfigError};
+pub use dir_lock::DirLock;
 pub use disk::{DiskOptions, DiskStorage};
 pub use server::{Broker, BrokerStats, RecoveryReport, Reporter};
 pub use storage::{Durable, MemoryStorage, RecoveredTopic, Storage};

@@ -200,11 +200,11 @@ impl BrokerArgs {
                         "--segment-bytes must be at least 4KiB and --max-disk-bytes at least one segment"
                     );
                 }
-                Ok(Arc::new(DiskStorage::new(DiskOptions {
+                Ok(Arc::new(DiskStorage::locked(DiskOptions {
                     data_dir: dir.clone(),
                     max_disk_bytes: self.max_disk_bytes.0,
                     segment_bytes: self.segment_bytes.0,
-                })))
+                })?))
             }
         }
     }

@@ -393,3 +393,47 @@ fn a_damaged_log_is_cut_reported_and_the_broker_starts_anyway() {
     );
     assert_eq!(figure_before(&again, "events"), kept, "{again}");
 }
+
+/// Two disk brokers on one data directory would both confirm into the same logs, and after a
+/// restart one's confirmed events were gone. The second now refuses to start, naming the
+/// directory and the first broker's pid, and exits 2; the first goes on serving.
+#[test]
+fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = BrokerProc::start(
+        dir.path(),
+        &format!("--storage disk --data-dir {}", data.display()),
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            "disk",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("second broker: {}", stderr.trim());
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "data directory {} is in use by process {}",
+            data.display(),
+            first.pid()
+        )),
+        "{stderr}"
+    );
+    // The first still serves.
+    let producer = spawn(&format!(
+        "produce --broker {} --topic t --count 100 --rate 10000",
+        first.addr
+    ));
+    assert!(finish(producer, Duration::from_secs(30)).success());
+    let stats = first.stop();
+    assert_eq!(stats["topics"][0]["accepted"], 100, "{stats}");
+}
