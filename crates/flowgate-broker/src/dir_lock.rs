@@ -3,8 +3,8 @@
 //! confirm, and after a restart one's confirmed events would be gone.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::path::Path;
 
 /// The lock file's name. `+` is not allowed in topic names, so it can never be a topic's
 /// directory, and recovery passes over it.
@@ -14,7 +14,6 @@ pub const LOCK_FILE: &str = "flowgate+lock";
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl DirLock {
@@ -52,16 +51,11 @@ impl DirLock {
             }
             Err(TryLockError::Error(e)) => return Err(e),
         }
+        // Nothing was read, so the cursor is still at the start.
         file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
         writeln!(file, "{}", std::process::id())?;
         file.sync_all()?;
-        Ok(DirLock { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DirLock { _file: file })
     }
 }
 

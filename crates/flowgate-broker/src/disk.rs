@@ -9,8 +9,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-
-use crate::dir_lock::DirLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -22,6 +20,7 @@ use flowgate_proto::wire::Reader;
 use flowgate_storage::{EVENT_RECORD_OVERHEAD, Fs, Log, LogOptions, OsFs};
 use tokio::sync::oneshot;
 
+use crate::dir_lock::DirLock;
 use crate::names;
 use crate::storage::{Durable, LoadDone, RecoveredTopic, Storage};
 
@@ -78,8 +77,7 @@ pub struct DiskStorage {
 impl DiskStorage {
     /// Disk storage on the real filesystem, holding the data directory's lock
     /// ([`DirLock`]): fails, naming the directory and the holder, while another broker
-    /// uses it.
-    /// What `flowgate broker --storage disk` uses.
+    /// uses it. What `flowgate broker --storage disk` uses.
     pub fn locked(options: DiskOptions) -> io::Result<Self> {
         let lock = DirLock::acquire(&options.data_dir)?;
         Ok(DiskStorage {

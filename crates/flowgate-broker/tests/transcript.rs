@@ -94,10 +94,16 @@ impl Peer {
         }
     }
 
-    async fn producer(b: &Broker, topic: &str, id: u64) -> (Peer, Credit) {
+    /// A producer past `WELCOME`, before any `CREDIT`.
+    async fn welcomed_producer(b: &Broker, topic: &str, id: u64) -> Peer {
         let mut p = Peer::connect(b).await;
         p.send(Frame::Hello(Hello::producer(topic, id, MAX))).await;
         assert!(matches!(p.recv().await, Frame::Welcome(w) if w.resume_seq == 0));
+        p
+    }
+
+    async fn producer(b: &Broker, topic: &str, id: u64) -> (Peer, Credit) {
+        let mut p = Peer::welcomed_producer(b, topic, id).await;
         let Frame::Credit(g) = p.recv().await else {
             panic!("expected CREDIT")
         };
@@ -404,9 +410,7 @@ async fn a_blocked_producer_hands_back_stranded_credit_and_the_room_goes_to_whoe
     // Capacity 10 events / 100,000 bytes; the first producer is granted all of it.
     let (mut p1, c1) = Peer::producer(&b, "t", 1).await;
     assert_eq!(c1, Credit::new(10, 100_000));
-    let mut p2 = Peer::connect(&b).await;
-    p2.send(Frame::Hello(Hello::producer("t", 2, MAX))).await;
-    assert!(matches!(p2.recv().await, Frame::Welcome(_)));
+    let mut p2 = Peer::welcomed_producer(&b, "t", 2).await;
     // Nothing is left for the second producer: it says it waits for a 74-byte event.
     p2.send(Frame::Blocked(Blocked {
         returned: Credit::ZERO,

@@ -79,22 +79,6 @@ impl Credit {
         }
     }
 
-    /// Component-wise sum, or `None` where a dimension would overflow.
-    pub const fn checked_add(self, other: Credit) -> Option<Credit> {
-        match (
-            self.events.checked_add(other.events),
-            self.bytes.checked_add(other.bytes),
-        ) {
-            (Some(events), Some(bytes)) => Some(Credit { events, bytes }),
-            _ => None,
-        }
-    }
-
-    /// True when `other` fits in both dimensions.
-    pub const fn covers(&self, other: Credit) -> bool {
-        self.events >= other.events && self.bytes >= other.bytes
-    }
-
     /// Component-wise maximum.
     pub fn max(self, other: Credit) -> Credit {
         Credit {
@@ -217,11 +201,19 @@ pub fn grant_due(capacity: Credit, held: Credit, promised: Credit) -> Option<Cre
     (worth_it && unpromised.events > 0 && unpromised.bytes > 0).then_some(unpromised)
 }
 
-/// The sender's side: credit granted by the receiver and not yet spent.
+/// The sender's side: credit granted by the receiver and not yet spent, and whether the
+/// receiver must be told that the sender is blocked.
+///
+/// A sender whose next item the available credit does not cover ([`CreditWindow::block_on`])
+/// tells its receiver once per grant ([`CreditWindow::poll_blocked`]) and hands back all it
+/// holds, so credit it cannot use (events without the bytes for its next item, or bytes
+/// without events) is never stranded with it. The receiver re-grants it to whoever can use it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreditWindow {
     /// Credit granted and not yet spent; `u64::MAX` in a dimension means unbounded.
     available: Credit,
+    /// Where the blocked notice stands since the last grant.
+    blocked: BlockedNotice,
     /// Everything ever granted, saturating; for accounting and tests.
     granted_total: Credit,
     /// Everything ever spent, saturating.
@@ -241,7 +233,34 @@ impl CreditWindow {
         }
         self.available = self.available.saturating_add(credit);
         self.granted_total = self.granted_total.saturating_add(credit);
+        self.blocked = BlockedNotice::Clear;
         Ok(())
+    }
+
+    /// Notes that the next item, of `bytes`, waits for credit the window does not hold. The
+    /// first such note after a grant makes a notice due; later ones wait for the next grant.
+    pub fn block_on(&mut self, bytes: u64) {
+        if self.blocked == BlockedNotice::Clear {
+            self.blocked = BlockedNotice::Due(bytes);
+        }
+    }
+
+    /// True when a blocked notice waits to be sent ([`CreditWindow::poll_blocked`]).
+    pub fn notice_due(&self) -> bool {
+        matches!(self.blocked, BlockedNotice::Due(_))
+    }
+
+    /// The blocked notice to send now, if one is due: the credit handed back (everything
+    /// available, which the window gives up) and the bytes the next item needs. At most one
+    /// per grant. Send it after anything already paid for with this window's credit, so the
+    /// receiver counts the hand-back against what is left.
+    #[must_use = "credit handed back and not reported is lost to the receiver's accounting"]
+    pub fn poll_blocked(&mut self) -> Option<(Credit, u64)> {
+        let BlockedNotice::Due(need) = self.blocked else {
+            return None;
+        };
+        self.blocked = BlockedNotice::Sent;
+        Some((std::mem::take(&mut self.available), need))
     }
 
     /// Credit still available.
@@ -264,12 +283,6 @@ impl CreditWindow {
         self.available.admits(bytes)
     }
 
-    /// Hands back everything available, leaving nothing: what a blocked sender returns so
-    /// that credit it cannot use (too few bytes for its next item) is not stranded with it.
-    pub fn hand_back(&mut self) -> Credit {
-        std::mem::take(&mut self.available)
-    }
-
     /// Spends `events` events and `bytes` bytes, or fails and changes nothing.
     pub fn try_spend(&mut self, events: u64, bytes: u64) -> Result<(), CreditError> {
         let wanted = Credit::new(events, bytes);
@@ -288,6 +301,18 @@ impl CreditWindow {
         self.spent_total = self.spent_total.saturating_add(wanted);
         Ok(())
     }
+}
+
+/// Where a [`CreditWindow`]'s blocked notice stands since its last grant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum BlockedNotice {
+    /// Nothing to tell: no item has waited since the last grant.
+    #[default]
+    Clear,
+    /// Blocked on an item of this many bytes; the notice is not sent yet.
+    Due(u64),
+    /// The notice went out; nothing more until the next grant.
+    Sent,
 }
 
 /// The receiver's side: how much it wants in flight (`target`), how much it has asked for and
@@ -370,6 +395,25 @@ impl Demand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blocked_sender_tells_once_per_grant_and_hands_back_everything() {
+        let mut w = CreditWindow::new();
+        w.grant(Credit::new(5, 100)).unwrap();
+        assert_eq!(w.poll_blocked(), None, "not blocked, nothing to tell");
+        // Five events but only 100 bytes: an item of 150 cannot go.
+        w.block_on(150);
+        w.block_on(150);
+        assert!(w.notice_due());
+        assert_eq!(w.poll_blocked(), Some((Credit::new(5, 100), 150)));
+        assert_eq!(w.available(), Credit::ZERO, "handed back, not kept");
+        w.block_on(150);
+        assert!(!w.notice_due());
+        assert_eq!(w.poll_blocked(), None, "told already; wait for a grant");
+        w.grant(Credit::new(1, 100)).unwrap();
+        w.block_on(150);
+        assert_eq!(w.poll_blocked(), Some((Credit::new(1, 100), 150)));
+    }
 
     #[test]
     fn refill_at_half_is_one_half() {

@@ -422,11 +422,6 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// Producers blocked now: waiting for room for their next event.
-    pub fn blocked_producers(&self) -> usize {
-        self.producers.values().filter(|p| p.waiting).count()
-    }
-
     /// Producers attached now.
     pub fn producer_count(&self) -> usize {
         self.producers.len()
@@ -765,12 +760,11 @@ impl<T: Clone> Topic<T> {
             let Some(slot) = self.producers.get_mut(&conn) else {
                 continue;
             };
-            let floor = Credit::new(1, slot.need_bytes);
-            if !left.covers(floor) {
+            if !left.admits(slot.need_bytes) {
                 passed_over = passed_over.or(Some(conn));
                 continue;
             }
-            let credit = share.max(floor).min(left);
+            let credit = share.max(Credit::new(1, slot.need_bytes)).min(left);
             left = left.saturating_sub(credit);
             slot.credit = slot.credit.saturating_add(credit);
             slot.waiting = false;

@@ -167,6 +167,16 @@ impl World {
         self.poll();
     }
 
+    /// `n` rounds of: everyone publishes until blocked, the topic must be full for everyone,
+    /// then the consumer drains it.
+    fn rounds(&mut self, n: usize) {
+        for _ in 0..n {
+            self.settle();
+            self.assert_full_for_everyone();
+            self.drain();
+        }
+    }
+
     fn assert_full_for_everyone(&self) {
         let s = self.topic.stats();
         assert_eq!(
@@ -260,11 +270,7 @@ proptest! {
         let mut w = world(cap, sizes, true);
         let n = w.producers.len();
         // Enough rounds for the turn to come round to everyone, twice.
-        for _ in 0..(2 * n + 2) {
-            w.settle();
-            w.assert_full_for_everyone();
-            w.drain();
-        }
+        w.rounds(2 * n + 2);
         for p in &w.producers {
             prop_assert!(p.accepted > 0, "producer {} never got an event in: {:?}", p.conn,
                 w.producers.iter().map(|p| p.accepted).collect::<Vec<_>>());
@@ -276,11 +282,7 @@ proptest! {
 #[test]
 fn capacity_two_with_three_producers_serves_all_three() {
     let mut w = world(Credit::new(2, 1 << 20), vec![vec![100]; 3], true);
-    for _ in 0..10 {
-        w.settle();
-        w.assert_full_for_everyone();
-        w.drain();
-    }
+    w.rounds(10);
     for p in &w.producers {
         assert!(p.accepted >= 5, "{:?}", p.accepted);
     }
@@ -296,11 +298,7 @@ fn a_byte_capacity_below_one_event_per_producer_still_serves_everyone() {
         vec![vec![400 * kib]; 3],
         true,
     );
-    for _ in 0..10 {
-        w.settle();
-        w.assert_full_for_everyone();
-        w.drain();
-    }
+    w.rounds(10);
     for p in &w.producers {
         assert!(p.accepted >= 4, "{:?}", p.accepted);
     }

@@ -237,7 +237,6 @@ fn a_consumer_down_for_20_s_fills_the_topic_to_its_cap_then_it_drains() {
     const CAP: u64 = 2_000;
     // Full means exactly the cap: a producer blocked with credit it cannot use hands it back
     // (`BLOCKED`), so no event of the cap stays ungranted.
-    const FULL: u64 = CAP;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let broker = BrokerProc::start(
@@ -269,7 +268,7 @@ fn a_consumer_down_for_20_s_fills_the_topic_to_its_cap_then_it_drains() {
     while down.elapsed() < Duration::from_secs(20) {
         let (held, _) = topic_levels(&metrics);
         peak = peak.max(held);
-        if held >= FULL && full_after.is_none() {
+        if held >= CAP && full_after.is_none() {
             full_after = Some(down.elapsed());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -291,7 +290,7 @@ fn a_consumer_down_for_20_s_fills_the_topic_to_its_cap_then_it_drains() {
     let confirmed = BTreeMap::from([(PRODUCER_ID, p["confirmed_seq"].as_u64().unwrap())]);
     let verdict = ledger::check(&confirmed, &rows(&db));
     eprintln!(
-        "consumer down 20 s: topic full ({FULL} of {CAP}) {:.1} s after the kill, peak held {peak}, \
+        "consumer down 20 s: topic full ({CAP} of {CAP}) {:.1} s after the kill, peak held {peak}, \
          held at restart {held_at_restart}; producer accepted {accepted_while_down} events in \
          the 20 s (cap {CAP}); drained below {} in {} ms; ledger: {verdict}",
         full_after.map_or(f64::NAN, |d| d.as_secs_f64()),
@@ -310,22 +309,20 @@ fn a_consumer_down_for_20_s_fills_the_topic_to_its_cap_then_it_drains() {
     assert!(verdict.is_clean(), "nothing dropped: {verdict}");
 }
 
-/// Starts a disk broker on `data` for a moment and returns its recovery line from stderr.
-fn recovery_line(data: &Path) -> String {
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "broker",
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            "disk",
-            "--duration",
-            "200ms",
-        ])
+/// Runs a disk broker on `data` on a free port, with `extra` arguments, to its end.
+fn disk_broker_output(data: &Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::BIN)
+        .args(["broker", "--listen", "127.0.0.1:0", "--storage", "disk"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts a disk broker on `data` for a moment and returns its recovery line from stderr.
+fn recovery_line(data: &Path) -> String {
+    let out = disk_broker_output(data, &["--duration", "200ms"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
@@ -405,18 +402,7 @@ fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
         dir.path(),
         &format!("--storage disk --data-dir {}", data.display()),
     );
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "broker",
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            "disk",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = disk_broker_output(&data, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("second broker: {}", stderr.trim());
     assert_eq!(out.status.code(), Some(2), "{stderr}");

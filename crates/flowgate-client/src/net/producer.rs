@@ -90,11 +90,6 @@ struct State {
     next_seq: u64,
     /// Unconfirmed events from an earlier session, waiting for credit to be resent.
     resend: VecDeque<WireEvent>,
-    /// Credit bytes of the next event, which the credit held does not cover: the driver tells
-    /// the broker (`BLOCKED`) and hands back what it holds.
-    blocked_on: Option<u64>,
-    /// A `BLOCKED` went out and no grant has come since.
-    told_blocked: bool,
     /// Paid for, not yet written.
     to_send: VecDeque<WireEvent>,
     /// Written, not yet confirmed.
@@ -120,20 +115,12 @@ impl State {
         }
     }
 
-    /// Notes that the next event, of `bytes`, waits for credit (told to the broker once per
-    /// grant, so a producer that cannot send never holds credit it cannot use).
-    fn block_on(&mut self, bytes: u64) {
-        if !self.told_blocked {
-            self.blocked_on = Some(bytes);
-        }
-    }
-
     /// Pays for resends first, in order, from the session's credit.
     fn pay_resends(&mut self) {
         while let Some(front) = self.resend.front() {
-            if self.window.try_spend(1, front.credit_bytes()).is_err() {
-                let bytes = front.credit_bytes();
-                self.block_on(bytes);
+            let bytes = front.credit_bytes();
+            if self.window.try_spend(1, bytes).is_err() {
+                self.window.block_on(bytes);
                 break;
             }
             if let Some(e) = self.resend.pop_front() {
@@ -306,9 +293,9 @@ impl Producer {
         state.waiting_since.get_or_insert_with(Instant::now);
         state.send_waker = Some(cx.waker().clone());
         if state.resend.is_empty() {
-            state.block_on(bytes);
+            state.window.block_on(bytes);
         }
-        let tell = state.blocked_on.is_some();
+        let tell = state.window.notice_due();
         drop(state);
         if tell {
             self.shared.driver.notify_one();
@@ -443,8 +430,6 @@ fn start_session(shared: &Shared, session: &Session) {
     let mut state = shared.lock();
     let held = session.welcome.resume_seq;
     state.window = CreditWindow::new();
-    state.blocked_on = None;
-    state.told_blocked = false;
     let mut pending: VecDeque<WireEvent> = state.inflight.drain(..).collect();
     pending.extend(state.to_send.drain(..));
     pending.extend(state.resend.drain(..));
@@ -509,9 +494,7 @@ async fn run_session(shared: &Shared, mut s: Session) -> Result<(), ClientError>
             }
             // After the publishes that spent credit, so the broker counts what is handed back
             // against what is left.
-            if let Some(need_bytes) = state.blocked_on.take() {
-                let returned = state.window.hand_back();
-                state.told_blocked = true;
+            if let Some((returned, need_bytes)) = state.window.poll_blocked() {
                 encode(
                     &Frame::Blocked(Blocked {
                         returned,
@@ -553,8 +536,6 @@ fn handle_frame(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
         Frame::Credit(g) => {
             // A grant of nothing would be the broker's bug; ignore it rather than fail.
             let _ = state.window.grant(g.credit);
-            state.told_blocked = false;
-            state.blocked_on = None;
             state.pay_resends();
             state.wake_senders();
             drop(state);
