@@ -1,6 +1,7 @@
-//! One connection's driver: the handshake under a deadline, then a reader that turns frames
-//! into topic inputs and a writer that drains the connection's outbox. All decisions are the
-//! topic state machine's; this file only moves bytes and enforces deadlines.
+//! One connection's driver: a reader that feeds frames and deadlines to the connection's
+//! `ServerSession` (the handshake, the frame rules, the deadlines) and turns its inputs into
+//! topic calls, and a writer that drains the connection's outbox. All decisions are the
+//! session's and the topic's; this file only moves bytes.
 //!
 //! A peer that breaks a rule is sent an `ERROR` frame naming it and is disconnected; its
 //! unacked deliveries go back to the topic and its unused credit returns to the free space,
@@ -13,12 +14,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use flowgate_core::{ConnId, TopicError};
 use flowgate_proto::io::{FrameReader, ReadError};
-use flowgate_proto::{ErrorCode, Frame, Hello, Role, VERSION, Welcome, WireEvent, encode};
+use flowgate_proto::session::{Input, ServerLimits};
+use flowgate_proto::{ErrorCode, Frame, Role, ServerSession, WireEvent, encode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use crate::names;
 use crate::outbox::Outbox;
 use crate::server::Shared;
 use crate::topics::TopicHandle;
@@ -35,30 +37,25 @@ enum End {
 /// Serves one accepted connection to its end.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) {
     let config = &shared.config;
+    let limits = ServerLimits {
+        max_frame: config.max_frame,
+        idle_timeout: config.idle_timeout,
+        handshake_timeout: config.handshake_timeout,
+    };
+    let mut session = ServerSession::new(limits, now());
     // One deadline for the TLS handshake (if any) and the HELLO together.
-    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let deadline = Instant::from_std(session.poll_timeout());
     let (rd, wr) = match transport::accept(stream, config.tls.as_ref(), deadline).await {
         Accepted::Ready(rd, wr) => (rd, wr),
         Accepted::Refused(wr, code, why) => return refuse(&shared, wr, code, why).await,
         Accepted::Failed => return,
     };
     let mut reader = FrameReader::new(rd, config.max_frame);
-    let hello = match tokio::time::timeout_at(deadline, reader.next()).await {
-        Err(_) => {
-            let why = format!("no HELLO within {:?}", config.handshake_timeout);
-            return refuse(&shared, wr, ErrorCode::HandshakeTimeout, why).await;
-        }
-        Ok(Err(ReadError::Proto(e))) => return refuse(&shared, wr, e.code(), e.to_string()).await,
-        Ok(Err(_)) => return,
-        Ok(Ok(Frame::Hello(hello))) => hello,
-        Ok(Ok(other)) => {
-            let why = format!("expected HELLO, got {}", other.frame_type().name());
-            return refuse(&shared, wr, ErrorCode::UnexpectedFrame, why).await;
-        }
+    let hello = match next_input(&mut session, &mut reader).await {
+        Ok(Input::Hello(hello)) => hello,
+        Ok(_) | Err(End::Gone) => return,
+        Err(End::Fatal(code, why)) => return refuse(&shared, wr, code, why).await,
     };
-    if let Err((code, why)) = check_hello(&hello) {
-        return refuse(&shared, wr, code, why).await;
-    }
     if let Err(why) = config.tokens.check(&hello.token, hello.role, &hello.topic) {
         return refuse(&shared, wr, ErrorCode::Unauthorized, why).await;
     }
@@ -100,24 +97,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
         },
         Err(why) => return refuse(&shared, wr, ErrorCode::GroupConflict, why).await,
     };
-    let welcome = Welcome {
-        version: VERSION,
-        max_frame: config.max_frame,
-        resume_seq,
-        idle_timeout_ms: u32::try_from(config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
-    };
     let writer_gone = Arc::new(Notify::new());
     let writer = tokio::spawn(write_loop(
         wr,
         Arc::clone(&outbox),
-        Frame::Welcome(welcome),
+        Frame::Welcome(session.welcome(resume_seq)),
         hello.max_frame,
         config.idle_timeout,
         Arc::clone(&writer_gone),
     ));
 
     let end = tokio::select! {
-        end = read_loop(&shared, &mut reader, &topic, &outbox, &hello, conn) => end,
+        end = read_loop(&shared, &mut session, &mut reader, &topic, &outbox, conn) => end,
         _ = writer_gone.notified() => End::Gone,
     };
 
@@ -141,96 +132,68 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     let _ = writer.await;
 }
 
-/// Checks a `HELLO` before anything is attached.
-fn check_hello(hello: &Hello) -> Result<(), (ErrorCode, String)> {
-    if hello.version != VERSION {
-        return Err((
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "protocol version {} offered; this broker speaks {VERSION}",
-                hello.version
-            ),
-        ));
-    }
-    names::validate("topic", &hello.topic).map_err(|e| (ErrorCode::InvalidName, e))?;
-    match hello.role {
-        Role::Consumer => {
-            names::validate("group", &hello.group).map_err(|e| (ErrorCode::InvalidName, e))?
-        }
-        Role::Producer if hello.producer_id == 0 => {
-            return Err((
-                ErrorCode::MalformedFrame,
-                "producer id 0 is reserved; pick any other".into(),
-            ));
-        }
-        Role::Producer => {}
-    }
-    if hello.max_frame < flowgate_proto::MIN_MAX_FRAME {
-        return Err((
-            ErrorCode::MalformedFrame,
-            format!(
-                "max_frame {} is below the minimum {}",
-                hello.max_frame,
-                flowgate_proto::MIN_MAX_FRAME
-            ),
-        ));
-    }
-    Ok(())
+/// The now the sessions take, on tokio's clock.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
+/// Reads until the session has an input for the topic, feeding it the deadlines it asks for.
+async fn next_input(
+    session: &mut ServerSession,
+    reader: &mut FrameReader<ReadHalf>,
+) -> Result<Input, End> {
+    loop {
+        let deadline = Instant::from_std(session.poll_timeout());
+        let result = match tokio::time::timeout_at(deadline, reader.next()).await {
+            Err(_) => session.handle_timeout(now()).map(|()| None),
+            Ok(Err(ReadError::Proto(e))) => return Err(End::Fatal(e.code(), e.to_string())),
+            Ok(Err(ReadError::Eof | ReadError::Io(_))) => return Err(End::Gone),
+            Ok(Ok(frame)) => session.handle_frame(now(), frame),
+        };
+        match result {
+            Ok(Some(input)) => return Ok(input),
+            Ok(None) => {}
+            Err(refusal) => return Err(End::Fatal(refusal.code, refusal.message)),
+        }
+    }
+}
+
+/// Turns the session's inputs into topic calls until the connection ends.
 async fn read_loop(
     shared: &Arc<Shared>,
+    session: &mut ServerSession,
     reader: &mut FrameReader<ReadHalf>,
     topic: &TopicHandle,
     outbox: &Arc<Outbox>,
-    hello: &Hello,
     conn: ConnId,
 ) -> End {
-    let idle = shared.config.idle_timeout;
     loop {
-        let frame = match tokio::time::timeout(idle, reader.next()).await {
-            Err(_) => {
-                return End::Fatal(
-                    ErrorCode::IdleTimeout,
-                    format!("nothing received for {idle:?}"),
-                );
-            }
-            Ok(Err(ReadError::Proto(e))) => return End::Fatal(e.code(), e.to_string()),
-            Ok(Err(ReadError::Eof | ReadError::Io(_))) => return End::Gone,
-            Ok(Ok(frame)) => frame,
+        let input = match next_input(session, reader).await {
+            Ok(input) => input,
+            Err(end) => return end,
         };
-        match (hello.role, frame) {
-            (_, Frame::Heartbeat(_)) => {}
-            (_, Frame::Error(_)) => return End::Gone,
-            (Role::Producer, Frame::Publish(p)) => {
-                if let Some(e) = p.events.iter().find(|e| e.id.producer != hello.producer_id) {
-                    return End::Fatal(
-                        ErrorCode::SequenceGap,
-                        format!(
-                            "event {} names producer {:016x}; this session is producer {:016x}",
-                            e.id, e.id.producer, hello.producer_id
-                        ),
-                    );
-                }
-                if let Err(end) = publish(shared, topic, outbox, conn, p.events) {
+        match input {
+            Input::Leave => return End::Gone,
+            Input::Publish(events) => {
+                if let Err(end) = publish(shared, topic, outbox, conn, events) {
                     return end;
                 }
             }
-            (Role::Producer, Frame::Blocked(b)) => {
+            Input::Blocked(b) => {
                 if let Err(e) = topic.apply(|t| t.topic.blocked(conn, b.returned, b.need_bytes)) {
                     return fatal_topic_error(&e);
                 }
             }
-            (Role::Consumer, Frame::Request(r)) => {
-                if let Err(e) = topic.apply(|t| t.topic.request(conn, r.credit)) {
+            Input::Request(credit) => {
+                if let Err(e) = topic.apply(|t| t.topic.request(conn, credit)) {
                     return fatal_topic_error(&e);
                 }
             }
-            (Role::Consumer, Frame::Ack(a)) => {
+            Input::Ack(items) => {
                 let (acked, rejected) = topic.apply(|t| {
-                    let mut acked = Vec::with_capacity(a.items.len());
+                    let mut acked = Vec::with_capacity(items.len());
                     let mut rejected = Vec::new();
-                    for s in &a.items {
+                    for s in &items {
                         match t.topic.ack(conn, s.delivery_id, s.attempt) {
                             Ok(event) => acked.push(event.id),
                             Err(e) => rejected.push(e),
@@ -241,24 +204,17 @@ async fn read_loop(
                 shared.storage.ack(&topic.name, &acked);
                 notice_rejections(shared, outbox, rejected);
             }
-            (Role::Consumer, Frame::Nack(n)) => {
+            Input::Nack(items) => {
                 let rejected = topic.apply(|t| {
-                    n.items
+                    items
                         .iter()
                         .filter_map(|s| t.topic.nack(conn, s.delivery_id, s.attempt).err())
                         .collect::<Vec<_>>()
                 });
                 notice_rejections(shared, outbox, rejected);
             }
-            (role, other) => {
-                return End::Fatal(
-                    ErrorCode::UnexpectedFrame,
-                    format!(
-                        "{} is not valid from a {role:?} after the handshake",
-                        other.frame_type().name()
-                    ),
-                );
-            }
+            // The session yields HELLO once, before this loop.
+            Input::Hello(_) => {}
         }
     }
 }
@@ -316,27 +272,14 @@ fn publish(
 
 fn notice_rejections(shared: &Shared, outbox: &Outbox, rejected: Vec<TopicError>) {
     for e in rejected {
-        let code = topic_error_code(&e);
+        let code = ErrorCode::of_topic_error(&e);
         shared.count_error(code);
         outbox.notice(code, e.to_string());
     }
 }
 
-fn topic_error_code(e: &TopicError) -> ErrorCode {
-    match e {
-        TopicError::UnknownConnection(_) => ErrorCode::UnexpectedFrame,
-        TopicError::ZeroRequest => ErrorCode::ZeroRequest,
-        TopicError::DataWithoutCredit { .. } => ErrorCode::DataWithoutCredit,
-        TopicError::SequenceGap { .. } => ErrorCode::SequenceGap,
-        TopicError::ReturnedMoreThanHeld { .. } => ErrorCode::CreditMismatch,
-        TopicError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
-        TopicError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
-        TopicError::StaleAttempt { .. } => ErrorCode::StaleAttempt,
-    }
-}
-
 fn fatal_topic_error(e: &TopicError) -> End {
-    End::Fatal(topic_error_code(e), e.to_string())
+    End::Fatal(ErrorCode::of_topic_error(e), e.to_string())
 }
 
 /// Sends one `ERROR` and closes, for peers refused before a session exists.

@@ -19,7 +19,7 @@
 //! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
 //! | [`disk`] | [`DiskStorage`]: a log per topic, a group-commit writer thread per log |
 //! | [`dir_lock`] | [`DirLock`]: one broker per data directory |
-//! | [`names`] | topic and group name rules |
+//! | [`names`] | topic and group name rules (re-exported from `flowgate-proto`, where the handshake checks them) |
 
 #![forbid(unsafe_code)]
 
@@ -29,7 +29,7 @@ mod connection;
 pub mod dir_lock;
 pub mod disk;
 mod encode_out;
-pub mod names;
+pub use flowgate_proto::names;
 mod outbox;
 pub mod server;
 pub mod storage;

@@ -134,6 +134,21 @@ impl ErrorCode {
     pub const fn is_fatal(self) -> bool {
         !matches!(self, ErrorCode::UnknownDelivery | ErrorCode::StaleAttempt)
     }
+
+    /// The code that tells a peer which topic rule its frame broke.
+    pub fn of_topic_error(e: &flowgate_core::TopicError) -> ErrorCode {
+        use flowgate_core::TopicError;
+        match e {
+            TopicError::UnknownConnection(_) => ErrorCode::UnexpectedFrame,
+            TopicError::ZeroRequest => ErrorCode::ZeroRequest,
+            TopicError::DataWithoutCredit { .. } => ErrorCode::DataWithoutCredit,
+            TopicError::SequenceGap { .. } => ErrorCode::SequenceGap,
+            TopicError::ReturnedMoreThanHeld { .. } => ErrorCode::CreditMismatch,
+            TopicError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
+            TopicError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
+            TopicError::StaleAttempt { .. } => ErrorCode::StaleAttempt,
+        }
+    }
 }
 
 impl fmt::Display for ErrorCode {

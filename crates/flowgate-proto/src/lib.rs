@@ -1,5 +1,6 @@
-//! flowgate's wire protocol, sans-IO: bytes in, [`Frame`]s out, and back. No sockets, no
-//! async; the broker and the client wrap [`FrameDecoder`] in their own IO loops.
+//! flowgate's wire protocol, sans-IO: bytes in, [`Frame`]s out, and back, and the sessions
+//! that say which frames go when. No sockets, no async, no clock reads; the broker and the
+//! client wrap [`FrameDecoder`] and the sessions in their own IO loops.
 //!
 //! Specified in `docs/protocol.md`. Every frame is `length: u32 | type: u8 | body`, big-endian,
 //! where `length` counts the type byte and the body and never exceeds the receiver's maximum
@@ -11,6 +12,8 @@
 //! | [`frame`] | the [`Frame`] enum, one file per frame type |
 //! | [`event`] | [`WireEvent`]: an event as it travels, payload kept as shared bytes |
 //! | [`code`] | [`ErrorCode`]: the wire's error codes, separate from Rust errors |
+//! | [`session`] | the connection rules as state machines fed frames and time: [`ProducerSession`], [`ConsumerSession`], [`ServerSession`] |
+//! | [`names`] | topic and group name rules |
 //! | [`wire`] | bounds-checked reading of primitive fields |
 //! | `io` | (feature `tokio`) `FrameReader`: whole frames from an `AsyncRead` |
 //! | [`error`] | [`ProtoError`]: why bytes could not be decoded |
@@ -24,6 +27,8 @@ pub mod event;
 pub mod frame;
 #[cfg(feature = "tokio")]
 pub mod io;
+pub mod names;
+pub mod session;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod wire;
@@ -36,6 +41,7 @@ pub use frame::{
     Ack, Blocked, Confirm, Deliver, DeliveredEvent, ErrorFrame, Frame, FrameType, Grant, Heartbeat,
     Hello, Nack, Publish, Request, Role, Settle, Welcome,
 };
+pub use session::{ConsumerSession, ProducerSession, ServerSession, SessionError};
 
 /// The protocol version this crate speaks. A peer offering another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].

@@ -3,24 +3,24 @@
 //! them. The application acknowledges after it has committed; an unacknowledged delivery is
 //! redelivered by the broker (attempt + 1) if this consumer nacks it or disconnects.
 //!
-//! After a reconnect, deliveries from the old session are gone from this consumer (the broker
-//! redelivers them); acks for them are dropped here, since the broker would reject them.
+//! The protocol is `flowgate_proto::ConsumerSession`'s (after a reconnect, deliveries and
+//! settles of the old connection are void there); a background driver (`driver.rs`) carries
+//! it over the connection. This file is the application's handle.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
 
-use bytes::BytesMut;
-use flowgate_core::{Credit, Demand, Event, REFILL_AT_HALF};
-use flowgate_proto::{Ack, DEFAULT_MAX_FRAME, Frame, Hello, Nack, Request, Settle, encode};
-use tokio::io::AsyncWriteExt;
+use flowgate_core::Credit;
+use flowgate_proto::{ConsumerSession, DEFAULT_MAX_FRAME, Hello};
 
+pub use flowgate_proto::session::{ConsumerStats, Delivery, DeliveryTag};
+
+use crate::net::clock::now;
 use crate::net::dial::{ClientTls, Dial};
+use crate::net::driver;
 use crate::net::error::ClientError;
-use crate::net::session::{self, Session};
 
 /// How to reach the broker and how much to take at once.
 #[derive(Debug, Clone)]
@@ -60,63 +60,7 @@ impl ConsumerConfig {
     }
 }
 
-/// Settles one delivery: names the session it came in, the delivery and the attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DeliveryTag {
-    session: u64,
-    settle: Settle,
-}
-
-impl DeliveryTag {
-    /// 1 on first delivery, more on redeliveries.
-    pub fn attempt(&self) -> u32 {
-        self.settle.attempt
-    }
-}
-
-/// One received event and the tag to settle it with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The event.
-    pub event: Event,
-    /// Pass to [`Consumer::ack`] or [`Consumer::nack`].
-    pub tag: DeliveryTag,
-}
-
-/// What a consumer has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ConsumerStats {
-    /// Events handed to the application.
-    pub received: u64,
-    /// Of those, redeliveries (attempt > 1).
-    pub redelivered: u64,
-    /// Acks sent.
-    pub acked: u64,
-    /// Nacks sent.
-    pub nacked: u64,
-    /// Acks or nacks dropped because their session had ended.
-    pub stale_settles: u64,
-    /// Sessions opened.
-    pub sessions: u64,
-    /// Time `recv` spent waiting for events.
-    pub waited: Duration,
-}
-
-struct State {
-    session: u64,
-    demand: Demand,
-    inbox: VecDeque<Delivery>,
-    acks: Vec<Settle>,
-    nacks: Vec<Settle>,
-    stats: ConsumerStats,
-    /// When the current wait (for credit, or for deliveries) began.
-    waiting_since: Option<Instant>,
-    closing: bool,
-    failed: Option<ClientError>,
-    recv_waker: Option<Waker>,
-}
-
-type Shared = session::Shared<State>;
+type Shared = driver::Shared<ConsumerSession>;
 
 /// Receives a topic's events as a member of a consumer group.
 ///
@@ -134,13 +78,12 @@ type Shared = session::Shared<State>;
 pub struct Consumer {
     shared: Arc<Shared>,
     driver: Option<tokio::task::JoinHandle<()>>,
-    max_batch: usize,
 }
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
-            .field("max_batch", &self.max_batch)
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -154,31 +97,18 @@ impl Consumer {
             addr: config.addr.clone(),
             tls: config.tls.clone(),
         };
-        let demand = Demand::new(config.prefetch, REFILL_AT_HALF)
+        let session = ConsumerSession::new(hello, config.prefetch, now())
             .map_err(|e| ClientError::Protocol(format!("prefetch {}: {e}", config.prefetch)))?;
-        let session = session::open(&dial, &hello).await?;
-        let shared = Arc::new(Shared::new(State {
-            session: 0,
-            demand,
-            inbox: VecDeque::new(),
-            acks: Vec::new(),
-            nacks: Vec::new(),
-            stats: ConsumerStats::default(),
-            closing: false,
-            failed: None,
-            recv_waker: None,
-            waiting_since: None,
-        }));
-        start_session(&shared);
+        let shared = Arc::new(Shared::new(session));
+        let conn = driver::open(&shared, &dial, config.max_frame).await?;
         let driver = {
             let shared = Arc::clone(&shared);
-            tokio::spawn(async move { session::drive(&*shared, &dial, &hello, session).await })
+            let max_frame = config.max_frame;
+            tokio::spawn(async move { driver::drive(&*shared, &dial, max_frame, conn).await })
         };
-        let max_batch = usize::try_from(config.prefetch.events).unwrap_or(usize::MAX);
         Ok(Consumer {
             shared,
             driver: Some(driver),
-            max_batch,
         })
     }
 
@@ -193,18 +123,20 @@ impl Consumer {
 
     /// Acknowledges deliveries: they are committed and the broker may forget them.
     pub fn ack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
-        self.settle(tags, true);
+        self.shared.lock().session.ack(tags);
+        self.shared.driver.notify_one();
     }
 
     /// Refuses deliveries: the broker redelivers them, first in line.
     pub fn nack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
-        self.settle(tags, false);
+        self.shared.lock().session.nack(tags);
+        self.shared.driver.notify_one();
     }
 
     /// Sends pending acks, then closes the connection; unacked deliveries are redelivered to
     /// other consumers.
     pub async fn close(mut self) -> ConsumerStats {
-        self.shared.lock().closing = true;
+        self.shared.lock().session.close();
         self.shared.driver.notify_one();
         if let Some(driver) = self.driver.take() {
             let _ = driver.await;
@@ -216,11 +148,7 @@ impl Consumer {
     /// a smaller prefetch takes effect as outstanding demand drains, a larger one at once.
     /// `recv` then returns at most `prefetch.events` per call. A zero dimension is ignored.
     pub fn set_prefetch(&mut self, prefetch: Credit) {
-        let mut state = self.shared.lock();
-        if state.demand.set_target(prefetch).is_ok() {
-            self.max_batch = usize::try_from(prefetch.events).unwrap_or(usize::MAX);
-        }
-        drop(state);
+        let _ = self.shared.lock().session.set_prefetch(prefetch);
         self.shared.driver.notify_one();
     }
 
@@ -237,52 +165,26 @@ impl Consumer {
         }
     }
 
-    fn settle(&mut self, tags: impl IntoIterator<Item = DeliveryTag>, ack: bool) {
-        let mut state = self.shared.lock();
-        for tag in tags {
-            if tag.session != state.session {
-                state.stats.stale_settles += 1;
-            } else if ack {
-                state.acks.push(tag.settle);
-                state.stats.acked += 1;
-            } else {
-                state.nacks.push(tag.settle);
-                state.stats.nacked += 1;
-            }
-        }
-        drop(state);
-        self.shared.driver.notify_one();
-    }
-
     fn poll_recv(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Vec<Delivery>>, ClientError>> {
-        let mut state = self.shared.lock();
-        if !state.inbox.is_empty() {
-            let n = state.inbox.len().min(self.max_batch);
-            let batch: Vec<Delivery> = state.inbox.drain(..n).collect();
-            let bytes: u64 = batch.iter().map(|d| d.event.size_bytes()).sum();
-            // Cannot fail: the broker delivers only within demand (checked on receipt).
-            let _ = state.demand.on_delivered(batch.len() as u64, bytes);
-            state.stats.received += batch.len() as u64;
-            state.stats.redelivered += batch.iter().filter(|d| d.tag.attempt() > 1).count() as u64;
-            if let Some(since) = state.waiting_since.take() {
-                state.stats.waited += since.elapsed();
-            }
-            drop(state);
+        let mut inner = self.shared.lock();
+        if inner.session.has_deliveries() {
+            let batch = inner.session.take();
+            inner.stop_waiting();
+            drop(inner);
             // Taking events frees demand: the driver may ask for more.
             self.shared.driver.notify_one();
             return Poll::Ready(Ok(Some(batch)));
         }
-        if let Some(e) = &state.failed {
+        if let Some(e) = &inner.failed {
             return Poll::Ready(Err(e.duplicate()));
         }
-        if state.closing {
+        if inner.session.is_closing() || inner.stopped {
             return Poll::Ready(Ok(None));
         }
-        state.waiting_since.get_or_insert_with(Instant::now);
-        state.recv_waker = Some(cx.waker().clone());
+        inner.park(cx.waker());
         Poll::Pending
     }
 }
@@ -296,10 +198,11 @@ pub struct ConsumerMonitor {
 impl ConsumerMonitor {
     /// What the consumer has done so far, a wait for deliveries in progress included.
     pub fn stats(&self) -> ConsumerStats {
-        let state = self.shared.lock();
-        let mut stats = state.stats;
-        stats.waited = session::waited_so_far(stats.waited, state.waiting_since);
-        stats
+        let inner = self.shared.lock();
+        ConsumerStats {
+            waited: inner.waited(),
+            ..inner.session.stats()
+        }
     }
 }
 
@@ -322,156 +225,4 @@ impl futures_core::Stream for Consumer {
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// A new session: old deliveries and settles are void (the broker redelivers what was not
-/// acked), and demand starts from nothing.
-fn start_session(shared: &Shared) {
-    let mut state = shared.lock();
-    state.session += 1;
-    state.stats.sessions += 1;
-    let dropped = state.acks.len() + state.nacks.len();
-    state.stats.stale_settles += dropped as u64;
-    state.acks.clear();
-    state.nacks.clear();
-    state.inbox.clear();
-    let target = state.demand.target();
-    if let Ok(fresh) = Demand::new(target, REFILL_AT_HALF) {
-        state.demand = fresh;
-    }
-}
-
-impl session::Driven for Shared {
-    fn on_session(&self, _s: &Session) {
-        start_session(self);
-    }
-
-    async fn run(&self, s: Session) -> Result<(), ClientError> {
-        run_session(self, s).await
-    }
-
-    fn closing(&self) -> bool {
-        self.lock().closing
-    }
-
-    fn fail(&self, e: ClientError) {
-        let mut state = self.lock();
-        state.failed = Some(e);
-        if let Some(w) = state.recv_waker.take() {
-            w.wake();
-        }
-    }
-}
-
-async fn run_session(shared: &Shared, mut s: Session) -> Result<(), ClientError> {
-    let heartbeat_every = session::heartbeat_every(s.welcome.idle_timeout_ms);
-    let broker_silence = Duration::from_millis(u64::from(s.welcome.idle_timeout_ms));
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut last_write = Instant::now();
-    loop {
-        let notified = shared.driver.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let closing = {
-            let mut state = shared.lock();
-            if !state.acks.is_empty() {
-                encode(
-                    &Frame::Ack(Ack {
-                        items: std::mem::take(&mut state.acks),
-                    }),
-                    &mut buf,
-                );
-            }
-            if !state.nacks.is_empty() {
-                encode(
-                    &Frame::Nack(Nack {
-                        items: std::mem::take(&mut state.nacks),
-                    }),
-                    &mut buf,
-                );
-            }
-            if !state.closing
-                && let Some(credit) = state.demand.poll_request()
-            {
-                encode(&Frame::Request(Request { credit }), &mut buf);
-            }
-            state.closing
-        };
-        if !buf.is_empty() {
-            s.writer.write_all(&buf).await.map_err(ClientError::Io)?;
-            buf.clear();
-            last_write = Instant::now();
-        }
-        if closing {
-            let _ = s.writer.shutdown().await;
-            let mut state = shared.lock();
-            if let Some(w) = state.recv_waker.take() {
-                w.wake();
-            }
-            return Ok(());
-        }
-        let heartbeat_at = last_write + heartbeat_every;
-        let waited = session::wait(
-            &mut s.reader,
-            notified.as_mut(),
-            heartbeat_at,
-            broker_silence,
-            &mut buf,
-        );
-        if let Some(frame) = waited.await? {
-            handle_frame(shared, frame)?;
-        }
-    }
-}
-
-fn handle_frame(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
-    let mut state = shared.lock();
-    match frame {
-        Frame::Deliver(d) => {
-            let session = state.session;
-            // Outstanding demand covers the inbox too, so the inbox never exceeds the prefetch.
-            let bytes: u64 = d.deliveries.iter().map(|x| x.event.credit_bytes()).sum();
-            let outstanding = state.demand.outstanding();
-            let in_inbox = state.inbox.len() as u64;
-            let inbox_bytes: u64 = state.inbox.iter().map(|x| x.event.size_bytes()).sum();
-            if in_inbox + d.deliveries.len() as u64 > outstanding.events
-                || inbox_bytes + bytes > outstanding.bytes
-            {
-                return Err(ClientError::Protocol(format!(
-                    "broker delivered {} events / {bytes} bytes beyond the outstanding demand of {outstanding}",
-                    d.deliveries.len()
-                )));
-            }
-            for x in d.deliveries {
-                state.inbox.push_back(Delivery {
-                    event: x.event.to_event(),
-                    tag: DeliveryTag {
-                        session,
-                        settle: Settle {
-                            delivery_id: x.delivery_id,
-                            attempt: x.attempt,
-                        },
-                    },
-                });
-            }
-            if let Some(w) = state.recv_waker.take() {
-                w.wake();
-            }
-        }
-        Frame::Heartbeat(_) => {}
-        Frame::Error(e) if !e.code.is_fatal() => {}
-        Frame::Error(e) => {
-            return Err(ClientError::Refused {
-                code: e.code,
-                message: e.message,
-            });
-        }
-        other => {
-            return Err(ClientError::Protocol(format!(
-                "{} is not valid for a consumer",
-                other.frame_type().name()
-            )));
-        }
-    }
-    Ok(())
 }

@@ -55,3 +55,14 @@ impl ClientError {
         }
     }
 }
+
+impl From<flowgate_proto::SessionError> for ClientError {
+    fn from(e: flowgate_proto::SessionError) -> Self {
+        match e {
+            flowgate_proto::SessionError::Refused { code, message } => {
+                ClientError::Refused { code, message }
+            }
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}

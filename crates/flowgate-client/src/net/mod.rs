@@ -1,12 +1,13 @@
 //! The network backend: [`Producer`] and [`Consumer`] talking to a flowgate broker over TCP.
 
+mod clock;
 pub mod consumer;
 mod dial;
+mod driver;
 pub mod error;
 pub mod producer;
-mod session;
 
-pub use session::unix_now_us;
+pub use clock::unix_now_us;
 
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,

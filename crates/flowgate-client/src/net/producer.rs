@@ -1,27 +1,26 @@
 //! The network [`Producer`]: `send(event).await` returns once the event is paid for with
-//! credit the broker granted, and waits while there is none. A background driver owns the
-//! connection: it publishes paid events in batches, records confirms, and after a lost
-//! connection reconnects with backoff and resends everything the broker had not confirmed
-//! (the broker drops what it already held, by producer id and sequence).
+//! credit the broker granted, and waits while there is none. The protocol (numbering, batching,
+//! resending after a reconnect, `BLOCKED` notices) is `flowgate_proto::ProducerSession`'s; a
+//! background driver (`driver.rs`) carries it over the connection and reconnects with
+//! backoff. This file is the application's handle.
 //!
 //! Memory is bounded by credit: events exist in the producer only between being paid for and
 //! being confirmed, and the broker never grants more than its free space.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
 
-use bytes::BytesMut;
-use flowgate_core::{Credit, CreditWindow, Event, EventId};
-use flowgate_proto::{Blocked, DEFAULT_MAX_FRAME, Frame, Hello, Publish, WireEvent, encode};
-use tokio::io::AsyncWriteExt;
+use flowgate_core::{Credit, Event, EventId};
+use flowgate_proto::{DEFAULT_MAX_FRAME, Hello, ProducerSession};
 
+pub use flowgate_proto::session::ProducerStats;
+
+use crate::net::clock::{now, unix_now_us};
 use crate::net::dial::{ClientTls, Dial};
+use crate::net::driver;
 use crate::net::error::ClientError;
-use crate::net::session::{self, Session};
 
 /// How to reach the broker and publish.
 #[derive(Debug, Clone)]
@@ -55,21 +54,6 @@ impl ProducerConfig {
     }
 }
 
-/// What a producer has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProducerStats {
-    /// Events accepted by [`Producer::send`] (paid for with credit).
-    pub sent: u64,
-    /// The highest sequence number the broker confirmed.
-    pub confirmed_seq: u64,
-    /// Time `send` spent waiting for credit.
-    pub waited: Duration,
-    /// Sessions opened (1 + reconnects).
-    pub sessions: u64,
-    /// Events resent after a reconnect.
-    pub resent: u64,
-}
-
 /// Why a send did not happen; the event is handed back.
 #[derive(Debug, thiserror::Error)]
 pub enum TrySendError {
@@ -81,61 +65,7 @@ pub enum TrySendError {
     Failed(Event, ClientError),
 }
 
-#[derive(Default)]
-struct State {
-    producer_id: u64,
-    /// Credit of the current session not yet spent.
-    window: CreditWindow,
-    /// The next sequence number to assign.
-    next_seq: u64,
-    /// Unconfirmed events from an earlier session, waiting for credit to be resent.
-    resend: VecDeque<WireEvent>,
-    /// Paid for, not yet written.
-    to_send: VecDeque<WireEvent>,
-    /// Written, not yet confirmed.
-    inflight: VecDeque<WireEvent>,
-    stats: ProducerStats,
-    /// When the current wait (for credit, or for deliveries) began.
-    waiting_since: Option<Instant>,
-    /// The handle asked the driver to stop once everything is confirmed.
-    closing: bool,
-    /// A failure the producer cannot recover from.
-    failed: Option<ClientError>,
-    send_waker: Option<Waker>,
-    flush_waker: Option<Waker>,
-}
-
-impl State {
-    fn wake_senders(&mut self) {
-        if let Some(w) = self.send_waker.take() {
-            w.wake();
-        }
-        if let Some(w) = self.flush_waker.take() {
-            w.wake();
-        }
-    }
-
-    /// Pays for resends first, in order, from the session's credit.
-    fn pay_resends(&mut self) {
-        while let Some(front) = self.resend.front() {
-            let bytes = front.credit_bytes();
-            if self.window.try_spend(1, bytes).is_err() {
-                self.window.block_on(bytes);
-                break;
-            }
-            if let Some(e) = self.resend.pop_front() {
-                self.stats.resent += 1;
-                self.to_send.push_back(e);
-            }
-        }
-    }
-
-    fn unconfirmed(&self) -> usize {
-        self.resend.len() + self.to_send.len() + self.inflight.len()
-    }
-}
-
-type Shared = session::Shared<State>;
+type Shared = driver::Shared<ProducerSession>;
 
 /// Publishes events to one topic of a broker.
 ///
@@ -175,16 +105,12 @@ impl Producer {
             addr: config.addr.clone(),
             tls: config.tls.clone(),
         };
-        let session = session::open(&dial, &hello).await?;
-        let shared = Arc::new(Shared::new(State {
-            producer_id,
-            next_seq: 1,
-            ..State::default()
-        }));
-        start_session(&shared, &session);
+        let shared = Arc::new(Shared::new(ProducerSession::new(hello, now())));
+        let conn = driver::open(&shared, &dial, config.max_frame).await?;
         let driver = {
             let shared = Arc::clone(&shared);
-            tokio::spawn(async move { session::drive(&*shared, &dial, &hello, session).await })
+            let max_frame = config.max_frame;
+            tokio::spawn(async move { driver::drive(&*shared, &dial, max_frame, conn).await })
         };
         Ok(Producer {
             shared,
@@ -195,7 +121,7 @@ impl Producer {
 
     /// This instance's producer id.
     pub fn producer_id(&self) -> u64 {
-        self.shared.lock().producer_id
+        self.shared.lock().session.producer_id()
     }
 
     /// Sends one event; the producer assigns its id (this producer, next sequence number) and,
@@ -207,7 +133,7 @@ impl Producer {
     pub async fn send(&mut self, event: Event) -> Result<EventId, ClientError> {
         let bytes = event.size_bytes();
         poll_fn(|cx| self.poll_credit(cx, bytes)).await?;
-        Ok(self.enqueue(event))
+        self.enqueue(event).map_err(|_| ClientError::Closed)
     }
 
     /// Sends a payload as a new event (no key, created now).
@@ -223,17 +149,10 @@ impl Producer {
 
     /// Sends one event if credit allows it now; never waits.
     pub fn try_send(&mut self, event: Event) -> Result<EventId, TrySendError> {
-        let bytes = event.size_bytes();
-        let state = self.shared.lock();
-        if let Some(e) = &state.failed {
-            let e = e.duplicate();
+        if let Some(e) = self.failure() {
             return Err(TrySendError::Failed(event, e));
         }
-        if !state.resend.is_empty() || !state.window.admits(bytes) {
-            return Err(TrySendError::NoCredit(event));
-        }
-        drop(state);
-        Ok(self.enqueue(event))
+        self.enqueue(event).map_err(TrySendError::NoCredit)
     }
 
     /// Waits until the broker confirmed everything sent so far.
@@ -247,7 +166,7 @@ impl Producer {
             self.send(event).await?;
         }
         self.flush().await?;
-        self.shared.lock().closing = true;
+        self.shared.lock().session.close();
         self.shared.driver.notify_one();
         if let Some(driver) = self.driver.take() {
             let _ = driver.await;
@@ -257,12 +176,12 @@ impl Producer {
 
     /// Credit available now.
     pub fn credit(&self) -> Credit {
-        self.shared.lock().window.available()
+        self.shared.lock().session.credit()
     }
 
     /// Events sent but not yet confirmed.
     pub fn unconfirmed(&self) -> usize {
-        self.shared.lock().unconfirmed()
+        self.shared.lock().session.unconfirmed()
     }
 
     /// What this producer has done so far (a wait in progress included).
@@ -278,25 +197,29 @@ impl Producer {
         }
     }
 
+    /// The failure the producer cannot recover from, if any.
+    fn failure(&self) -> Option<ClientError> {
+        let inner = self.shared.lock();
+        match &inner.failed {
+            Some(e) => Some(e.duplicate()),
+            None if inner.stopped => Some(ClientError::Closed),
+            None => None,
+        }
+    }
+
     /// Ready when one event of `bytes` is covered by credit (and no resend is ahead of it).
     fn poll_credit(&mut self, cx: &mut Context<'_>, bytes: u64) -> Poll<Result<(), ClientError>> {
-        let mut state = self.shared.lock();
-        if let Some(e) = &state.failed {
-            return Poll::Ready(Err(e.duplicate()));
+        if let Some(e) = self.failure() {
+            return Poll::Ready(Err(e));
         }
-        if state.resend.is_empty() && state.window.admits(bytes) {
-            if let Some(since) = state.waiting_since.take() {
-                state.stats.waited += since.elapsed();
-            }
+        let mut inner = self.shared.lock();
+        if inner.session.admits(bytes) {
+            inner.stop_waiting();
             return Poll::Ready(Ok(()));
         }
-        state.waiting_since.get_or_insert_with(Instant::now);
-        state.send_waker = Some(cx.waker().clone());
-        if state.resend.is_empty() {
-            state.window.block_on(bytes);
-        }
-        let tell = state.window.notice_due();
-        drop(state);
+        inner.park(cx.waker());
+        let tell = inner.session.wait_for(bytes);
+        drop(inner);
         if tell {
             self.shared.driver.notify_one();
         }
@@ -304,39 +227,25 @@ impl Producer {
     }
 
     fn poll_confirmed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        let mut state = self.shared.lock();
-        if let Some(e) = &state.failed {
-            return Poll::Ready(Err(e.duplicate()));
+        if let Some(e) = self.failure() {
+            return Poll::Ready(Err(e));
         }
-        if state.unconfirmed() == 0 {
+        let mut inner = self.shared.lock();
+        if inner.session.unconfirmed() == 0 {
             return Poll::Ready(Ok(()));
         }
-        state.flush_waker = Some(cx.waker().clone());
+        inner.park(cx.waker());
         Poll::Pending
     }
 
-    /// Pays for and queues an event the caller checked is covered.
-    fn enqueue(&mut self, event: Event) -> EventId {
-        let mut state = self.shared.lock();
-        let id = EventId::new(state.producer_id, state.next_seq);
-        state.next_seq += 1;
-        let created_us = if event.created_us == 0 {
-            session::unix_now_us()
-        } else {
-            event.created_us
-        };
-        let wire = WireEvent::from_owned(Event {
-            id,
-            created_us,
-            ..event
-        });
-        // Cannot fail: the caller saw the window admit this size under the same rules.
-        let _ = state.window.try_spend(1, wire.credit_bytes());
-        state.to_send.push_back(wire);
-        state.stats.sent += 1;
-        drop(state);
+    /// Stamps, numbers and pays for an event; hands it back when credit does not cover it.
+    fn enqueue(&mut self, mut event: Event) -> Result<EventId, Event> {
+        if event.created_us == 0 {
+            event.created_us = unix_now_us();
+        }
+        let id = self.shared.lock().session.send(event)?;
         self.shared.driver.notify_one();
-        id
+        Ok(id)
     }
 }
 
@@ -349,10 +258,11 @@ pub struct ProducerMonitor {
 impl ProducerMonitor {
     /// What the producer has done so far, a wait for credit in progress included.
     pub fn stats(&self) -> ProducerStats {
-        let state = self.shared.lock();
-        let mut stats = state.stats;
-        stats.waited = session::waited_so_far(stats.waited, state.waiting_since);
-        stats
+        let inner = self.shared.lock();
+        ProducerStats {
+            waited: inner.waited(),
+            ..inner.session.stats()
+        }
     }
 }
 
@@ -371,46 +281,49 @@ impl futures_sink::Sink<Event> for Producer {
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
         // A parked item goes first; then one event of any size needs at least one event of
         // credit, and its bytes are checked when it arrives.
-        if let Some(bytes) = self.parked.as_ref().map(Event::size_bytes) {
-            match self.poll_credit(cx, bytes) {
-                Poll::Ready(Ok(())) => {
-                    if let Some(event) = self.parked.take() {
-                        self.enqueue(event);
-                    }
-                }
-                other => return other,
-            }
+        match self.as_mut().poll_parked(cx) {
+            Poll::Ready(Ok(())) => self.poll_credit(cx, 0),
+            other => other,
         }
-        self.poll_credit(cx, 0)
     }
 
     fn start_send(mut self: Pin<&mut Self>, event: Event) -> Result<(), ClientError> {
-        let bytes = event.size_bytes();
-        if self.shared.lock().window.admits(bytes) {
-            self.enqueue(event);
-        } else {
+        if let Err(event) = self.enqueue(event) {
             self.parked = Some(event);
         }
         Ok(())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        if let Some(bytes) = self.parked.as_ref().map(Event::size_bytes) {
-            match self.poll_credit(cx, bytes) {
-                Poll::Ready(Ok(())) => {
-                    if let Some(event) = self.parked.take() {
-                        self.enqueue(event);
-                    }
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        match self.as_mut().poll_parked(cx) {
+            Poll::Ready(Ok(())) => self.poll_confirmed(cx),
+            other => other,
         }
-        self.poll_confirmed(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
         self.poll_flush(cx)
+    }
+}
+
+impl Producer {
+    /// Sends the item `start_send` parked, once credit covers it.
+    fn poll_parked(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        let this = self.get_mut();
+        let Some(bytes) = this.parked.as_ref().map(Event::size_bytes) else {
+            return Poll::Ready(Ok(()));
+        };
+        match this.poll_credit(cx, bytes) {
+            Poll::Ready(Ok(())) => {
+                if let Some(event) = this.parked.take()
+                    && let Err(event) = this.enqueue(event)
+                {
+                    this.parked = Some(event);
+                }
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
     }
 }
 
@@ -419,157 +332,7 @@ impl futures_sink::Sink<Event> for Producer {
 fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(session::unix_now_us());
+    h.write_u64(unix_now_us());
     h.write_u32(std::process::id());
     h.finish().max(1)
-}
-
-/// Resets per-session state after a `WELCOME`: everything unconfirmed is resent in order,
-/// except what the broker says it already holds.
-fn start_session(shared: &Shared, session: &Session) {
-    let mut state = shared.lock();
-    let held = session.welcome.resume_seq;
-    state.window = CreditWindow::new();
-    let mut pending: VecDeque<WireEvent> = state.inflight.drain(..).collect();
-    pending.extend(state.to_send.drain(..));
-    pending.extend(state.resend.drain(..));
-    pending.retain(|e| e.id.seq > held);
-    state.resend = pending;
-    state.next_seq = state.next_seq.max(held + 1);
-    state.stats.confirmed_seq = state.stats.confirmed_seq.max(held);
-    state.stats.sessions += 1;
-    state.wake_senders();
-}
-
-impl session::Driven for Shared {
-    fn on_session(&self, s: &Session) {
-        start_session(self, s);
-    }
-
-    async fn run(&self, s: Session) -> Result<(), ClientError> {
-        run_session(self, s).await
-    }
-
-    fn closing(&self) -> bool {
-        // A closing producer still reconnects: close() waits for every confirm.
-        false
-    }
-
-    fn fail(&self, e: ClientError) {
-        let mut state = self.lock();
-        state.failed = Some(e);
-        state.wake_senders();
-    }
-}
-
-/// Serves one session until it breaks (`Err`) or the producer closes (`Ok`).
-async fn run_session(shared: &Shared, mut s: Session) -> Result<(), ClientError> {
-    let heartbeat_every = session::heartbeat_every(s.welcome.idle_timeout_ms);
-    let broker_silence = Duration::from_millis(u64::from(s.welcome.idle_timeout_ms));
-    // Batches stay well under the broker's frame limit.
-    let max_body = (s.welcome.max_frame as usize).saturating_sub(64);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut last_write = Instant::now();
-    loop {
-        let notified = shared.driver.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let closing = {
-            let mut state = shared.lock();
-            let mut batch = Vec::new();
-            let mut size = 4;
-            while let Some(front) = state.to_send.front() {
-                let len = front.encoded_len();
-                if !batch.is_empty() && size + len > max_body {
-                    break;
-                }
-                size += len;
-                if let Some(e) = state.to_send.pop_front() {
-                    batch.push(e);
-                }
-            }
-            if !batch.is_empty() {
-                state.inflight.extend(batch.iter().cloned());
-                encode(&Frame::Publish(Publish { events: batch }), &mut buf);
-            }
-            // After the publishes that spent credit, so the broker counts what is handed back
-            // against what is left.
-            if let Some((returned, need_bytes)) = state.window.poll_blocked() {
-                encode(
-                    &Frame::Blocked(Blocked {
-                        returned,
-                        need_bytes,
-                    }),
-                    &mut buf,
-                );
-            }
-            state.closing && state.unconfirmed() == 0
-        };
-        if closing {
-            let _ = s.writer.shutdown().await;
-            return Ok(());
-        }
-        if !buf.is_empty() {
-            s.writer.write_all(&buf).await.map_err(ClientError::Io)?;
-            buf.clear();
-            last_write = Instant::now();
-            // More may be waiting beyond one frame's worth.
-            continue;
-        }
-        let heartbeat_at = last_write + heartbeat_every;
-        let waited = session::wait(
-            &mut s.reader,
-            notified.as_mut(),
-            heartbeat_at,
-            broker_silence,
-            &mut buf,
-        );
-        if let Some(frame) = waited.await? {
-            handle_frame(shared, frame)?;
-        }
-    }
-}
-
-fn handle_frame(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
-    let mut state = shared.lock();
-    match frame {
-        Frame::Credit(g) => {
-            // A grant of nothing would be the broker's bug; ignore it rather than fail.
-            let _ = state.window.grant(g.credit);
-            state.pay_resends();
-            state.wake_senders();
-            drop(state);
-            shared.driver.notify_one();
-        }
-        Frame::Confirm(c) => {
-            while state
-                .inflight
-                .front()
-                .is_some_and(|e| e.id.seq <= c.up_to_seq)
-            {
-                state.inflight.pop_front();
-            }
-            state.stats.confirmed_seq = state.stats.confirmed_seq.max(c.up_to_seq);
-            if let Some(w) = state.flush_waker.take() {
-                w.wake();
-            }
-            drop(state);
-            // A close may be waiting for this confirm.
-            shared.driver.notify_one();
-        }
-        Frame::Heartbeat(_) => {}
-        Frame::Error(e) => {
-            return Err(ClientError::Refused {
-                code: e.code,
-                message: e.message,
-            });
-        }
-        other => {
-            return Err(ClientError::Protocol(format!(
-                "{} is not valid for a producer",
-                other.frame_type().name()
-            )));
-        }
-    }
-    Ok(())
 }
