@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use flowgate_core::{StageSplit, TopicStats};
 use flowgate_proto::ErrorCode;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -101,7 +101,7 @@ impl Broker {
             truncated_bytes: recovered.iter().map(|t| t.truncated_bytes).sum(),
             took: started.elapsed(),
         };
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         let local_addr = listener.local_addr()?;
         let persistent = storage.capacity().is_some();
         let shared = Arc::new(Shared {
@@ -154,6 +154,26 @@ impl Broker {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
     }
+}
+
+/// Connections the kernel may complete before the broker accepts them. When clients reconnect
+/// all at once (after a broker restart, say), connections beyond the queue have their SYN
+/// dropped and retry only after a second or more; tokio's default of 1,024 is below a few
+/// thousand clients. Linux caps it at `net.core.somaxconn` (4,096 by default since 5.4).
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listener on `addr` with room for a storm of connects.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted broker can bind its port while old
+    // connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Reads a running broker's counters; cheap to clone.

@@ -20,6 +20,8 @@ use common::{BrokerProc, Dice, finish, get_json, json, spawn};
 
 const HANDSHAKE: Duration = Duration::from_secs(2);
 const IDLE: Duration = Duration::from_secs(3);
+/// How long the healthy producer runs in the hostile-peers test.
+const HEALTHY_RUN: Duration = Duration::from_secs(16);
 
 fn frame(f: &Frame) -> Vec<u8> {
     let mut buf = BytesMut::new();
@@ -100,8 +102,10 @@ fn hostile_peers_do_not_hurt_a_healthy_pipeline() {
     let healthy_consumer = spawn(&format!(
         "consume --broker {addr} --topic healthy --group g --sink null --idle-exit 3s"
     ));
+    let healthy_started = Instant::now();
     let healthy_producer = spawn(&format!(
-        "produce --broker {addr} --topic healthy --rate 20000 --duration 16s"
+        "produce --broker {addr} --topic healthy --rate 20000 --duration {}s",
+        HEALTHY_RUN.as_secs()
     ));
     // Something for the non-reader to be sent: 8 KiB events on its own topic, a full topic
     // (2,000 events, 16 MiB) being more than loopback's socket buffers hold.
@@ -181,6 +185,14 @@ fn hostile_peers_do_not_hurt_a_healthy_pipeline() {
     let idle_open_took = idle_opened.elapsed();
 
     let under_attack = rate(&metrics, Duration::from_secs(6));
+    // A rate measured past the healthy producer's end would read low for no fault of the
+    // broker's: the window must have fallen inside its run (it did not when a connect storm
+    // overflowed the listen queue and connects waited a second per retry).
+    let window_end = healthy_started.elapsed();
+    assert!(
+        window_end < HEALTHY_RUN,
+        "the attack window ended {window_end:?} into a {HEALTHY_RUN:?} run"
+    );
 
     // Every idle connection was refused at its handshake deadline: by now each has its ERROR
     // and end of stream waiting.
