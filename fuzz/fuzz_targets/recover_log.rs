@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flowgate_storage::sim::SimFs;
-use flowgate_storage::{Fs, FsFile, Log, LogOptions};
+use flowgate_storage::{Fs, Log, LogOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     file.write_all(data).unwrap();
     file.sync().unwrap();
     fs.sync_dir(dir).unwrap();
-    let options = LogOptions { segment_bytes: 1 << 16 };
+    let options = LogOptions {
+        segment_bytes: 1 << 16,
+        ..LogOptions::default()
+    };
     let (_log, first) = Log::open(Arc::new(fs.clone()), dir, options).expect("content never fails recovery");
     let (_log, second) = Log::open(Arc::new(fs), dir, options).unwrap();
     assert_eq!(second.corrupt_records, 0);
