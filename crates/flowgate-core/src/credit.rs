@@ -369,12 +369,33 @@ impl Demand {
         if !(low_events || low_bytes) {
             return None;
         }
-        let request = self.target.saturating_sub(self.outstanding);
+        self.request_up_to_target()
+    }
+
+    /// Asks for what is missing up to the target. Never for zero events: a request must
+    /// carry at least one (`request(0)` is a protocol error). When the events are all
+    /// outstanding already (a target lowered below them) but bytes are short, it asks for one
+    /// event more with the bytes: waiting instead could wait forever, for an item larger
+    /// than the bytes outstanding. Each such request follows a delivery, so outstanding
+    /// events never grow by it.
+    fn request_up_to_target(&mut self) -> Option<Credit> {
+        let mut request = self.target.saturating_sub(self.outstanding);
         if request.is_zero() {
             return None;
         }
+        request.events = request.events.max(1);
         self.outstanding = self.outstanding.saturating_add(request);
         Some(request)
+    }
+
+    /// The request to send when the receiver holds nothing it was sent: everything up to the
+    /// target, whatever the refill threshold says. Without it a receiver whose outstanding
+    /// bytes sit above the threshold but below the size of the sender's next item would wait
+    /// for that item forever: the sender may not send it, and the receiver does not ask.
+    /// (Found by the simulator, `flowgate-sim`.)
+    #[must_use = "a request that is not sent leaves the sender without credit"]
+    pub fn poll_top_up(&mut self) -> Option<Credit> {
+        self.request_up_to_target()
     }
 
     /// Records a delivery. Receiving more than was asked for is a protocol violation by the
@@ -395,6 +416,38 @@ impl Demand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_with_nothing_in_hand_tops_up_although_above_the_refill_threshold() {
+        let mut d = Demand::new(Credit::new(100, 1000), REFILL_AT_HALF).unwrap();
+        assert_eq!(d.poll_request(), Some(Credit::new(100, 1000)));
+        d.on_delivered(1, 400).unwrap();
+        // 600 bytes outstanding: above half, so no refill; a 900-byte item could never come.
+        assert_eq!(d.poll_request(), None);
+        assert_eq!(d.poll_top_up(), Some(Credit::new(1, 400)));
+        assert_eq!(d.outstanding(), Credit::new(100, 1000));
+        assert_eq!(d.poll_top_up(), None, "nothing more once at the target");
+    }
+
+    #[test]
+    fn a_request_never_carries_zero_events() {
+        let mut d = Demand::new(Credit::new(100, 1000), REFILL_AT_HALF).unwrap();
+        let _ = d.poll_request();
+        d.on_delivered(10, 900).unwrap();
+        // An adaptive limit lowers the events target below what is outstanding: bytes are
+        // short, but a request of 0 events would be refused by the broker.
+        d.set_target(Credit::new(20, 1000)).unwrap();
+        assert_eq!(
+            d.poll_request(),
+            Some(Credit::new(1, 900)),
+            "one event, with the bytes"
+        );
+        assert_eq!(d.outstanding(), Credit::new(91, 1000));
+        assert_eq!(d.poll_top_up(), None, "bytes at the target: nothing to ask");
+        d.on_delivered(80, 50).unwrap();
+        assert_eq!(d.poll_request(), None, "above half in both");
+        assert_eq!(d.poll_top_up(), Some(Credit::new(9, 50)));
+    }
 
     #[test]
     fn a_blocked_sender_tells_once_per_grant_and_hands_back_everything() {

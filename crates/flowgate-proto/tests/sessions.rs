@@ -370,3 +370,24 @@ fn frames_outside_a_role_s_matrix_are_refused() {
         "PUBLISH is not valid from a Consumer after the handshake"
     );
 }
+
+#[test]
+fn a_consumer_with_nothing_in_hand_asks_for_its_whole_prefetch_so_a_big_event_can_come() {
+    // Prefetch 10,000 bytes. After a 4,000-byte event, 6,000 bytes stay outstanding: above
+    // the refill-at-half point, below the next event's 9,064. Before the top-up rule the
+    // consumer never asked again and the broker could never deliver it (found by flowgate-sim,
+    // seed 44).
+    let mut w = World::new(Credit::new(100, 64 << 20), limits());
+    w.add_producer(7, MIB);
+    w.add_consumer(Credit::new(100, 10_000), MIB);
+    w.connect_producer(0);
+    w.connect_consumer(0);
+    w.run();
+    assert!(w.producers[0].session.send(event(3_936)).is_ok());
+    assert!(w.producers[0].session.send(event(9_000)).is_ok());
+    w.run();
+    assert_eq!(take_and_ack(&mut w), [1]);
+    assert_eq!(take_and_ack(&mut w), [2], "the big event came");
+    let requests = w.sent_up(w.consumers[0].conn.unwrap());
+    assert_eq!(requests.iter().filter(|f| **f == "REQUEST").count(), 3);
+}

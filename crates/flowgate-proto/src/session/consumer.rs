@@ -176,7 +176,8 @@ impl ConsumerSession {
     }
 
     /// The next frame to send: `HELLO` or a heartbeat, then acks, nacks, and a `REQUEST` when
-    /// demand has fallen to the refill point (none once closing).
+    /// demand has fallen to the refill point, or is below the prefetch at all while the inbox
+    /// is empty (none once closing).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
         if let Some(frame) = self.link.poll_transmit(now) {
             return Some(frame);
@@ -195,9 +196,14 @@ impl ConsumerSession {
         } else if self.closing {
             return None;
         } else {
-            Frame::Request(Request {
-                credit: self.demand.poll_request()?,
-            })
+            // With nothing in hand, ask for the whole prefetch: the broker's next event may be
+            // larger than what is outstanding, though that is above the refill threshold.
+            let credit = match self.demand.poll_request() {
+                Some(credit) => credit,
+                None if self.inbox.is_empty() => self.demand.poll_top_up()?,
+                None => return None,
+            };
+            Frame::Request(Request { credit })
         };
         self.link.sent(now);
         Some(frame)

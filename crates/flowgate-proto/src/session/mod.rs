@@ -8,6 +8,7 @@
 //! | [`ProducerSession`] | client | sequence numbers, credit, batch packing to the broker's frame limit, the resend queue and its trimming on confirm, `BLOCKED` notices |
 //! | [`ConsumerSession`] | client | demand (core's [`Demand`](flowgate_core::Demand)), the inbox, acks and nacks and which session they belong to |
 //! | [`ServerSession`] | broker | the `HELLO` checks, which frames each role may send, the producer-id rule, the handshake and idle deadlines |
+//! | [`memory`] | broker | what an in-memory topic does with a server session's inputs, as frames (for the harness and the simulator) |
 //!
 //! Both client sessions live across connections: a lost connection is reported with
 //! `connection_lost(now)`, which says when to dial again (the reconnect backoff), and the next
@@ -20,6 +21,7 @@
 
 mod consumer;
 mod link;
+pub mod memory;
 mod producer;
 mod server;
 

@@ -240,6 +240,17 @@ impl ProducerSession {
         self.resend.len() + self.to_send.len() + self.inflight.len()
     }
 
+    /// The bytes (credit cost) of the events sent but not yet confirmed: what the producer
+    /// holds in memory for a resend.
+    pub fn unconfirmed_bytes(&self) -> u64 {
+        let all = self
+            .resend
+            .iter()
+            .chain(&self.to_send)
+            .chain(&self.inflight);
+        all.map(WireEvent::credit_bytes).sum()
+    }
+
     /// Credit available now.
     pub fn credit(&self) -> Credit {
         self.window.available()

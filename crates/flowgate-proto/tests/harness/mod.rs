@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use flowgate_core::{Action, ConnId, Credit, Topic};
-use flowgate_proto::session::{Input, ServerLimits, heartbeat_every};
+use flowgate_core::{ConnId, Credit, Topic};
+use flowgate_proto::session::{Input, ServerLimits, heartbeat_every, memory};
 use flowgate_proto::{
-    Confirm, ConsumerSession, Deliver, DeliveredEvent, ErrorCode, ErrorFrame, Frame, FrameDecoder,
-    Grant, Heartbeat, Hello, ProducerSession, Role, ServerSession, SessionError, WireEvent, encode,
+    ConsumerSession, ErrorCode, ErrorFrame, Frame, FrameDecoder, Heartbeat, Hello, ProducerSession,
+    Role, ServerSession, SessionError, WireEvent, encode,
 };
 
 /// One direction of a connection: bytes written, not yet read.
@@ -337,63 +337,19 @@ impl World {
 
     /// What the broker does with an input: the topic decides.
     fn apply(&mut self, conn: ConnId, input: Input) {
-        let result = match input {
-            Input::Hello(hello) => {
-                let server = self.conns.get_mut(&conn).expect("conn");
-                server.role = Some(hello.role);
-                let resume = match hello.role {
-                    Role::Producer => self.topic.attach_producer(conn, hello.producer_id),
-                    Role::Consumer => {
-                        self.topic.attach_consumer(conn);
-                        0
-                    }
-                };
-                let welcome = server.session.welcome(resume);
-                self.write_down(conn, Frame::Welcome(welcome));
-                Ok(())
-            }
-            Input::Publish(events) => {
-                let batch = events
-                    .into_iter()
-                    .map(|e| {
-                        let bytes = e.credit_bytes();
-                        (e.id.seq, e, bytes)
-                    })
-                    .collect();
-                self.topic.publish(conn, batch).map(|out| {
-                    self.write_down(
-                        conn,
-                        Frame::Confirm(Confirm {
-                            up_to_seq: out.confirm_up_to,
-                        }),
-                    );
-                })
-            }
-            Input::Blocked(b) => self.topic.blocked(conn, b.returned, b.need_bytes),
-            Input::Request(credit) => self.topic.request(conn, credit),
-            Input::Ack(items) => {
-                for s in items {
-                    if let Err(e) = self.topic.ack(conn, s.delivery_id, s.attempt) {
-                        let code = ErrorCode::of_topic_error(&e);
-                        self.write_down(conn, error(code, e.to_string()));
-                    }
-                }
-                Ok(())
-            }
-            Input::Nack(items) => {
-                for s in items {
-                    if let Err(e) = self.topic.nack(conn, s.delivery_id, s.attempt) {
-                        let code = ErrorCode::of_topic_error(&e);
-                        self.write_down(conn, error(code, e.to_string()));
-                    }
-                }
-                Ok(())
-            }
-            Input::Leave => {
-                self.detach(conn);
-                Ok(())
-            }
-        };
+        let server = self.conns.get_mut(&conn).expect("conn");
+        if let Input::Hello(hello) = &input {
+            server.role = Some(hello.role);
+        }
+        if input == Input::Leave {
+            self.detach(conn);
+            return;
+        }
+        let mut out = Vec::new();
+        let result = memory::apply(&mut self.topic, &server.session, conn, input, &mut out);
+        for (to, frame) in out {
+            self.write_down(to, frame);
+        }
         if let Err(e) = result {
             self.refuse(conn, ErrorCode::of_topic_error(&e), e.to_string());
         }
@@ -401,29 +357,11 @@ impl World {
 
     /// Sends the topic's grants and deliveries.
     fn route_actions(&mut self) -> bool {
-        let actions = self.topic.poll_actions();
-        let moved = !actions.is_empty();
-        for action in actions {
-            match action {
-                Action::Grant { producer, credit } => {
-                    self.write_down(producer, Frame::Credit(Grant { credit }));
-                }
-                Action::Deliver {
-                    consumer,
-                    deliveries,
-                } => {
-                    let deliveries = deliveries
-                        .into_iter()
-                        .map(|d| DeliveredEvent {
-                            delivery_id: d.delivery_id,
-                            attempt: d.attempt,
-                            event: d.item,
-                        })
-                        .collect();
-                    self.write_down(consumer, Frame::Deliver(Deliver { deliveries }));
-                }
-                Action::Load { .. } => panic!("no spill in memory"),
-            }
+        let mut out = Vec::new();
+        memory::route(&mut self.topic, &mut out);
+        let moved = !out.is_empty();
+        for (to, frame) in out {
+            self.write_down(to, frame);
         }
         moved
     }

@@ -1,0 +1,164 @@
+//! The invariants, checked after every step of a run and once at its end, each named in the
+//! failure it reports:
+//!
+//! - **cap**: the topic never holds more than its capacity, in events or bytes;
+//! - **credit**: what the topic holds plus the credit it counts as granted never exceeds its
+//!   capacity, and the credit producers hold plus what is in flight never exceeds what the
+//!   topic counts as granted (nobody spends credit twice, nothing is granted twice);
+//! - **liveness**: whenever nothing is in flight and no commit is running, no producer waits
+//!   for an event that the topic has room for;
+//! - **ledger** (at the end): every producer's every event was confirmed, accepted once,
+//!   acked, and committed as a row; no row the producers did not send;
+//! - **drain** (at the end): the run finished before its deadline.
+
+use std::fmt;
+
+use crate::world::World;
+
+/// A broken invariant, with where and when.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The run's seed: `cargo test -p flowgate-sim --test seeds -- --seed N` replays it.
+    pub seed: u64,
+    /// The step it was found at.
+    pub step: u64,
+    /// Virtual time then.
+    pub at_ns: u64,
+    /// The invariant's name.
+    pub rule: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} broke {} at step {} ({:.3} s virtual): {}\n  replay: cargo test -p flowgate-sim --test seeds -- --seed {}",
+            self.seed,
+            self.rule,
+            self.step,
+            self.at_ns as f64 / 1e9,
+            self.detail,
+            self.seed
+        )
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Virtual time from each connect to the producer's first grant (ns).
+    pub first_grant_ns: Vec<u64>,
+    /// Ack rejections the broker sent (not fatal).
+    pub notices: u64,
+    /// The most bytes held by the topic and the producers' unconfirmed events at once.
+    pub peak_memory_bytes: u64,
+}
+
+impl World {
+    /// The invariants that hold after every step. Those on the topic's totals run every
+    /// step; those that look at every producer and connection every `heavy_every` steps and
+    /// whenever nothing is in flight.
+    pub(crate) fn check_step(&mut self) -> Result<(), crate::Violation> {
+        let cap = self.scenario.capacity;
+        let s = self.topic.stats();
+        let held_events = s.ready + s.unacked;
+        let held_bytes = s.ready_bytes + s.unacked_bytes;
+        if held_events > cap.events || held_bytes > cap.bytes {
+            return Err(self.violation(
+                "cap",
+                format!("holds {held_events} events / {held_bytes} bytes; capacity {cap}"),
+            ));
+        }
+        let granted = s.producer_credit;
+        if held_events + granted.events > cap.events || held_bytes + granted.bytes > cap.bytes {
+            return Err(self.violation(
+                "credit",
+                format!(
+                    "holds {held_events} events / {held_bytes} bytes and counts {granted} granted; capacity {cap}"
+                ),
+            ));
+        }
+        let quiet = self.frames_inflight == 0 && self.commits_pending == 0;
+        if !quiet && !self.steps.is_multiple_of(self.scenario.heavy_every) {
+            return Ok(());
+        }
+        let holding = self.credit_outside();
+        if holding.events > granted.events || holding.bytes > granted.bytes {
+            return Err(self.violation(
+                "credit",
+                format!(
+                    "producers and frames in flight hold {holding}; the topic counts {granted} granted"
+                ),
+            ));
+        }
+        let unconfirmed: u64 = self
+            .producers
+            .iter()
+            .map(|p| p.session.unconfirmed_bytes())
+            .sum();
+        self.report.peak_memory_bytes = self.report.peak_memory_bytes.max(held_bytes + unconfirmed);
+        if quiet {
+            let room_events = cap.events - held_events - granted.events;
+            let room_bytes = cap.bytes - held_bytes - granted.bytes;
+            for (i, p) in self.producers.iter().enumerate() {
+                let Some(event) = &p.pending else { continue };
+                let need = event.size_bytes();
+                if p.session.is_connected()
+                    && !p.session.admits(need)
+                    && room_events >= 1
+                    && room_bytes >= need
+                {
+                    return Err(self.violation(
+                        "liveness",
+                        format!(
+                            "producer {i} waits to send {need} bytes with nothing in flight while the topic has room for {room_events} events / {room_bytes} bytes"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The invariants of a finished run.
+    pub(crate) fn check_end(&self) -> Result<(), crate::Violation> {
+        let s = self.topic.stats();
+        for (i, p) in self.producers.iter().enumerate() {
+            let plan = &self.scenario.producers[i];
+            let confirmed = p.session.stats().confirmed_seq;
+            let short = plan.stop_ns.is_none() && p.sent != plan.events;
+            if short || confirmed != p.sent {
+                return Err(self.violation(
+                    "drain",
+                    format!(
+                        "producer {i} sent {} of {}, {confirmed} confirmed, when the run ended (topic: {} ready, {} unacked, {} granted)",
+                        p.sent, plan.events, s.ready, s.unacked, s.producer_credit
+                    ),
+                ));
+            }
+            for seq in 1..=p.sent {
+                if !self.rows.contains_key(&(i as u64 + 1, seq)) {
+                    return Err(self.violation(
+                        "ledger",
+                        format!("producer {i} event {seq} confirmed but never committed"),
+                    ));
+                }
+            }
+        }
+        let total: u64 = self.producers.iter().map(|p| p.sent).sum();
+        if self.rows.len() as u64 != total || s.accepted != total || s.acked != total {
+            return Err(self.violation(
+                "ledger",
+                format!(
+                    "{total} events sent, {} rows, {} accepted, {} acked",
+                    self.rows.len(),
+                    s.accepted,
+                    s.acked
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
