@@ -55,6 +55,9 @@ pub struct Scenario {
     /// Run the checks that look at every producer and connection every this many steps (and
     /// whenever nothing is in flight); the checks on the topic's totals run every step.
     pub heavy_every: u64,
+    /// Consumers change their prefetch now and then after a commit, as an adaptive limit
+    /// does.
+    pub vary_prefetch: bool,
 }
 
 const MS: u64 = 1_000_000;
@@ -130,6 +133,7 @@ impl Scenario {
             cuts,
             deadline_ns: 600_000 * MS,
             heavy_every: 1,
+            vary_prefetch: true,
         }
     }
 
@@ -175,6 +179,7 @@ impl Scenario {
             // The checks that look at every producer run every 1,000 steps here, not every
             // step: with 100 producers a topic they would cost more than the run.
             heavy_every: 1_000,
+            vary_prefetch: false,
         }
     }
 }

@@ -255,7 +255,7 @@ impl World {
                 c.session.ack(batch.iter().map(|d| d.tag));
                 // Now and then a new prefetch, as an adaptive limit sets after a commit; never
                 // below the largest event, which could then never be delivered.
-                if self.rng.chance(0.2) {
+                if self.scenario.vary_prefetch && self.rng.chance(0.2) {
                     let cap = self.scenario.capacity.bytes;
                     let events = self.rng.range(1, 500);
                     let bytes = self.rng.range(cap, 4 * cap);

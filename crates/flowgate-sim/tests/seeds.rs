@@ -19,6 +19,10 @@ use std::time::Instant;
 ///   processes it showed as an extra session in `databases.rs`'s dead-letter test.
 const KEPT: &[u64] = &[31, 44, 71, 97, 111, 113, 127, 147, 164, 246, 0, 1, 2, 3, 4];
 
+/// The least share of its topic's mean events a backpressured producer may get in the
+/// scale run.
+const FAIR_FLOOR: f64 = 0.75;
+
 /// Seeds the CI run tries after the kept ones.
 const CI_SEEDS: u64 = 2_000;
 
@@ -149,6 +153,13 @@ fn scale(topics: u64, producers: u64, consumers: u64, seconds: u64) {
         pct(&first_grant_ms, 0.99),
         first_grant_ms[first_grant_ms.len() - 1],
         first_grant_ms.len()
+    );
+    // Every producer is backpressured the whole run, so each should get about its topic's
+    // mean; the stated floor is three quarters of it.
+    assert!(
+        shares[0] >= FAIR_FLOOR,
+        "fairness: a producer got {:.2} of its topic's mean share; the floor is {FAIR_FLOOR}",
+        shares[0]
     );
     println!(
         "peak modeled memory: topics held at most {:.1} MiB in all (each at most its 1 MiB cap), topics plus producers' unconfirmed events at most {:.1} MiB",

@@ -11,7 +11,7 @@ use clap::Args;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flowgate_client::{Producer, ProducerConfig, ProducerMonitor};
+use flowgate_client::{ClientError, Producer, ProducerConfig, ProducerMonitor};
 use flowgate_core::TokenBucket;
 use serde::Serialize;
 
@@ -151,6 +151,15 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
             args.topic, args.dial.broker
         )
     })?;
+    let largest = producer.largest_payload();
+    if args.from.is_none() && args.payload_size.0 > largest {
+        eprintln!(
+            "error: --payload-size {} ({} bytes) is larger than the largest event the broker at {} \
+             accepts: {largest} bytes of payload (one frame of its limit, less framing); nothing was sent",
+            args.payload_size, args.payload_size.0, args.dial.broker
+        );
+        return Ok(2);
+    }
     let pid = producer.producer_id();
     eprintln!(
         "producer {pid:016x} publishing to '{}' at {}",
@@ -181,12 +190,18 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         let reader = tokio::task::spawn_blocking(move || read_lines(&path, &tx));
         while let Some((line_no, line)) = rx.recv().await {
             match line {
-                Ok(payload) => {
-                    let id = producer.send_payload(payload).await?;
-                    if first_seq == 0 {
-                        first_seq = id.seq;
+                Ok(payload) => match producer.send_payload(payload).await {
+                    Ok(id) => {
+                        if first_seq == 0 {
+                            first_seq = id.seq;
+                        }
                     }
-                }
+                    Err(e @ ClientError::EventTooLarge { .. }) => {
+                        rejected_lines += 1;
+                        eprintln!("line {line_no}: {e}; skipped");
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 Err(why) => {
                     rejected_lines += 1;
                     eprintln!("line {line_no}: {why}; skipped");

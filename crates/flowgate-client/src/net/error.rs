@@ -29,6 +29,19 @@ pub enum ClientError {
     /// The handle was closed.
     #[error("closed")]
     Closed,
+    /// The event can never be sent: it is larger than one frame to this broker may carry.
+    /// Nothing was sent; the producer goes on.
+    #[error(
+        "event of {payload} payload bytes (and {key} key bytes) exceeds the largest this broker accepts: {largest} bytes"
+    )]
+    EventTooLarge {
+        /// Its payload's bytes.
+        payload: u64,
+        /// Its key's bytes.
+        key: u64,
+        /// The most payload plus key bytes one event may carry to this broker.
+        largest: u64,
+    },
 }
 
 impl ClientError {
@@ -52,6 +65,15 @@ impl ClientError {
             ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
             ClientError::Tls(m) => ClientError::Tls(m.clone()),
             ClientError::Closed => ClientError::Closed,
+            ClientError::EventTooLarge {
+                payload,
+                key,
+                largest,
+            } => ClientError::EventTooLarge {
+                payload: *payload,
+                key: *key,
+                largest: *largest,
+            },
         }
     }
 }

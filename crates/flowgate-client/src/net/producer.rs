@@ -131,6 +131,7 @@ impl Producer {
     /// Cancel safe: the event is taken only once it is paid for; dropping the future before
     /// that drops the event, and nothing is half-sent.
     pub async fn send(&mut self, event: Event) -> Result<EventId, ClientError> {
+        self.check_size(&event)?;
         let bytes = event.size_bytes();
         poll_fn(|cx| self.poll_credit(cx, bytes)).await?;
         self.enqueue(event).map_err(|_| ClientError::Closed)
@@ -150,6 +151,9 @@ impl Producer {
     /// Sends one event if credit allows it now; never waits.
     pub fn try_send(&mut self, event: Event) -> Result<EventId, TrySendError> {
         if let Some(e) = self.failure() {
+            return Err(TrySendError::Failed(event, e));
+        }
+        if let Err(e) = self.check_size(&event) {
             return Err(TrySendError::Failed(event, e));
         }
         self.enqueue(event).map_err(TrySendError::NoCredit)
@@ -195,6 +199,28 @@ impl Producer {
         ProducerMonitor {
             shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// The largest payload (with no key) an event may carry to this broker: one frame under
+    /// the frame limit the broker announced, less framing. Events beyond it are refused by
+    /// `send` with [`ClientError::EventTooLarge`] before anything is sent.
+    pub fn largest_payload(&self) -> u64 {
+        self.shared.lock().session.largest_payload().unwrap_or(0)
+    }
+
+    /// Refuses an event no frame to this broker can carry.
+    fn check_size(&self, event: &Event) -> Result<(), ClientError> {
+        let largest = self.largest_payload();
+        let payload = event.payload.len() as u64;
+        let key = event.key.as_ref().map_or(0, |k| k.len() as u64);
+        if payload + key > largest {
+            return Err(ClientError::EventTooLarge {
+                payload,
+                key,
+                largest,
+            });
+        }
+        Ok(())
     }
 
     /// The failure the producer cannot recover from, if any.
@@ -288,6 +314,7 @@ impl futures_sink::Sink<Event> for Producer {
     }
 
     fn start_send(mut self: Pin<&mut Self>, event: Event) -> Result<(), ClientError> {
+        self.check_size(&event)?;
         if let Err(event) = self.enqueue(event) {
             self.parked = Some(event);
         }

@@ -69,6 +69,8 @@ pub struct ProducerSession {
     /// The application asked to stop once everything is confirmed.
     closing: bool,
     events: VecDeque<ProducerEvent>,
+    /// From the last `WELCOME`: see [`ProducerSession::largest_payload`].
+    largest_payload: Option<u64>,
 }
 
 impl ProducerSession {
@@ -84,6 +86,7 @@ impl ProducerSession {
             stats: ProducerStats::default(),
             closing: false,
             events: VecDeque::new(),
+            largest_payload: None,
         }
     }
 
@@ -112,6 +115,10 @@ impl ProducerSession {
     /// Takes a frame from the broker.
     pub fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
         if let Some(welcome) = self.link.on_frame(now, &frame)? {
+            // A frame's length counts its type byte and body: here the batch's count and one
+            // event's fixed fields besides its payload.
+            let framing = (1 + 4 + WireEvent::MIN_ENCODED) as u64;
+            self.largest_payload = Some(u64::from(welcome.max_frame).saturating_sub(framing));
             self.welcomed(welcome.resume_seq);
             return Ok(());
         }
@@ -194,6 +201,13 @@ impl ProducerSession {
     /// credit covers it and no resend is ahead of it.
     pub fn admits(&self, bytes: u64) -> bool {
         self.resend.is_empty() && self.window.admits(bytes)
+    }
+
+    /// The largest payload (with no key) one event may carry to this broker: what fits one
+    /// `PUBLISH` frame under the frame limit its `WELCOME` announced, less the frame's header,
+    /// its count and the event's fixed fields. `None` before the first `WELCOME`.
+    pub fn largest_payload(&self) -> Option<u64> {
+        self.largest_payload
     }
 
     /// The application waits to send an event of `bytes`. Returns true when that makes a
