@@ -7,27 +7,25 @@
 //! unacked deliveries go back to the topic and its unused credit returns to the free space,
 //! so nobody else notices.
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::BytesMut;
-use flowgate_core::{ConnId, TopicError};
+use flowgate_core::ConnId;
 use flowgate_proto::io::{FrameReader, ReadError};
 use flowgate_proto::session::{Input, ServerLimits};
-use flowgate_proto::{ErrorCode, Frame, Role, ServerSession, WireEvent, encode};
-use tokio::io::AsyncWriteExt;
+use flowgate_proto::{ErrorCode, Frame, Role, ServerSession};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::inputs::{fatal_topic_error, notice_rejections, publish};
 use crate::outbox::Outbox;
 use crate::server::Shared;
 use crate::topics::TopicHandle;
-use crate::transport::{self, Accepted, ReadHalf, WriteHalf};
+use crate::transport::{self, Accepted, ReadHalf};
+use crate::writer::{refuse, write_loop};
 
 /// Why a session ended.
-enum End {
+pub(crate) enum End {
     /// The peer left, or the socket failed.
     Gone,
     /// The peer broke a rule; tell it which, then close.
@@ -215,147 +213,6 @@ async fn read_loop(
             }
             // The session yields HELLO once, before this loop.
             Input::Hello(_) => {}
-        }
-    }
-}
-
-/// Accepts a producer's batch into the topic and its store, and confirms it once the store
-/// says it is durable. The store is written under the topic's lock, before the events can be
-/// delivered, so an ack can never reach the log ahead of its event. The confirm waits in its
-/// own task, so the producer's next batch is read (and can join the same disk sync) meanwhile;
-/// confirms are cumulative and the log answers in order.
-fn publish(
-    shared: &Arc<Shared>,
-    topic: &TopicHandle,
-    outbox: &Arc<Outbox>,
-    conn: ConnId,
-    events: Vec<WireEvent>,
-) -> Result<(), End> {
-    let to_batch = |e: WireEvent| {
-        let bytes = e.credit_bytes();
-        (e.id.seq, e, bytes)
-    };
-    if shared.storage.capacity().is_none() {
-        let batch: Vec<_> = events.into_iter().map(to_batch).collect();
-        let out = topic
-            .apply(|t| t.topic.publish(conn, batch))
-            .map_err(|e| fatal_topic_error(&e))?;
-        outbox.confirm(out.confirm_up_to);
-        return Ok(());
-    }
-    let batch: Vec<_> = events.iter().cloned().map(to_batch).collect();
-    let (out, durable) = topic
-        .apply(|t| {
-            let out = t.topic.publish(conn, batch)?;
-            // The accepted events are the batch's last ones; the rest were duplicates.
-            let fresh = &events[events.len() - out.accepted as usize..];
-            let spilled = out.spilled as usize;
-            Ok((out, shared.storage.append(&topic.name, fresh, spilled)))
-        })
-        .map_err(|e| fatal_topic_error(&e))?;
-    let outbox = Arc::clone(outbox);
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        match durable.wait().await {
-            Ok(()) => outbox.confirm(out.confirm_up_to),
-            Err(e) => {
-                shared.count_error(ErrorCode::StorageFailed);
-                outbox.fail(
-                    ErrorCode::StorageFailed,
-                    format!("storage failed, batch not confirmed: {e}"),
-                );
-            }
-        }
-    });
-    Ok(())
-}
-
-fn notice_rejections(shared: &Shared, outbox: &Outbox, rejected: Vec<TopicError>) {
-    for e in rejected {
-        let code = ErrorCode::of_topic_error(&e);
-        shared.count_error(code);
-        outbox.notice(code, e.to_string());
-    }
-}
-
-fn fatal_topic_error(e: &TopicError) -> End {
-    End::Fatal(ErrorCode::of_topic_error(e), e.to_string())
-}
-
-/// Sends one `ERROR` and closes, for peers refused before a session exists.
-async fn refuse(shared: &Shared, mut wr: WriteHalf, code: ErrorCode, message: String) {
-    shared.count_error(code);
-    let mut buf = BytesMut::new();
-    encode(
-        &Frame::Error(flowgate_proto::ErrorFrame { code, message }),
-        &mut buf,
-    );
-    let write = async {
-        wr.write_all(&buf).await?;
-        wr.shutdown().await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
-}
-
-/// Writes the outbox to the socket until it is closed. A peer that stops reading cannot
-/// stall the broker: a write that makes no progress for the idle deadline ends the session.
-async fn write_loop(
-    mut wr: WriteHalf,
-    outbox: Arc<Outbox>,
-    first: Frame,
-    peer_max_frame: u32,
-    idle: Duration,
-    gone: Arc<Notify>,
-) {
-    let result = write_until_closed(&mut wr, &outbox, first, peer_max_frame, idle).await;
-    if result.is_err() {
-        gone.notify_one();
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
-}
-
-async fn write_until_closed(
-    wr: &mut WriteHalf,
-    outbox: &Outbox,
-    first: Frame,
-    peer_max_frame: u32,
-    idle: Duration,
-) -> io::Result<()> {
-    let heartbeat_every = idle / 3;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    encode(&first, &mut buf);
-    loop {
-        if !buf.is_empty() {
-            match tokio::time::timeout(idle, wr.write_all(&buf)).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "peer stopped reading",
-                    ));
-                }
-            }
-            buf.clear();
-        }
-        let notified = outbox.wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let pending = outbox.take();
-        if pending.is_idle() {
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(heartbeat_every) => {
-                    encode(&Frame::Heartbeat(flowgate_proto::Heartbeat), &mut buf);
-                }
-            }
-            continue;
-        }
-        crate::encode_out::encode_pending(&pending, peer_max_frame, &mut buf);
-        if pending.fatal.is_some() || pending.closed {
-            if !buf.is_empty() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&buf)).await;
-            }
-            return Ok(());
         }
     }
 }

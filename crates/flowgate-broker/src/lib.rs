@@ -9,7 +9,9 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`server`] | [`Broker`]: bind, accept, stats |
-//! | `connection` | one connection: handshake, reader, writer, deadlines |
+//! | `connection` | one connection's reader: a `ServerSession` fed frames and deadlines, its inputs dispatched to the topic |
+//! | `inputs` | a producer's batch into topic and store, confirmed once durable; ack rejections as notices |
+//! | `writer` | one connection's writer: the outbox to the socket, heartbeats, the stalled-reader deadline |
 //! | `transport` | plain TCP or TLS under a connection |
 //! | `topics` | the topic registry and action routing |
 //! | `outbox` | what waits to be written to one peer |
@@ -29,12 +31,14 @@ mod connection;
 pub mod dir_lock;
 pub mod disk;
 mod encode_out;
+mod inputs;
 pub use flowgate_proto::names;
 mod outbox;
 pub mod server;
 pub mod storage;
 mod topics;
 mod transport;
+mod writer;
 
 pub use auth::{TokenGrant, Tokens};
 pub use config::{BrokerConfig, ConfigError};

@@ -21,6 +21,7 @@ use crate::net::clock::now;
 use crate::net::dial::{ClientTls, Dial};
 use crate::net::driver;
 use crate::net::error::ClientError;
+use crate::net::shared;
 
 /// How to reach the broker and how much to take at once.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ impl ConsumerConfig {
     }
 }
 
-type Shared = driver::Shared<ConsumerSession>;
+type Shared = shared::Shared<ConsumerSession>;
 
 /// Receives a topic's events as a member of a consumer group.
 ///

@@ -3,150 +3,16 @@
 //! when it says to. Every rule is the session's (`flowgate_proto::session`); this file only
 //! moves frames and sleeps.
 
-use std::sync::{Mutex, MutexGuard};
-use std::task::Waker;
-use std::time::{Duration, Instant};
-
 use bytes::BytesMut;
 use flowgate_proto::io::{FrameReader, ReadError};
 use flowgate_proto::session::{CONNECT_TIMEOUT, refusal_is_permanent};
-use flowgate_proto::{ConsumerSession, Frame, ProducerSession, SessionError, encode};
+use flowgate_proto::{SessionError, encode};
 use tokio::io::AsyncWriteExt;
 
 use crate::net::clock::{now, sleep_until};
 use crate::net::dial::{Dial, ReadHalf, WriteHalf};
 use crate::net::error::ClientError;
-
-/// What the driver needs of a session; the producer's and the consumer's both qualify.
-pub(crate) trait ClientSession: Send + 'static {
-    fn connect(&mut self, now: Instant);
-    /// When to dial again, or `None` to stop.
-    fn connection_lost(&mut self, now: Instant) -> Option<Instant>;
-    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError>;
-    fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError>;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn poll_transmit(&mut self, now: Instant) -> Option<Frame>;
-    /// Drains the application events; true if there were any.
-    fn take_events(&mut self) -> bool;
-    fn is_connected(&self) -> bool;
-    fn is_finished(&self) -> bool;
-}
-
-macro_rules! client_session {
-    ($ty:ty, $lost:expr) => {
-        impl ClientSession for $ty {
-            fn connect(&mut self, now: Instant) {
-                <$ty>::connect(self, now)
-            }
-            fn connection_lost(&mut self, now: Instant) -> Option<Instant> {
-                $lost(self, now)
-            }
-            fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
-                <$ty>::handle_frame(self, now, frame)
-            }
-            fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-                <$ty>::handle_timeout(self, now)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$ty>::poll_timeout(self)
-            }
-            fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
-                <$ty>::poll_transmit(self, now)
-            }
-            fn take_events(&mut self) -> bool {
-                let mut any = false;
-                while self.poll_event().is_some() {
-                    any = true;
-                }
-                any
-            }
-            fn is_connected(&self) -> bool {
-                <$ty>::is_connected(self)
-            }
-            fn is_finished(&self) -> bool {
-                <$ty>::is_finished(self)
-            }
-        }
-    };
-}
-
-client_session!(ProducerSession, |s: &mut ProducerSession, now| Some(
-    s.connection_lost(now)
-));
-client_session!(ConsumerSession, ConsumerSession::connection_lost);
-
-/// A session and what its handle waits on.
-pub(crate) struct Inner<S> {
-    pub session: S,
-    /// A failure the client cannot recover from.
-    pub failed: Option<ClientError>,
-    /// The driver has stopped.
-    pub stopped: bool,
-    /// Handles waiting for the session to change.
-    waiters: Vec<Waker>,
-    /// Time the handle has waited (for credit, for deliveries), and since when it waits now.
-    waited: Duration,
-    waiting_since: Option<Instant>,
-}
-
-impl<S> Inner<S> {
-    /// Parks a waiting handle's waker and starts its wait clock.
-    pub fn park(&mut self, waker: &Waker) {
-        self.waiting_since.get_or_insert_with(now);
-        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
-            self.waiters.push(waker.clone());
-        }
-    }
-
-    /// The handle's wait is over.
-    pub fn stop_waiting(&mut self) {
-        if let Some(since) = self.waiting_since.take() {
-            self.waited += now().saturating_duration_since(since);
-        }
-    }
-
-    /// Time waited so far, a wait in progress included.
-    pub fn waited(&self) -> Duration {
-        self.waiting_since.map_or(self.waited, |s| {
-            self.waited + now().saturating_duration_since(s)
-        })
-    }
-
-    fn wake_all(&mut self) {
-        for w in self.waiters.drain(..) {
-            w.wake();
-        }
-    }
-}
-
-/// A session shared between its handle and its driver task, and the driver's wake-up.
-pub(crate) struct Shared<S> {
-    state: Mutex<Inner<S>>,
-    /// Wakes the driver: something to write, or closing.
-    pub driver: tokio::sync::Notify,
-}
-
-impl<S: ClientSession> Shared<S> {
-    pub(crate) fn new(session: S) -> Self {
-        Shared {
-            state: Mutex::new(Inner {
-                session,
-                failed: None,
-                stopped: false,
-                waiters: Vec::new(),
-                waited: Duration::ZERO,
-                waiting_since: None,
-            }),
-            driver: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// The state. A panic elsewhere while holding the lock leaves nothing half-done that
-    /// matters more than the panic, so a poisoned lock is recovered, not propagated.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<S>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::net::shared::{ClientSession, Shared};
 
 /// One open connection.
 pub(crate) struct Conn {

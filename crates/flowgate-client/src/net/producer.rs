@@ -21,6 +21,7 @@ use crate::net::clock::{now, unix_now_us};
 use crate::net::dial::{ClientTls, Dial};
 use crate::net::driver;
 use crate::net::error::ClientError;
+use crate::net::shared;
 
 /// How to reach the broker and publish.
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ pub enum TrySendError {
     Failed(Event, ClientError),
 }
 
-type Shared = driver::Shared<ProducerSession>;
+type Shared = shared::Shared<ProducerSession>;
 
 /// Publishes events to one topic of a broker.
 ///

@@ -1,0 +1,76 @@
+//! What a connection's inputs do beyond the topic's own rules: a producer's batch goes into
+//! the topic and its store under the topic's lock and is confirmed once the store says it is
+//! durable; rejected acks and nacks go back to the consumer as notices.
+
+use std::sync::Arc;
+
+use flowgate_core::{ConnId, TopicError};
+use flowgate_proto::{ErrorCode, WireEvent};
+
+use crate::connection::End;
+use crate::outbox::Outbox;
+use crate::server::Shared;
+use crate::topics::TopicHandle;
+
+/// Accepts a producer's batch into the topic and its store, and confirms it once the store
+/// says it is durable. The store is written under the topic's lock, before the events can be
+/// delivered, so an ack can never reach the log ahead of its event. The confirm waits in its
+/// own task, so the producer's next batch is read (and can join the same disk sync) meanwhile;
+/// confirms are cumulative and the log answers in order.
+pub(crate) fn publish(
+    shared: &Arc<Shared>,
+    topic: &TopicHandle,
+    outbox: &Arc<Outbox>,
+    conn: ConnId,
+    events: Vec<WireEvent>,
+) -> Result<(), End> {
+    let to_batch = |e: WireEvent| {
+        let bytes = e.credit_bytes();
+        (e.id.seq, e, bytes)
+    };
+    if shared.storage.capacity().is_none() {
+        let batch: Vec<_> = events.into_iter().map(to_batch).collect();
+        let out = topic
+            .apply(|t| t.topic.publish(conn, batch))
+            .map_err(|e| fatal_topic_error(&e))?;
+        outbox.confirm(out.confirm_up_to);
+        return Ok(());
+    }
+    let batch: Vec<_> = events.iter().cloned().map(to_batch).collect();
+    let (out, durable) = topic
+        .apply(|t| {
+            let out = t.topic.publish(conn, batch)?;
+            // The accepted events are the batch's last ones; the rest were duplicates.
+            let fresh = &events[events.len() - out.accepted as usize..];
+            let spilled = out.spilled as usize;
+            Ok((out, shared.storage.append(&topic.name, fresh, spilled)))
+        })
+        .map_err(|e| fatal_topic_error(&e))?;
+    let outbox = Arc::clone(outbox);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        match durable.wait().await {
+            Ok(()) => outbox.confirm(out.confirm_up_to),
+            Err(e) => {
+                shared.count_error(ErrorCode::StorageFailed);
+                outbox.fail(
+                    ErrorCode::StorageFailed,
+                    format!("storage failed, batch not confirmed: {e}"),
+                );
+            }
+        }
+    });
+    Ok(())
+}
+
+pub(crate) fn notice_rejections(shared: &Shared, outbox: &Outbox, rejected: Vec<TopicError>) {
+    for e in rejected {
+        let code = ErrorCode::of_topic_error(&e);
+        shared.count_error(code);
+        outbox.notice(code, e.to_string());
+    }
+}
+
+pub(crate) fn fatal_topic_error(e: &TopicError) -> End {
+    End::Fatal(ErrorCode::of_topic_error(e), e.to_string())
+}
