@@ -25,7 +25,7 @@ pub use null::NullSink;
 pub use postgres::PostgresSink;
 pub use sqlite::{SqliteSink, count_rows};
 pub use stdout::StdoutSink;
-pub use url::{PayloadKind, SinkUrl, TableSpec};
+pub use url::{PayloadKind, SinkUrl, Synchronous, TableSpec};
 
 /// Why a sink could not commit at all. The batch is then not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,15 @@ pub enum SinkError {
     /// The sink URL is not one flowgate knows.
     #[error("{0}")]
     BadUrl(String),
+    /// The SQLite file was deleted or replaced after the sink opened it: commits would go to
+    /// a file nobody else can see, so the sink stops instead of acknowledging them.
+    #[error("the database file {path} {what} since the sink opened it; refusing to commit into it")]
+    Replaced {
+        /// The file.
+        path: String,
+        /// "was deleted" or "was replaced (inode A, now B)".
+        what: String,
+    },
 }
 
 /// What a committed batch came to.
@@ -82,7 +91,11 @@ impl AnySink {
     /// Opens the sink a URL names, creating its tables if missing.
     pub async fn open(url: &SinkUrl) -> Result<AnySink, SinkError> {
         Ok(match url {
-            SinkUrl::Sqlite { path, spec } => AnySink::Sqlite(SqliteSink::open(path, spec)?),
+            SinkUrl::Sqlite {
+                path,
+                spec,
+                synchronous,
+            } => AnySink::Sqlite(SqliteSink::open(path, spec, *synchronous)?),
             SinkUrl::Postgres { conn, spec } => {
                 AnySink::Postgres(PostgresSink::connect(conn, spec).await?)
             }
@@ -94,9 +107,15 @@ impl AnySink {
     /// Opens the sink with its tables emptied first, for runs that start afresh (the demo).
     pub async fn open_fresh(url: &SinkUrl) -> Result<AnySink, SinkError> {
         match url {
-            SinkUrl::Sqlite { path, spec } => {
-                Ok(AnySink::Sqlite(SqliteSink::create_fresh(path, spec)?))
-            }
+            SinkUrl::Sqlite {
+                path,
+                spec,
+                synchronous,
+            } => Ok(AnySink::Sqlite(SqliteSink::create_fresh(
+                path,
+                spec,
+                *synchronous,
+            )?)),
             SinkUrl::Postgres { conn, spec } => {
                 PostgresSink::drop_tables(conn, spec).await?;
                 Self::open(url).await
@@ -141,7 +160,7 @@ impl AnySink {
 /// which keep no rows).
 pub async fn count_committed(url: &SinkUrl) -> Result<u64, SinkError> {
     match url {
-        SinkUrl::Sqlite { path, spec } => count_rows(path, &spec.table),
+        SinkUrl::Sqlite { path, spec, .. } => count_rows(path, &spec.table),
         SinkUrl::Postgres { conn, spec } => postgres::count_rows(conn, &spec.table).await,
         SinkUrl::Stdout | SinkUrl::Null => Ok(0),
     }

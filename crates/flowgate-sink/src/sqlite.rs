@@ -4,18 +4,27 @@
 //! A row the database refuses (with `payload=json`, a payload that is not JSON) fails only its
 //! own statement: SQLite's default conflict handling aborts the statement, not the
 //! transaction, so the rest of the batch still commits and the refused events are reported.
+//!
+//! An ack means the row is durable: commits sync fully by default (`synchronous=FULL`), and
+//! before each commit the sink checks that its file is still the one it opened (same device
+//! and inode), so a database deleted or replaced under it fails loudly instead of taking
+//! commits into an unlinked file.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use flowgate_core::Event;
 use rusqlite::{Connection, params};
 
-use crate::url::{PayloadKind, TableSpec};
+use crate::url::{PayloadKind, Synchronous, TableSpec};
 use crate::{Committed, DeadLetter, SinkError, as_sql, now_us};
 
 /// An open database and the table this sink writes.
 pub struct SqliteSink {
     conn: Connection,
+    path: PathBuf,
+    /// The file's device and inode when opened.
+    identity: (u64, u64),
     insert: String,
     dead_insert: String,
     payload: PayloadKind,
@@ -24,12 +33,17 @@ pub struct SqliteSink {
 impl SqliteSink {
     /// Opens (creating if needed) the database, the table and its dead-letter table; existing
     /// rows are kept.
-    pub fn open(path: &Path, spec: &TableSpec) -> Result<Self, SinkError> {
+    pub fn open(path: &Path, spec: &TableSpec, sync: Synchronous) -> Result<Self, SinkError> {
         let conn = Connection::open(path)?;
-        // WAL + NORMAL: a committed transaction survives the process being killed; a power
-        // loss may take the last ones.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: each commit is synced before it returns, so an ack survives a power loss.
+        // NORMAL (opt-in): synced at checkpoints; survives the process being killed only.
+        let level = match sync {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", level)?;
+        let meta = std::fs::metadata(path)?;
         // Another connection holding the write lock (a long transaction) makes a commit wait
         // up to this long rather than fail at once.
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -59,6 +73,8 @@ impl SqliteSink {
         ))?;
         Ok(SqliteSink {
             conn,
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
             // ON CONFLICT on the key only: `OR IGNORE` would also swallow CHECK violations
             // (a bad JSON payload) and lose the row silently.
             insert: format!(
@@ -75,18 +91,36 @@ impl SqliteSink {
     }
 
     /// Opens the database with `table` emptied first (for runs that start afresh).
-    pub fn create_fresh(path: &Path, spec: &TableSpec) -> Result<Self, SinkError> {
+    pub fn create_fresh(
+        path: &Path,
+        spec: &TableSpec,
+        sync: Synchronous,
+    ) -> Result<Self, SinkError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(&format!(
             "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_dead_letters;",
             t = spec.table
         ))?;
         drop(conn);
-        Self::open(path, spec)
+        Self::open(path, spec, sync)
+    }
+
+    /// Fails if the file at the sink's path is no longer the one it opened.
+    fn check_file(&self) -> Result<(), SinkError> {
+        let what = match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.identity => return Ok(()),
+            Ok(m) => format!("was replaced (inode {}, now {})", self.identity.1, m.ino()),
+            Err(_) => "was deleted".to_string(),
+        };
+        Err(SinkError::Replaced {
+            path: self.path.display().to_string(),
+            what,
+        })
     }
 
     /// Commits `events` in one transaction; refused rows are reported, the rest commit.
     pub fn write_batch(&mut self, events: &[Event]) -> Result<Committed, SinkError> {
+        self.check_file()?;
         let committed_us = as_sql(now_us());
         let tx = self.conn.transaction()?;
         let mut out = Committed::default();
@@ -132,6 +166,7 @@ impl SqliteSink {
 
     /// Records dead letters in `<table>_dead_letters`.
     pub fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), SinkError> {
+        self.check_file()?;
         let failed_us = as_sql(now_us());
         let tx = self.conn.transaction()?;
         {
@@ -184,7 +219,8 @@ mod tests {
     fn a_redelivered_event_never_makes_a_second_row() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Bytes)).unwrap();
+        let mut sink =
+            SqliteSink::open(&path, &spec(PayloadKind::Bytes), Synchronous::Full).unwrap();
         assert_eq!(
             sink.write_batch(&[event(1, 1, b"a"), event(1, 2, b"b")])
                 .unwrap()
@@ -204,7 +240,8 @@ mod tests {
     fn the_same_sequence_from_two_producers_is_two_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Bytes)).unwrap();
+        let mut sink =
+            SqliteSink::open(&path, &spec(PayloadKind::Bytes), Synchronous::Full).unwrap();
         let c = sink
             .write_batch(&[event(1, 1, b"x"), event(u64::MAX, 1, b"x")])
             .unwrap();
@@ -215,7 +252,8 @@ mod tests {
     fn a_bad_json_payload_is_refused_alone_and_the_rest_of_the_batch_commits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Json)).unwrap();
+        let mut sink =
+            SqliteSink::open(&path, &spec(PayloadKind::Json), Synchronous::Full).unwrap();
         let batch = [
             event(1, 1, br#"{"a":1}"#),
             event(1, 2, b"{not json"),
@@ -234,7 +272,8 @@ mod tests {
     fn dead_letters_keep_the_reason_and_the_attempts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut sink = SqliteSink::open(&path, &spec(PayloadKind::Json)).unwrap();
+        let mut sink =
+            SqliteSink::open(&path, &spec(PayloadKind::Json), Synchronous::Full).unwrap();
         let bad = event(1, 2, b"{not json");
         let letter = DeadLetter {
             event: &bad,
@@ -258,17 +297,59 @@ mod tests {
     }
 
     #[test]
+    fn commits_sync_fully_unless_normal_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let level = |sync| {
+            let path = dir.path().join(format!("{sync:?}.db"));
+            let sink = SqliteSink::open(&path, &spec(PayloadKind::Bytes), sync).unwrap();
+            let n: i64 = sink
+                .conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            n
+        };
+        // SQLite numbers them OFF 0, NORMAL 1, FULL 2.
+        assert_eq!(level(Synchronous::Full), 2);
+        assert_eq!(level(Synchronous::Normal), 1);
+    }
+
+    #[test]
+    fn a_database_deleted_or_replaced_under_the_sink_fails_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut sink =
+            SqliteSink::open(&path, &spec(PayloadKind::Bytes), Synchronous::Full).unwrap();
+        sink.write_batch(&[event(1, 1, b"a")]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = sink
+            .write_batch(&[event(1, 2, b"b")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.db was deleted since the sink opened it"),
+            "{err}"
+        );
+        // A new file at the same path (restored from a backup, say) is not the one it opened.
+        std::fs::write(&path, b"").unwrap();
+        let err = sink
+            .write_batch(&[event(1, 2, b"b")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("was replaced (inode"), "{err}");
+    }
+
+    #[test]
     fn open_keeps_rows_and_create_fresh_drops_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let s = spec(PayloadKind::Bytes);
-        SqliteSink::open(&path, &s)
+        SqliteSink::open(&path, &s, Synchronous::Full)
             .unwrap()
             .write_batch(&[event(1, 1, b"x")])
             .unwrap();
-        drop(SqliteSink::open(&path, &s).unwrap());
+        drop(SqliteSink::open(&path, &s, Synchronous::Full).unwrap());
         assert_eq!(count_rows(&path, "events").unwrap(), 1);
-        drop(SqliteSink::create_fresh(&path, &s).unwrap());
+        drop(SqliteSink::create_fresh(&path, &s, Synchronous::Full).unwrap());
         assert_eq!(count_rows(&path, "events").unwrap(), 0);
     }
 }

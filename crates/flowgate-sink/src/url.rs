@@ -2,6 +2,9 @@
 //! and PostgreSQL take two options after `?`: `table=NAME` (default `events`) and
 //! `payload=bytes|json` (default `bytes`; `json` stores payloads in a JSON column, so a
 //! payload that is not JSON is refused by the database and, after retries, dead-lettered).
+//! SQLite also takes `synchronous=full|normal` (default `full`: a commit, and so an ack, has
+//! survived a power loss; `normal` survives the process being killed but may lose the last
+//! commits to a power loss, for more speed).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -31,6 +34,18 @@ pub struct TableSpec {
     pub payload: PayloadKind,
 }
 
+/// How hard SQLite syncs a commit (its `synchronous` pragma, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced to disk before it returns: an ack means the row survives a
+    /// power loss.
+    #[default]
+    Full,
+    /// Commits are synced at checkpoints: they survive the process being killed, but a power
+    /// loss may take the last ones, whose events were already acked.
+    Normal,
+}
+
 /// A parsed sink URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkUrl {
@@ -40,6 +55,8 @@ pub enum SinkUrl {
         path: PathBuf,
         /// Where in it.
         spec: TableSpec,
+        /// How hard a commit syncs.
+        synchronous: Synchronous,
     },
     /// A PostgreSQL database.
     Postgres {
@@ -76,7 +93,7 @@ impl SinkUrl {
             format!("table={}{payload}", spec.table)
         };
         match self {
-            SinkUrl::Sqlite { path, spec } => {
+            SinkUrl::Sqlite { path, spec, .. } => {
                 format!("sqlite:{}?{}", path.display(), options(spec))
             }
             SinkUrl::Postgres { conn, spec } => {
@@ -89,7 +106,7 @@ impl SinkUrl {
     }
 }
 
-const USAGE: &str = "use sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null (options: ?table=NAME&payload=bytes|json)";
+const USAGE: &str = "use sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null (options: ?table=NAME&payload=bytes|json, and for SQLite &synchronous=full|normal)";
 
 impl FromStr for SinkUrl {
     type Err = SinkError;
@@ -106,8 +123,16 @@ impl FromStr for SinkUrl {
             payload: PayloadKind::Bytes,
         };
         let mut passthrough = Vec::new();
+        let mut synchronous = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
+                Some(("synchronous", "full")) => synchronous = Some(Synchronous::Full),
+                Some(("synchronous", "normal")) => synchronous = Some(Synchronous::Normal),
+                Some(("synchronous", other)) => {
+                    return Err(SinkError::BadUrl(format!(
+                        "synchronous={other} in '{s}': use synchronous=full or synchronous=normal"
+                    )));
+                }
                 Some(("table", t)) => spec.table = valid_table(s, t)?,
                 Some(("payload", "bytes")) => spec.payload = PayloadKind::Bytes,
                 Some(("payload", "json")) => spec.payload = PayloadKind::Json,
@@ -133,7 +158,13 @@ impl FromStr for SinkUrl {
             return Ok(SinkUrl::Sqlite {
                 path: PathBuf::from(path),
                 spec,
+                synchronous: synchronous.unwrap_or_default(),
             });
+        }
+        if synchronous.is_some() {
+            return Err(SinkError::BadUrl(format!(
+                "synchronous= in '{s}' is a SQLite option; {USAGE}"
+            )));
         }
         if base.starts_with("postgres://") || base.starts_with("postgresql://") {
             let conn = if passthrough.is_empty() {
@@ -172,10 +203,18 @@ impl fmt::Display for SinkUrl {
             }
         };
         match self {
-            SinkUrl::Sqlite { path, spec } => {
+            SinkUrl::Sqlite {
+                path,
+                spec,
+                synchronous,
+            } => {
+                let sync = match synchronous {
+                    Synchronous::Full => "",
+                    Synchronous::Normal => "&synchronous=normal",
+                };
                 write!(
                     f,
-                    "sqlite:{}?table={}{}",
+                    "sqlite:{}?table={}{}{sync}",
                     path.display(),
                     spec.table,
                     kind(spec.payload)
@@ -219,7 +258,8 @@ mod tests {
             "sqlite:/tmp/x.db".parse::<SinkUrl>().unwrap(),
             SinkUrl::Sqlite {
                 path: "/tmp/x.db".into(),
-                spec: spec("events", PayloadKind::Bytes)
+                spec: spec("events", PayloadKind::Bytes),
+                synchronous: Synchronous::Full,
             }
         );
         assert_eq!(
@@ -228,8 +268,21 @@ mod tests {
                 .unwrap(),
             SinkUrl::Sqlite {
                 path: "x.db".into(),
-                spec: spec("t1", PayloadKind::Json)
+                spec: spec("t1", PayloadKind::Json),
+                synchronous: Synchronous::Full,
             }
+        );
+        let normal: SinkUrl = "sqlite:x.db?synchronous=normal".parse().unwrap();
+        assert!(matches!(
+            normal,
+            SinkUrl::Sqlite {
+                synchronous: Synchronous::Normal,
+                ..
+            }
+        ));
+        assert_eq!(
+            normal.to_string(),
+            "sqlite:x.db?table=events&synchronous=normal"
         );
         assert_eq!(
             "postgres://u@127.0.0.1:5433/db?sslmode=disable&table=orders"
@@ -240,6 +293,22 @@ mod tests {
                 spec: spec("orders", PayloadKind::Bytes)
             }
         );
+    }
+
+    #[test]
+    fn synchronous_is_full_or_normal_and_only_for_sqlite() {
+        let err = "sqlite:x.db?synchronous=off"
+            .parse::<SinkUrl>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("use synchronous=full or synchronous=normal"),
+            "{err}"
+        );
+        let err = "postgres://u@h/db?synchronous=full"
+            .parse::<SinkUrl>()
+            .unwrap_err();
+        assert!(err.to_string().contains("is a SQLite option"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl Database {
             Database::Sqlite(path) => SinkUrl::Sqlite {
                 path: path.clone(),
                 spec,
+                synchronous: Default::default(),
             },
             Database::Postgres(conn) => SinkUrl::Postgres {
                 conn: conn.clone(),
