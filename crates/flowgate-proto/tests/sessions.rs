@@ -8,7 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use flowgate_core::Credit;
-use flowgate_proto::session::CONNECT_TIMEOUT;
+use flowgate_proto::session::{CONNECT_TIMEOUT, ClientSession};
 use flowgate_proto::{ErrorCode, SessionError};
 use harness::{World, event, limits};
 
@@ -132,7 +132,7 @@ fn after_a_reconnect_the_producer_resends_only_what_the_broker_does_not_hold() {
     // before the broker reads them.
     assert_eq!(send_up_to(&mut w, 5, 10), 5);
     let retry = w.producers[0].session.connection_lost(w.now);
-    assert_eq!(retry, w.now, "a welcomed session redials at once");
+    assert_eq!(retry, Some(w.now), "a welcomed session redials at once");
     w.cut_producer(0, false);
     w.connect_producer(0);
     w.run();

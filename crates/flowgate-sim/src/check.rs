@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use flowgate_proto::session::ClientSession;
+
 use crate::world::World;
 
 /// A broken invariant, with where and when.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use flowgate_core::{ConnId, Credit, Event, EventId, Topic};
-use flowgate_proto::session::{Input, ServerLimits, memory};
+use flowgate_proto::session::{ClientSession, Input, ServerLimits, memory};
 use flowgate_proto::{
     ConsumerSession, Frame, Hello, ProducerSession, Role, ServerSession, WireEvent,
 };
@@ -284,8 +284,10 @@ impl World {
                 if let Some(conn) = p.conn.take() {
                     let retry = p.session.connection_lost(now);
                     self.cut_conn(conn);
-                    let at = self.ns_of(retry);
-                    self.at(at, Ev::Connect(Client::Producer(i)));
+                    if let Some(retry) = retry {
+                        let at = self.ns_of(retry);
+                        self.at(at, Ev::Connect(Client::Producer(i)));
+                    }
                 }
                 Ok(())
             }

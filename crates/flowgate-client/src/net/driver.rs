@@ -5,14 +5,14 @@
 
 use bytes::BytesMut;
 use flowgate_proto::io::{FrameReader, ReadError};
-use flowgate_proto::session::{CONNECT_TIMEOUT, refusal_is_permanent};
+use flowgate_proto::session::{CONNECT_TIMEOUT, ClientSession, refusal_is_permanent};
 use flowgate_proto::{SessionError, encode};
 use tokio::io::AsyncWriteExt;
 
 use crate::net::clock::{now, sleep_until};
 use crate::net::dial::{Dial, ReadHalf, WriteHalf};
 use crate::net::error::ClientError;
-use crate::net::shared::{ClientSession, Shared};
+use crate::net::shared::Shared;
 
 /// One open connection.
 pub(crate) struct Conn {
@@ -121,7 +121,11 @@ async fn serve<S: ClientSession>(
                 let frame = frame.map_err(read_error)?;
                 let mut inner = shared.lock();
                 inner.session.handle_frame(now(), frame)?;
-                if inner.session.take_events() {
+                let mut happened = false;
+                while inner.session.poll_event().is_some() {
+                    happened = true;
+                }
+                if happened {
                     inner.wake_all();
                 }
             }

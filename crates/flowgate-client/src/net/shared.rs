@@ -1,73 +1,14 @@
 //! What a client's handle and its driver share: the session under one lock, the failure that
-//! ended it, the handle's wakers and wait clock, the driver's wake-up, and the trait through
-//! which one driver serves the producer's and the consumer's sessions alike.
+//! ended it, the handle's wakers and wait clock, and the driver's wake-up.
 
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use flowgate_proto::{ConsumerSession, Frame, ProducerSession, SessionError};
+use flowgate_proto::session::ClientSession;
 
 use crate::net::clock::now;
 use crate::net::error::ClientError;
-
-/// What the driver needs of a session; the producer's and the consumer's both qualify.
-pub(crate) trait ClientSession: Send + 'static {
-    fn connect(&mut self, now: Instant);
-    /// When to dial again, or `None` to stop.
-    fn connection_lost(&mut self, now: Instant) -> Option<Instant>;
-    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError>;
-    fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError>;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn poll_transmit(&mut self, now: Instant) -> Option<Frame>;
-    /// Drains the application events; true if there were any.
-    fn take_events(&mut self) -> bool;
-    fn is_connected(&self) -> bool;
-    fn is_finished(&self) -> bool;
-}
-
-macro_rules! client_session {
-    ($ty:ty, $lost:expr) => {
-        impl ClientSession for $ty {
-            fn connect(&mut self, now: Instant) {
-                <$ty>::connect(self, now)
-            }
-            fn connection_lost(&mut self, now: Instant) -> Option<Instant> {
-                $lost(self, now)
-            }
-            fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
-                <$ty>::handle_frame(self, now, frame)
-            }
-            fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-                <$ty>::handle_timeout(self, now)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$ty>::poll_timeout(self)
-            }
-            fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
-                <$ty>::poll_transmit(self, now)
-            }
-            fn take_events(&mut self) -> bool {
-                let mut any = false;
-                while self.poll_event().is_some() {
-                    any = true;
-                }
-                any
-            }
-            fn is_connected(&self) -> bool {
-                <$ty>::is_connected(self)
-            }
-            fn is_finished(&self) -> bool {
-                <$ty>::is_finished(self)
-            }
-        }
-    };
-}
-
-client_session!(ProducerSession, |s: &mut ProducerSession, now| Some(
-    s.connection_lost(now)
-));
-client_session!(ConsumerSession, ConsumerSession::connection_lost);
 
 /// A session and what its handle waits on.
 pub(crate) struct Inner<S> {
@@ -106,6 +47,7 @@ impl<S> Inner<S> {
         })
     }
 
+    /// Wakes every waiting handle.
     pub(crate) fn wake_all(&mut self) {
         for w in self.waiters.drain(..) {
             w.wake();

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use flowgate_core::{Credit, CreditError, Demand, Event, REFILL_AT_HALF};
 
-use crate::session::SessionError;
 use crate::session::link::{self, Link};
+use crate::session::{ClientSession, SessionError};
 use crate::{Ack, Frame, Hello, Nack, Request, Settle};
 
 /// Settles one delivery: names the connection it came on, the delivery and the attempt.
@@ -102,25 +102,112 @@ impl ConsumerSession {
         })
     }
 
+    /// True when deliveries wait in the inbox.
+    pub fn has_deliveries(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    /// Takes the oldest deliveries, at most the prefetch's event count; taking them frees
+    /// demand, so a `REQUEST` may follow.
+    pub fn take(&mut self) -> Vec<Delivery> {
+        let max = usize::try_from(self.demand.target().events).unwrap_or(usize::MAX);
+        let n = self.inbox.len().min(max);
+        let batch: Vec<Delivery> = self.inbox.drain(..n).collect();
+        let bytes: u64 = batch.iter().map(|d| d.event.size_bytes()).sum();
+        self.inbox_bytes -= bytes;
+        // Cannot fail: deliveries are admitted only within demand (checked on receipt).
+        let _ = self.demand.on_delivered(batch.len() as u64, bytes);
+        self.stats.received += batch.len() as u64;
+        self.stats.redelivered += batch.iter().filter(|d| d.tag.attempt() > 1).count() as u64;
+        batch
+    }
+
+    /// Acknowledges deliveries (committed; the broker may forget them). Tags from an earlier
+    /// connection are dropped and counted as stale.
+    pub fn ack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
+        self.settle(tags, true);
+    }
+
+    /// Refuses deliveries: the broker redelivers them first in line.
+    pub fn nack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
+        self.settle(tags, false);
+    }
+
+    /// Changes the prefetch: a smaller one takes effect as outstanding demand drains, a
+    /// larger one at once. A zero dimension is refused and changes nothing.
+    pub fn set_prefetch(&mut self, prefetch: Credit) -> Result<(), CreditError> {
+        self.demand.set_target(prefetch)
+    }
+
+    /// The application is done: pending acks and nacks still go out, nothing more is asked
+    /// for, and a lost connection is not redialed.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    /// True once [`ConsumerSession::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// What this consumer has done so far (`waited` is the driver's to fill in).
+    pub fn stats(&self) -> ConsumerStats {
+        self.stats
+    }
+
+    fn settle(&mut self, tags: impl IntoIterator<Item = DeliveryTag>, ack: bool) {
+        for tag in tags {
+            if tag.session != self.session {
+                self.stats.stale_settles += 1;
+            } else if ack {
+                self.acks.push(tag.settle);
+                self.stats.acked += 1;
+            } else {
+                self.nacks.push(tag.settle);
+                self.stats.nacked += 1;
+            }
+        }
+    }
+
+    /// A new connection: old deliveries and settles are void (the broker redelivers what was
+    /// not acked), and demand starts from nothing.
+    fn welcomed(&mut self) {
+        self.session += 1;
+        self.stats.sessions += 1;
+        self.stats.stale_settles += (self.acks.len() + self.nacks.len()) as u64;
+        self.acks.clear();
+        self.nacks.clear();
+        self.inbox.clear();
+        self.inbox_bytes = 0;
+        if let Ok(fresh) = Demand::new(self.demand.target(), REFILL_AT_HALF) {
+            self.demand = fresh;
+        }
+        self.events.push_back(ConsumerEvent::Connected);
+    }
+}
+
+impl ClientSession for ConsumerSession {
+    type Event = ConsumerEvent;
+
     /// A connection attempt begins at `now`; `HELLO` is the next frame to send.
-    pub fn connect(&mut self, now: Instant) {
+    fn connect(&mut self, now: Instant) {
         self.link.connect(now);
     }
 
     /// The connection is gone. Returns when to dial again, or `None` when the consumer is
     /// closing and will not reconnect.
-    pub fn connection_lost(&mut self, now: Instant) -> Option<Instant> {
+    fn connection_lost(&mut self, now: Instant) -> Option<Instant> {
         let retry_at = self.link.lost(now);
         (!self.closing).then_some(retry_at)
     }
 
     /// True once the current connection is welcomed.
-    pub fn is_connected(&self) -> bool {
+    fn is_connected(&self) -> bool {
         self.link.is_open()
     }
 
     /// Takes a frame from the broker.
-    pub fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
+    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
         if self.link.on_frame(now, &frame)?.is_some() {
             self.welcomed();
             return Ok(());
@@ -165,20 +252,20 @@ impl ConsumerSession {
     }
 
     /// Checks the connection's deadlines.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         self.link.handle_timeout(now)
     }
 
-    /// When to call [`ConsumerSession::handle_timeout`] next (or, with no connection, when
+    /// When to call [`ClientSession::handle_timeout`] next (or, with no connection, when
     /// to dial again).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         self.link.poll_timeout()
     }
 
     /// The next frame to send: `HELLO` or a heartbeat, then acks, nacks, and a `REQUEST` when
     /// demand has fallen to the refill point, or is below the prefetch at all while the inbox
     /// is empty (none once closing).
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
         if let Some(frame) = self.link.poll_transmit(now) {
             return Some(frame);
         }
@@ -210,95 +297,12 @@ impl ConsumerSession {
     }
 
     /// The next application event.
-    pub fn poll_event(&mut self) -> Option<ConsumerEvent> {
+    fn poll_event(&mut self) -> Option<ConsumerEvent> {
         self.events.pop_front()
     }
 
-    /// True when deliveries wait in the inbox.
-    pub fn has_deliveries(&self) -> bool {
-        !self.inbox.is_empty()
-    }
-
-    /// Takes the oldest deliveries, at most the prefetch's event count; taking them frees
-    /// demand, so a `REQUEST` may follow.
-    pub fn take(&mut self) -> Vec<Delivery> {
-        let max = usize::try_from(self.demand.target().events).unwrap_or(usize::MAX);
-        let n = self.inbox.len().min(max);
-        let batch: Vec<Delivery> = self.inbox.drain(..n).collect();
-        let bytes: u64 = batch.iter().map(|d| d.event.size_bytes()).sum();
-        self.inbox_bytes -= bytes;
-        // Cannot fail: deliveries are admitted only within demand (checked on receipt).
-        let _ = self.demand.on_delivered(batch.len() as u64, bytes);
-        self.stats.received += batch.len() as u64;
-        self.stats.redelivered += batch.iter().filter(|d| d.tag.attempt() > 1).count() as u64;
-        batch
-    }
-
-    /// Acknowledges deliveries (committed; the broker may forget them). Tags from an earlier
-    /// connection are dropped and counted as stale.
-    pub fn ack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
-        self.settle(tags, true);
-    }
-
-    /// Refuses deliveries: the broker redelivers them first in line.
-    pub fn nack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
-        self.settle(tags, false);
-    }
-
-    /// Changes the prefetch: a smaller one takes effect as outstanding demand drains, a
-    /// larger one at once. A zero dimension is refused and changes nothing.
-    pub fn set_prefetch(&mut self, prefetch: Credit) -> Result<(), CreditError> {
-        self.demand.set_target(prefetch)
-    }
-
-    /// The application is done: pending acks and nacks still go out, nothing more is asked
-    /// for, and a lost connection is not redialed.
-    pub fn close(&mut self) {
-        self.closing = true;
-    }
-
     /// True when closing and every settle has been handed out to send.
-    pub fn is_finished(&self) -> bool {
+    fn is_finished(&self) -> bool {
         self.closing && self.acks.is_empty() && self.nacks.is_empty()
-    }
-
-    /// True once [`ConsumerSession::close`] was called.
-    pub fn is_closing(&self) -> bool {
-        self.closing
-    }
-
-    /// What this consumer has done so far (`waited` is the driver's to fill in).
-    pub fn stats(&self) -> ConsumerStats {
-        self.stats
-    }
-
-    fn settle(&mut self, tags: impl IntoIterator<Item = DeliveryTag>, ack: bool) {
-        for tag in tags {
-            if tag.session != self.session {
-                self.stats.stale_settles += 1;
-            } else if ack {
-                self.acks.push(tag.settle);
-                self.stats.acked += 1;
-            } else {
-                self.nacks.push(tag.settle);
-                self.stats.nacked += 1;
-            }
-        }
-    }
-
-    /// A new connection: old deliveries and settles are void (the broker redelivers what was
-    /// not acked), and demand starts from nothing.
-    fn welcomed(&mut self) {
-        self.session += 1;
-        self.stats.sessions += 1;
-        self.stats.stale_settles += (self.acks.len() + self.nacks.len()) as u64;
-        self.acks.clear();
-        self.nacks.clear();
-        self.inbox.clear();
-        self.inbox_bytes = 0;
-        if let Ok(fresh) = Demand::new(self.demand.target(), REFILL_AT_HALF) {
-            self.demand = fresh;
-        }
-        self.events.push_back(ConsumerEvent::Connected);
     }
 }

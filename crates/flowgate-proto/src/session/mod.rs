@@ -1,7 +1,7 @@
 //! The protocol's sessions, sans-IO: every rule of a connection as a state machine that is fed
 //! frames and time and says what to send, in the manner of quinn-proto. No sockets, no clock
 //! reads, no async: the caller passes `now` in, and the broker's and the client's drivers are
-//! loops that read, feed, write and sleep until [`poll_timeout`](ProducerSession::poll_timeout).
+//! loops that read, feed, write and sleep until [`poll_timeout`](ClientSession::poll_timeout).
 //!
 //! | type | side | what it owns |
 //! |---|---|---|
@@ -27,11 +27,42 @@ mod server;
 
 use std::time::Duration;
 
+use std::time::Instant;
+
+use crate::Frame;
+
 pub use consumer::{ConsumerEvent, ConsumerSession, ConsumerStats, Delivery, DeliveryTag};
 pub use producer::{ProducerEvent, ProducerSession, ProducerStats};
 pub use server::{Input, Refusal, ServerLimits, ServerSession};
 
 use crate::ErrorCode;
+
+/// What a client session is to whoever carries it (the client's driver, the test harness,
+/// the simulator): a connection's life and the frames and deadlines that make it up. The
+/// application's side (send, take, ack, ...) is each session's own.
+pub trait ClientSession {
+    /// What happened that the application may be waiting for.
+    type Event;
+    /// A connection attempt begins at `now` (before dialing, so the handshake deadline covers
+    /// the dial); `HELLO` is the next frame to send.
+    fn connect(&mut self, now: Instant);
+    /// The connection is gone. Returns when to dial again, or `None` for not at all.
+    fn connection_lost(&mut self, now: Instant) -> Option<Instant>;
+    /// True once the current connection is welcomed.
+    fn is_connected(&self) -> bool;
+    /// Takes a frame from the broker; `Err` ends the connection.
+    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError>;
+    /// Checks the connection's deadlines; `Err` ends the connection.
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError>;
+    /// When to call `handle_timeout` next (or, with no connection, when to dial again).
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The next frame to send, if any.
+    fn poll_transmit(&mut self, now: Instant) -> Option<Frame>;
+    /// The next application event, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// True when the application closed and the session has nothing left to do.
+    fn is_finished(&self) -> bool;
+}
 
 /// How long a connect plus handshake may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use flowgate_core::{Credit, CreditWindow, Event, EventId};
 
-use crate::session::SessionError;
 use crate::session::link::{self, Link};
+use crate::session::{ClientSession, SessionError};
 use crate::{Blocked, Frame, Hello, Publish, WireEvent};
 
 /// The frame header and the batch's count, with room to spare: a batch's events fill at most
@@ -95,108 +95,6 @@ impl ProducerSession {
         self.link.hello().producer_id
     }
 
-    /// A connection attempt begins at `now`; `HELLO` is the next frame to send.
-    pub fn connect(&mut self, now: Instant) {
-        self.link.connect(now);
-    }
-
-    /// The connection is gone. Its credit is void; everything unconfirmed will be resent on
-    /// the next. Returns when to dial again.
-    pub fn connection_lost(&mut self, now: Instant) -> Instant {
-        self.window = CreditWindow::new();
-        self.link.lost(now)
-    }
-
-    /// True once the current connection is welcomed.
-    pub fn is_connected(&self) -> bool {
-        self.link.is_open()
-    }
-
-    /// Takes a frame from the broker.
-    pub fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
-        if let Some(welcome) = self.link.on_frame(now, &frame)? {
-            // A frame's length counts its type byte and body: here the batch's count and one
-            // event's fixed fields besides its payload.
-            let framing = (1 + 4 + WireEvent::MIN_ENCODED) as u64;
-            self.largest_payload = Some(u64::from(welcome.max_frame).saturating_sub(framing));
-            self.welcomed(welcome.resume_seq);
-            return Ok(());
-        }
-        match frame {
-            Frame::Credit(g) => {
-                // A grant of nothing would be the broker's bug; ignore it rather than fail.
-                let _ = self.window.grant(g.credit);
-                self.pay_resends();
-                self.events.push_back(ProducerEvent::Credit);
-            }
-            Frame::Confirm(c) => {
-                while self
-                    .inflight
-                    .front()
-                    .is_some_and(|e| e.id.seq <= c.up_to_seq)
-                {
-                    self.inflight.pop_front();
-                }
-                self.stats.confirmed_seq = self.stats.confirmed_seq.max(c.up_to_seq);
-                self.events.push_back(ProducerEvent::Confirmed {
-                    up_to_seq: c.up_to_seq,
-                });
-            }
-            Frame::Heartbeat(_) => {}
-            other => return Err(link::unexpected(other, "producer")),
-        }
-        Ok(())
-    }
-
-    /// Checks the connection's deadlines.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        self.link.handle_timeout(now)
-    }
-
-    /// When to call [`ProducerSession::handle_timeout`] next (or, with no connection, when
-    /// to dial again).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.link.poll_timeout()
-    }
-
-    /// The next frame to send: `HELLO` or a heartbeat, then `PUBLISH` batches of what was
-    /// paid for, each under the broker's frame limit, then a `BLOCKED` notice if one is due
-    /// (after the publishes, so the broker counts what is handed back against what is left).
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
-        if let Some(frame) = self.link.poll_transmit(now) {
-            return Some(frame);
-        }
-        let max_body = self.link.welcome()?.max_frame as usize;
-        let max_body = max_body.saturating_sub(BATCH_OVERHEAD);
-        let frame = if !self.to_send.is_empty() {
-            let mut batch = Vec::new();
-            let mut size = 4;
-            while let Some(front) = self.to_send.front() {
-                let len = front.encoded_len();
-                if !batch.is_empty() && size + len > max_body {
-                    break;
-                }
-                size += len;
-                batch.extend(self.to_send.pop_front());
-            }
-            self.inflight.extend(batch.iter().cloned());
-            Frame::Publish(Publish { events: batch })
-        } else {
-            let (returned, need_bytes) = self.window.poll_blocked()?;
-            Frame::Blocked(Blocked {
-                returned,
-                need_bytes,
-            })
-        };
-        self.link.sent(now);
-        Some(frame)
-    }
-
-    /// The next application event.
-    pub fn poll_event(&mut self) -> Option<ProducerEvent> {
-        self.events.pop_front()
-    }
-
     /// True when one event of `bytes` (its [`Event::size_bytes`]) may be sent now: the
     /// credit covers it and no resend is ahead of it.
     pub fn admits(&self, bytes: u64) -> bool {
@@ -219,9 +117,9 @@ impl ProducerSession {
         self.window.notice_due()
     }
 
-    /// Numbers and pays for an event that [`ProducerSession::admits`] said fits; `None`
-    /// (and the event handed back) when it does not. A `created_us` of 0 is left for the
-    /// caller to stamp before this call: the session reads no clock.
+    /// Numbers and pays for an event that [`ProducerSession::admits`] said fits; when it does
+    /// not, `Err` hands the event back. A `created_us` of 0 is left for the caller to stamp
+    /// before this call: the session reads no clock.
     pub fn send(&mut self, event: Event) -> Result<EventId, Event> {
         if !self.admits(event.size_bytes()) {
             return Err(event);
@@ -242,11 +140,6 @@ impl ProducerSession {
     /// is confirmed.
     pub fn close(&mut self) {
         self.closing = true;
-    }
-
-    /// True when closing and nothing is left unconfirmed.
-    pub fn is_finished(&self) -> bool {
-        self.closing && self.unconfirmed() == 0
     }
 
     /// Events sent but not yet confirmed.
@@ -304,5 +197,116 @@ impl ProducerSession {
                 self.to_send.push_back(e);
             }
         }
+    }
+}
+
+impl ClientSession for ProducerSession {
+    type Event = ProducerEvent;
+
+    /// A connection attempt begins at `now`; `HELLO` is the next frame to send.
+    fn connect(&mut self, now: Instant) {
+        self.link.connect(now);
+    }
+
+    /// The connection is gone. Its credit is void; everything unconfirmed will be resent on
+    /// the next. A producer always dials again (its close waits for every confirm).
+    fn connection_lost(&mut self, now: Instant) -> Option<Instant> {
+        self.window = CreditWindow::new();
+        Some(self.link.lost(now))
+    }
+
+    /// True once the current connection is welcomed.
+    fn is_connected(&self) -> bool {
+        self.link.is_open()
+    }
+
+    /// Takes a frame from the broker.
+    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
+        if let Some(welcome) = self.link.on_frame(now, &frame)? {
+            // A frame's length counts its type byte and body: here the batch's count and one
+            // event's fixed fields besides its payload.
+            let framing = (1 + 4 + WireEvent::MIN_ENCODED) as u64;
+            self.largest_payload = Some(u64::from(welcome.max_frame).saturating_sub(framing));
+            self.welcomed(welcome.resume_seq);
+            return Ok(());
+        }
+        match frame {
+            Frame::Credit(g) => {
+                // A grant of nothing would be the broker's bug; ignore it rather than fail.
+                let _ = self.window.grant(g.credit);
+                self.pay_resends();
+                self.events.push_back(ProducerEvent::Credit);
+            }
+            Frame::Confirm(c) => {
+                while self
+                    .inflight
+                    .front()
+                    .is_some_and(|e| e.id.seq <= c.up_to_seq)
+                {
+                    self.inflight.pop_front();
+                }
+                self.stats.confirmed_seq = self.stats.confirmed_seq.max(c.up_to_seq);
+                self.events.push_back(ProducerEvent::Confirmed {
+                    up_to_seq: c.up_to_seq,
+                });
+            }
+            Frame::Heartbeat(_) => {}
+            other => return Err(link::unexpected(other, "producer")),
+        }
+        Ok(())
+    }
+
+    /// Checks the connection's deadlines.
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.link.handle_timeout(now)
+    }
+
+    /// When to call [`ClientSession::handle_timeout`] next (or, with no connection, when
+    /// to dial again).
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.link.poll_timeout()
+    }
+
+    /// The next frame to send: `HELLO` or a heartbeat, then `PUBLISH` batches of what was
+    /// paid for, each under the broker's frame limit, then a `BLOCKED` notice if one is due
+    /// (after the publishes, so the broker counts what is handed back against what is left).
+    fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
+        if let Some(frame) = self.link.poll_transmit(now) {
+            return Some(frame);
+        }
+        let max_body = self.link.welcome()?.max_frame as usize;
+        let max_body = max_body.saturating_sub(BATCH_OVERHEAD);
+        let frame = if !self.to_send.is_empty() {
+            let mut batch = Vec::new();
+            let mut size = 4;
+            while let Some(front) = self.to_send.front() {
+                let len = front.encoded_len();
+                if !batch.is_empty() && size + len > max_body {
+                    break;
+                }
+                size += len;
+                batch.extend(self.to_send.pop_front());
+            }
+            self.inflight.extend(batch.iter().cloned());
+            Frame::Publish(Publish { events: batch })
+        } else {
+            let (returned, need_bytes) = self.window.poll_blocked()?;
+            Frame::Blocked(Blocked {
+                returned,
+                need_bytes,
+            })
+        };
+        self.link.sent(now);
+        Some(frame)
+    }
+
+    /// The next application event.
+    fn poll_event(&mut self) -> Option<ProducerEvent> {
+        self.events.pop_front()
+    }
+
+    /// True when closing and nothing is left unconfirmed.
+    fn is_finished(&self) -> bool {
+        self.closing && self.unconfirmed() == 0
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use flowgate_core::{ConnId, Credit, Topic};
-use flowgate_proto::session::{Input, ServerLimits, heartbeat_every, memory};
+use flowgate_proto::session::{ClientSession, Input, ServerLimits, heartbeat_every, memory};
 use flowgate_proto::{
     ConsumerSession, ErrorCode, ErrorFrame, Frame, FrameDecoder, Heartbeat, Hello, ProducerSession,
     Role, ServerSession, SessionError, WireEvent, encode,
@@ -161,7 +161,7 @@ impl World {
         let now = self.now;
         let p = &mut self.producers[i];
         if let Some(conn) = p.conn.take() {
-            p.retry_at = Some(p.session.connection_lost(now));
+            p.retry_at = p.session.connection_lost(now);
             p.decoder = FrameDecoder::new(p.decoder.max_frame());
             self.end_conn(conn, keep_in_flight);
         }
@@ -445,7 +445,7 @@ impl World {
         let conn = match side {
             Side::Producer(i) => {
                 let p = &mut self.producers[i];
-                p.retry_at = Some(p.session.connection_lost(now));
+                p.retry_at = p.session.connection_lost(now);
                 p.last_error = Some(e);
                 p.decoder = FrameDecoder::new(p.decoder.max_frame());
                 p.conn.take()
