@@ -61,16 +61,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     let outbox = Arc::new(Outbox::default());
     let attached = topic.apply(|t| {
         if hello.role == Role::Consumer {
-            match &t.group {
-                Some(g) if *g != hello.group => {
-                    return Err(format!(
-                        "topic '{}' is consumed by group '{g}'; one group per topic is supported",
-                        hello.topic
-                    ));
-                }
-                _ => t.group = Some(hello.group.clone()),
-            }
-            t.topic.attach_consumer(conn);
+            t.topic
+                .attach_consumer(conn, &hello.group)
+                .map_err(|e| format!("topic '{}' is {e}", hello.topic))?;
             t.outboxes.insert(conn, Arc::clone(&outbox));
             Ok((0, crate::storage::Durable::now()))
         } else {
@@ -116,9 +109,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
             Role::Consumer => t.topic.detach_consumer(conn),
         }
         t.outboxes.remove(&conn);
-        if t.topic.consumer_count() == 0 {
-            t.group = None;
-        }
     });
     match end {
         End::Fatal(code, why) => {

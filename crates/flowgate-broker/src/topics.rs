@@ -21,8 +21,6 @@ pub(crate) struct TopicInner {
     pub topic: Topic<WireEvent>,
     /// Outboxes of attached connections.
     pub outboxes: HashMap<ConnId, Arc<Outbox>>,
-    /// The consumer group that consumes this topic (set by its first consumer).
-    pub group: Option<String>,
     /// Idle while empty; backpressured while full (its producers hold no credit); busy else.
     clock: StageClock,
 }
@@ -187,7 +185,6 @@ impl Topics {
                 inner: Mutex::new(TopicInner {
                     topic,
                     outboxes: HashMap::new(),
-                    group: None,
                     clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
                 }),
                 epoch: self.epoch,

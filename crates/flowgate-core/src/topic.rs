@@ -46,6 +46,13 @@ pub const MAX_EVENTS_PER_TURN: u64 = 1024;
 pub enum TopicError {
     /// The connection is not attached to this topic in that role.
     UnknownConnection(ConnId),
+    /// A consumer of another group than the one consuming the topic.
+    GroupConflict {
+        /// The group the consumer named.
+        group: String,
+        /// The group consuming the topic.
+        consumed_by: String,
+    },
     /// A consumer asked for zero events.
     ZeroRequest,
     /// A producer published more than its credit.
@@ -93,6 +100,10 @@ impl fmt::Display for TopicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TopicError::UnknownConnection(c) => write!(f, "connection {c} is not attached"),
+            TopicError::GroupConflict { group, consumed_by } => write!(
+                f,
+                "consumed by group '{consumed_by}', so not '{group}'; one group per topic is supported"
+            ),
             TopicError::ZeroRequest => {
                 f.write_str("request for zero events (request(0) is invalid)")
             }
@@ -258,6 +269,8 @@ pub struct Topic<T> {
     producers: BTreeMap<ConnId, ProducerSlot>,
     granted_total: Credit,
     consumers: BTreeMap<ConnId, ConsumerSlot>,
+    /// The consumer group of the attached consumers, while any are attached.
+    group: Option<String>,
     /// The consumer served last; the next turn starts after it.
     last_served: Option<ConnId>,
     /// Where the next round of grants starts: the first producer the last round passed over
@@ -291,6 +304,7 @@ impl<T: Clone> Topic<T> {
             producers: BTreeMap::new(),
             granted_total: Credit::ZERO,
             consumers: BTreeMap::new(),
+            group: None,
             last_served: None,
             grant_from: 0,
             high_seq: HashMap::new(),
@@ -454,9 +468,22 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// Attaches a consumer connection with no demand.
-    pub fn attach_consumer(&mut self, conn: ConnId) {
+    /// Attaches a consumer connection of `group`, with no demand. One group consumes a
+    /// topic at a time: the first consumer's sets it, and it is free again once its last
+    /// consumer has left; a consumer of another group meanwhile is refused.
+    pub fn attach_consumer(&mut self, conn: ConnId, group: &str) -> Result<(), TopicError> {
+        match &self.group {
+            Some(g) if g != group => {
+                return Err(TopicError::GroupConflict {
+                    group: group.to_string(),
+                    consumed_by: g.clone(),
+                });
+            }
+            Some(_) => {}
+            None => self.group = Some(group.to_string()),
+        }
         self.consumers.entry(conn).or_default();
+        Ok(())
     }
 
     /// Detaches a consumer; everything it held unacked goes back to the front of the ready
@@ -464,6 +491,9 @@ impl<T: Clone> Topic<T> {
     pub fn detach_consumer(&mut self, conn: ConnId) {
         if self.consumers.remove(&conn).is_none() {
             return;
+        }
+        if self.consumers.is_empty() {
+            self.group = None;
         }
         let mut held: Vec<u64> = self
             .unacked
@@ -882,6 +912,30 @@ fn spend(demand: Credit, cost: Credit) -> Credit {
 mod tests {
     use super::*;
 
+    #[test]
+    fn one_group_consumes_a_topic_until_its_last_consumer_leaves() {
+        let mut t: Topic<u64> = Topic::new(Credit::new(10, 1000));
+        t.attach_consumer(1, "db").unwrap();
+        t.attach_consumer(2, "db").unwrap();
+        let refused = t.attach_consumer(3, "audit").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "consumed by group 'db', so not 'audit'; one group per topic is supported"
+        );
+        assert_eq!(
+            t.consumer_count(),
+            2,
+            "the refused consumer is not attached"
+        );
+        t.detach_consumer(1);
+        assert!(
+            t.attach_consumer(3, "audit").is_err(),
+            "db still has a consumer"
+        );
+        t.detach_consumer(2);
+        t.attach_consumer(3, "audit").unwrap();
+    }
+
     const P: ConnId = 1;
     const C: ConnId = 2;
 
@@ -1018,7 +1072,7 @@ mod tests {
         t.restore([(7, 3)], [(1, 10), (2, 10), (3, 10)]);
         t.limit_grants(Some(0), 0);
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         t.request(C, Credit::new(10, 10_000)).unwrap();
         let actions = t.poll_actions();
         assert_eq!(
@@ -1047,7 +1101,7 @@ mod tests {
     fn a_consumer_gets_no_more_than_it_asked_for() {
         let mut t = topic(100);
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         let _ = t.poll_actions();
         t.publish(P, batch(1..=10)).unwrap();
         assert!(
@@ -1067,7 +1121,7 @@ mod tests {
     fn unacked_events_count_against_capacity_until_acked() {
         let mut t = topic(4);
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         let _ = t.poll_actions();
         t.publish(P, batch(1..=4)).unwrap();
         t.request(C, Credit::new(4, 1_000)).unwrap();
@@ -1088,13 +1142,13 @@ mod tests {
     fn a_departing_consumer_s_deliveries_are_redelivered_in_order_with_a_higher_attempt() {
         let mut t = topic(100);
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         let _ = t.poll_actions();
         t.publish(P, batch(1..=3)).unwrap();
         t.request(C, Credit::new(10, 10_000)).unwrap();
         let first = delivered(&t.poll_actions(), C);
         t.detach_consumer(C);
-        t.attach_consumer(5);
+        t.attach_consumer(5, "g").unwrap();
         t.request(5, Credit::new(10, 10_000)).unwrap();
         let again = delivered(&t.poll_actions(), 5);
         assert_eq!(
@@ -1108,7 +1162,7 @@ mod tests {
     fn a_stale_ack_is_rejected_and_changes_nothing() {
         let mut t = topic(100);
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         let _ = t.poll_actions();
         t.publish(P, batch(1..=1)).unwrap();
         t.request(C, Credit::new(10, 10_000)).unwrap();
@@ -1133,8 +1187,8 @@ mod tests {
     fn consumers_take_turns_and_share_by_demand() {
         let mut t = topic(1_000);
         t.attach_producer(P, 7);
-        t.attach_consumer(10);
-        t.attach_consumer(11);
+        t.attach_consumer(10, "g").unwrap();
+        t.attach_consumer(11, "g").unwrap();
         let _ = t.poll_actions();
         t.publish(P, batch(1..=100)).unwrap();
         t.request(10, Credit::new(2, 10_000)).unwrap(); // slow: asks for little
@@ -1148,8 +1202,8 @@ mod tests {
     fn another_consumer_cannot_ack_what_it_does_not_hold() {
         let mut t = topic(100);
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
-        t.attach_consumer(9);
+        t.attach_consumer(C, "g").unwrap();
+        t.attach_consumer(9, "g").unwrap();
         let _ = t.poll_actions();
         t.publish(P, batch(1..=1)).unwrap();
         t.request(C, Credit::new(1, 1_000)).unwrap();
@@ -1173,7 +1227,7 @@ mod tests {
         let mut t: Topic<u64> = Topic::new(Credit::new(100, 10_000_000));
         t.spill_beyond(Credit::new(4, 1_000_000));
         t.attach_producer(P, 7);
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         let first = grants(&t.poll_actions());
         assert_eq!(
             first,
@@ -1225,7 +1279,7 @@ mod tests {
         t.publish(P, batch(1..=1)).unwrap();
         t.loaded(vec![(101, 10), (102, 10), (103, 10)]);
         assert_eq!(t.stats().on_disk, 1, "the late one is still to load");
-        t.attach_consumer(C);
+        t.attach_consumer(C, "g").unwrap();
         t.request(C, Credit::new(10, 10_000)).unwrap();
         let got = delivered(&t.poll_actions(), C);
         assert_eq!(

@@ -220,7 +220,7 @@ fn world(cap: Credit, sizes: Vec<Vec<u64>>, consumer: bool) -> World {
         })
         .collect();
     if consumer {
-        topic.attach_consumer(CONSUMER);
+        topic.attach_consumer(CONSUMER, "g").unwrap();
     }
     let mut w = World {
         topic,

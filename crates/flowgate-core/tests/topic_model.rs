@@ -198,7 +198,7 @@ proptest! {
                     model.confirmed.insert(pid, out.confirm_up_to);
                 }
                 Op::AttachConsumer(i) => {
-                    topic.attach_consumer(consumer_conn(i));
+                    topic.attach_consumer(consumer_conn(i), "g").unwrap();
                     model.consumers.entry(consumer_conn(i)).or_default();
                 }
                 Op::DetachConsumer(i) => {
@@ -250,7 +250,7 @@ proptest! {
         }
         model.consumers.clear();
         model.held.clear();
-        topic.attach_consumer(999);
+        topic.attach_consumer(999, "g").unwrap();
         model.consumers.insert(999, Credit::ZERO);
         topic.request(999, Credit::UNBOUNDED).expect("unbounded request");
         model.consumers.insert(999, Credit::UNBOUNDED);

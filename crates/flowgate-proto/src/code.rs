@@ -140,6 +140,7 @@ impl ErrorCode {
         use flowgate_core::TopicError;
         match e {
             TopicError::UnknownConnection(_) => ErrorCode::UnexpectedFrame,
+            TopicError::GroupConflict { .. } => ErrorCode::GroupConflict,
             TopicError::ZeroRequest => ErrorCode::ZeroRequest,
             TopicError::DataWithoutCredit { .. } => ErrorCode::DataWithoutCredit,
             TopicError::SequenceGap { .. } => ErrorCode::SequenceGap,

@@ -391,3 +391,18 @@ fn a_consumer_with_nothing_in_hand_asks_for_its_whole_prefetch_so_a_big_event_ca
     let requests = w.sent_up(w.consumers[0].conn.unwrap());
     assert_eq!(requests.iter().filter(|f| **f == "REQUEST").count(), 3);
 }
+
+#[test]
+fn a_consumer_of_a_second_group_is_refused_for_good() {
+    let mut w = pipeline(10, 10);
+    w.add_consumer_of("audit", Credit::new(10, 1 << 20), MIB);
+    w.connect_consumer(1);
+    w.run();
+    assert_eq!(w.refusals[0].1, ErrorCode::GroupConflict);
+    let e = w.consumers[1].last_error.clone().unwrap();
+    assert!(e.is_permanent(), "{e}");
+    assert!(
+        w.consumers[0].session.is_connected(),
+        "the first group's consumer is untouched"
+    );
+}

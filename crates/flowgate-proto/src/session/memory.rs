@@ -26,7 +26,7 @@ pub fn apply(
             let resume = match hello.role {
                 Role::Producer => topic.attach_producer(conn, hello.producer_id),
                 Role::Consumer => {
-                    topic.attach_consumer(conn);
+                    topic.attach_consumer(conn, &hello.group)?;
                     0
                 }
             };

@@ -113,7 +113,12 @@ impl World {
 
     /// Adds a consumer of group "db" with `prefetch`; not connected.
     pub fn add_consumer(&mut self, prefetch: Credit, max_frame: u32) -> usize {
-        let hello = Hello::consumer("orders", "db", max_frame);
+        self.add_consumer_of("db", prefetch, max_frame)
+    }
+
+    /// Adds a consumer of `group` with `prefetch`; not connected.
+    pub fn add_consumer_of(&mut self, group: &str, prefetch: Credit, max_frame: u32) -> usize {
+        let hello = Hello::consumer("orders", group, max_frame);
         let session = ConsumerSession::new(hello, prefetch, self.now).expect("prefetch");
         self.consumers.push(Client::new(session, max_frame));
         self.consumers.len() - 1
