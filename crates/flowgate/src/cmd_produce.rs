@@ -48,7 +48,8 @@ pub(crate) struct ProduceArgs {
     /// Stop after this long (generated events).
     #[arg(long)]
     duration: Option<Span>,
-    /// Payload size of generated events.
+    /// Payload size of generated events: at most one frame to the broker, its frame limit
+    /// less 37 bytes (1,048,539 bytes under the default 1 MiB); larger is refused with exit 2.
     #[arg(long, default_value = "100B", value_name = "SIZE")]
     payload_size: Size,
     /// Publish one event per line of this NDJSON file ('-' for standard input).
