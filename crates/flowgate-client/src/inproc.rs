@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use flowgate_core::{
-    BoundedQueue, Credit, CreditError, CreditWindow, Event, OverflowPolicy, Push, QueueStats,
-    grant_due,
+    BoundedQueue, Credit, CreditError, CreditWindow, Demand, Event, OverflowPolicy, Push,
+    QueueStats, REFILL_AT_HALF, grant_due,
 };
 use tokio::sync::Notify;
 
@@ -160,7 +160,10 @@ pub fn pipe(config: PipeConfig) -> (Producer, Consumer) {
             shared: Arc::clone(&shared),
             stats: ProducerStats::default(),
         },
-        Consumer { shared },
+        Consumer {
+            shared,
+            prefetch: None,
+        },
     )
 }
 
@@ -296,6 +299,9 @@ impl Observer {
 /// The receiving end.
 pub struct Consumer {
     shared: Arc<Shared>,
+    /// With a prefetch set, the demand `recv` keeps up by itself (as the network consumer
+    /// does); without one, the application calls [`Consumer::request`].
+    prefetch: Option<Demand>,
 }
 
 /// Why [`Consumer::recv`] returned nothing.
@@ -319,6 +325,20 @@ impl Consumer {
         self.shared.lock().demand.grant(credit)
     }
 
+    /// Lets `recv` keep the demand up by itself: up to `prefetch` requested ahead of
+    /// processing, topped up before each wait, so a call returns at most `prefetch.events`.
+    /// A smaller prefetch takes effect as outstanding demand drains. A zero dimension is an
+    /// error and changes nothing.
+    pub fn set_prefetch(&mut self, prefetch: Credit) -> Result<(), CreditError> {
+        match &mut self.prefetch {
+            Some(demand) => demand.set_target(prefetch),
+            None => {
+                self.prefetch = Some(Demand::new(prefetch, REFILL_AT_HALF)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Demand requested and not yet delivered.
     pub fn outstanding(&self) -> Credit {
         self.shared.lock().demand.available()
@@ -336,7 +356,20 @@ impl Consumer {
             notified.as_mut().enable();
             {
                 let mut state = self.shared.lock();
-                let limit = state.demand.available();
+                if let Some(demand) = &mut self.prefetch {
+                    // The caller holds nothing it was sent: ask for the whole prefetch, since
+                    // the next event may be larger than what is outstanding.
+                    if let Some(request) = demand.poll_top_up() {
+                        // Cannot fail: `Demand` never asks for nothing.
+                        let _ = state.demand.grant(request);
+                    }
+                }
+                // Within the prefetch, when there is one (demand requested by hand beyond it
+                // stays outstanding for later calls).
+                let limit = match &self.prefetch {
+                    Some(demand) => state.demand.available().min(demand.outstanding()),
+                    None => state.demand.available(),
+                };
                 if limit.events == 0 {
                     return Err(RecvError::NoDemand);
                 }
@@ -345,6 +378,9 @@ impl Consumer {
                 if !batch.is_empty() {
                     // Cannot fail: `pop_within` stayed within the demand.
                     let _ = state.demand.try_spend(taken.events, taken.bytes);
+                    if let Some(demand) = &mut self.prefetch {
+                        let _ = demand.on_delivered(taken.events, taken.bytes);
+                    }
                     let had = state.credit.available();
                     state.grant_credit_if_due();
                     if state.credit.available() != had {
@@ -421,6 +457,43 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().unwrap().len(), 2);
         assert_eq!(rx.recv().await, Err(RecvError::NoDemand));
         assert_eq!(rx.request(Credit::ZERO), Err(CreditError::ZeroRequest));
+    }
+
+    #[tokio::test]
+    async fn a_prefetch_keeps_demand_up_without_requests() {
+        let (mut tx, mut rx) = pipe(bounded(100, OverflowPolicy::Block));
+        for i in 0..10 {
+            tx.try_send(event(i, 1)).unwrap();
+        }
+        assert_eq!(rx.set_prefetch(Credit::ZERO), Err(CreditError::ZeroRequest));
+        rx.set_prefetch(Credit::new(4, 1 << 20)).unwrap();
+        let sizes: Vec<usize> = [(); 3]
+            .iter()
+            .map(|()| futures_now(rx.recv()).unwrap().unwrap().len())
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![4, 4, 2],
+            "at most the prefetch per call, asked for again"
+        );
+        // Events of 200 bytes and more against 300 bytes of prefetch: one per call, each
+        // received although less than its size is outstanding after the first.
+        let (mut tx, mut rx) = pipe(bounded(100, OverflowPolicy::Block));
+        rx.set_prefetch(Credit::new(4, 300)).unwrap();
+        tx.try_send(event(10, 200)).unwrap();
+        tx.try_send(event(11, 200)).unwrap();
+        assert_eq!(futures_now(rx.recv()).unwrap().unwrap().len(), 1);
+        assert_eq!(futures_now(rx.recv()).unwrap().unwrap().len(), 1);
+    }
+
+    /// Polls a future that must be ready at once.
+    fn futures_now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let waker = std::task::Waker::noop();
+        match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the future was not ready"),
+        }
     }
 
     #[tokio::test]

@@ -10,9 +10,11 @@
 //! | [`postgres`] | PostgreSQL: binary COPY into a staging table, then an idempotent insert |
 //! | [`stdout`] | one JSON line per event |
 //! | [`null`] | discards, for benchmarks |
+//! | [`driver`] | [`SinkDriver`]: the feedback loop from a source through a sink, paced by commit latency |
 
 #![forbid(unsafe_code)]
 
+pub mod driver;
 pub mod null;
 pub mod postgres;
 pub mod sqlite;
@@ -21,6 +23,7 @@ pub mod url;
 
 use flowgate_core::Event;
 
+pub use driver::{DriverConfig, DriverError, DriverStats, Outcome, SinkDriver, Source};
 pub use null::NullSink;
 pub use postgres::PostgresSink;
 pub use sqlite::{SqliteSink, count_rows};

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{Consumer, ConsumerConfig, ConsumerMonitor, DeliveryTag};
-use flowgate_core::{AimdLimit, Credit, Event, TokenBucket};
-use flowgate_sink::{AnySink, DeadLetter, SinkUrl};
-use hdrhistogram::Histogram;
+use flowgate_client::{Consumer, ConsumerConfig, ConsumerMonitor};
+use flowgate_core::Credit;
+use flowgate_sink::driver::Emulation;
+use flowgate_sink::{AnySink, DriverConfig, DriverStats, Outcome, SinkDriver, SinkUrl};
 use serde::Serialize;
 
 use crate::dial_args::DialArgs;
@@ -95,14 +95,14 @@ fn snapshot(live: &SharedLive, monitor: &ConsumerMonitor, started: Instant) -> s
     serde_json::json!({
         "role": "consumer",
         "uptime_s": elapsed.as_secs_f64(),
-        "received": l.received,
-        "committed": l.committed,
-        "dead_lettered": l.dead_lettered,
-        "retried": l.retried,
-        "batch_limit": l.batch_limit,
-        "commit_latency_ms_p99": l.commit_latency_ms_p99,
-        "e2e_latency_ms_p50": l.e2e_latency_ms_p50,
-        "e2e_latency_ms_p99": l.e2e_latency_ms_p99,
+        "received": l.driver.received,
+        "committed": l.driver.committed,
+        "dead_lettered": l.driver.dead_lettered,
+        "retried": l.driver.retried,
+        "batch_limit": l.driver.batch_limit,
+        "commit_latency_ms_p99": l.driver.commit_latency_ms_p99,
+        "e2e_latency_ms_p50": l.driver.e2e_latency_ms_p50,
+        "e2e_latency_ms_p99": l.driver.e2e_latency_ms_p99,
         "stage": crate::observe::stage_json(&stage),
     })
 }
@@ -133,46 +133,27 @@ fn publish(v: &serde_json::Value) {
     }
 }
 
-/// The `--json` summary.
+/// The `--json` summary: the driver's figures and the connection's.
 #[derive(Debug, Serialize, Default, Clone)]
 pub(crate) struct ConsumeSummary {
-    pub received: u64,
-    /// Events settled: committed (new or already present) or dead-lettered.
-    pub committed: u64,
-    pub already_present: u64,
-    /// Deliveries the database refused and that were handed back for another attempt.
-    pub retried: u64,
-    pub dead_lettered: u64,
+    #[serde(flatten)]
+    pub driver: DriverStats,
     pub redelivered: u64,
     pub duration_s: f64,
     /// Committed events per second between the first delivery and the last commit (idle
     /// time before and after excluded).
     pub rate: f64,
     pub sessions: u64,
-    /// Commits made, and events per commit on average.
-    pub commits: u64,
+    /// Events per commit on average.
     pub mean_batch: f64,
-    pub commit_latency_ms_p50: f64,
-    pub commit_latency_ms_p99: f64,
-    pub commit_latency_ms_max: f64,
-    /// End to end: event creation (producer clock) to commit (consumer clock), over the
-    /// committed events. Meaningful when both clocks agree (same host, or NTP).
-    pub e2e_latency_ms_p50: f64,
-    pub e2e_latency_ms_p99: f64,
-    /// The batch limit at the end, and how often commit latency cut it.
-    pub batch_limit: u64,
-    pub batch_limit_cuts: u64,
 }
 
 impl ConsumeSummary {
-    /// Copies the latency quantiles out of the histograms.
-    fn record_latencies(&mut self, commit_us: &Histogram<u64>, e2e_us: &Histogram<u64>) {
-        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
-        self.commit_latency_ms_p50 = ms(commit_us, 0.5);
-        self.commit_latency_ms_p99 = ms(commit_us, 0.99);
-        self.commit_latency_ms_max = commit_us.max() as f64 / 1e3;
-        self.e2e_latency_ms_p50 = ms(e2e_us, 0.5);
-        self.e2e_latency_ms_p99 = ms(e2e_us, 0.99);
+    /// Takes the driver's figures.
+    fn record(&mut self, driver: DriverStats) {
+        self.rate = driver.rate();
+        self.mean_batch = driver.mean_batch();
+        self.driver = driver;
     }
 }
 
@@ -193,61 +174,8 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<u8> {
     runtime.block_on(consume(args, url))
 }
 
-/// What one batch's commit came to.
-struct Settled {
-    acks: Vec<DeliveryTag>,
-    nacks: Vec<DeliveryTag>,
-    new_rows: u64,
-    dead: u64,
-}
-
-/// Commits a batch; refused events are dead-lettered on their last attempt, else nacked.
-async fn commit(
-    sink: &mut AnySink,
-    events: &[Event],
-    tags: &[DeliveryTag],
-    max_attempts: u32,
-) -> Result<Settled> {
-    let committed = sink
-        .write_batch(events)
-        .await
-        .context("the sink failed; the batch is not acknowledged")?;
-    let mut refused = vec![None; events.len()];
-    for (i, reason) in committed.rejected {
-        refused[i] = Some(reason);
-    }
-    let mut letters = Vec::new();
-    let mut settled = Settled {
-        acks: Vec::new(),
-        nacks: Vec::new(),
-        new_rows: committed.new_rows,
-        dead: 0,
-    };
-    for (i, reason) in refused.iter().enumerate() {
-        match reason {
-            None => settled.acks.push(tags[i]),
-            Some(reason) if tags[i].attempt() >= max_attempts => {
-                letters.push(DeadLetter {
-                    event: &events[i],
-                    attempts: tags[i].attempt(),
-                    reason,
-                });
-                settled.acks.push(tags[i]);
-            }
-            Some(_) => settled.nacks.push(tags[i]),
-        }
-    }
-    if !letters.is_empty() {
-        sink.dead_letter(&letters)
-            .await
-            .context("cannot record dead letters; the batch is not acknowledged")?;
-        settled.dead = letters.len() as u64;
-    }
-    Ok(settled)
-}
-
 async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
-    let mut sink = AnySink::open(&url)
+    let sink = AnySink::open(&url)
         .await
         .with_context(|| format!("cannot open sink {url}"))?;
     let config = ConsumerConfig {
@@ -256,7 +184,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         tls: args.dial.tls()?,
         ..ConsumerConfig::new(&args.dial.broker, &args.topic, &args.group)
     };
-    let mut consumer = Consumer::connect(config).await.with_context(|| {
+    let consumer = Consumer::connect(config).await.with_context(|| {
         format!(
             "cannot consume topic '{}' at {}",
             args.topic, args.dial.broker
@@ -279,125 +207,73 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         .await?;
         eprintln!("metrics on {bound}");
     }
-    let mut database = match args.max_rate {
-        Some(r) => Some(TokenBucket::new(
-            r.0,
-            args.prefetch.clamp(1, (r.0 / 10).max(1)),
-            Duration::ZERO,
-        )?),
-        None => None,
-    };
-    let mut limit = AimdLimit::new(
-        args.prefetch,
-        1,
-        args.prefetch,
-        args.commit_latency_target.0,
-    );
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
-    let mut e2e_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let emulation = args.max_rate.map(|r| Emulation {
+        rate: r.0,
+        burst: args.prefetch.clamp(1, (r.0 / 10).max(1)),
+        stalls: None,
+    });
+    let mut driver = SinkDriver::new(
+        consumer,
+        sink,
+        DriverConfig {
+            max_batch: args.prefetch,
+            max_batch_bytes: args.prefetch_bytes.0,
+            commit_latency_target: args.commit_latency_target.0,
+            max_attempts: args.max_attempts,
+            idle_exit: args.idle_exit.map(|d| d.0),
+            emulation,
+        },
+    )?;
     let mut s = ConsumeSummary::default();
     let mut last_report = Instant::now();
     let mut last_committed = 0;
-    let mut first_delivery: Option<Instant> = None;
-    let mut last_commit = Instant::now();
     let stop_at = args.count.unwrap_or(u64::MAX);
-    while s.committed < stop_at {
-        let next = consumer.recv();
-        let batch = match args.idle_exit {
-            Some(d) => match tokio::time::timeout(d.0, next).await {
-                Ok(b) => b?,
-                Err(_) => {
+    while s.driver.committed < stop_at {
+        match driver.step().await? {
+            Outcome::Committed(_) => {}
+            Outcome::Ended => break,
+            Outcome::Idle => {
+                if let Some(d) = args.idle_exit {
                     eprintln!("nothing received for {d}; stopping");
-                    break;
                 }
-            },
-            None => next.await?,
-        };
-        let Some(batch) = batch else { break };
-        first_delivery.get_or_insert_with(Instant::now);
-        s.received += batch.len() as u64;
-        if let Some(bucket) = database.as_mut() {
-            // The emulated database takes the batch in slices it has capacity for.
-            let mut left = batch.len() as u64;
-            while left > 0 {
-                let n = left.min(bucket.burst());
-                let wait = bucket.time_until(n, started.elapsed());
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-                let _ = bucket.try_take(n, started.elapsed());
-                left -= n;
+                break;
             }
         }
-        let tags: Vec<DeliveryTag> = batch.iter().map(|d| d.tag).collect();
-        let events: Vec<Event> = batch.into_iter().map(|d| d.event).collect();
-        let t0 = Instant::now();
-        let settled = commit(&mut sink, &events, &tags, args.max_attempts).await?;
-        let latency = t0.elapsed();
-        let committed_at = flowgate_client::unix_now_us();
-        for e in &events {
-            e2e_us.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
-        }
-        latency_us.saturating_record(
-            u64::try_from(latency.as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-        let done = settled.acks.len() as u64;
-        s.commits += 1;
-        s.committed += done;
-        s.already_present += (done - settled.dead).saturating_sub(settled.new_rows);
-        s.dead_lettered += settled.dead;
-        s.retried += settled.nacks.len() as u64;
-        consumer.ack(settled.acks);
-        consumer.nack(settled.nacks);
-        // The database's pace becomes the consumer's demand.
-        let next_limit = limit.on_commit(events.len() as u64, latency);
-        consumer.set_prefetch(Credit::new(next_limit, args.prefetch_bytes.0));
-        last_commit = Instant::now();
-        s.batch_limit = next_limit;
-        s.record_latencies(&latency_us, &e2e_us);
+        s.record(driver.stats());
         if let Ok(mut l) = live.lock() {
             *l = s.clone();
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
-            let rate = (s.committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
+            let rate =
+                (s.driver.committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
             eprintln!(
-                "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {next_limit:>6} commit p99 {:>6.1} ms dead letters {}",
+                "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {:>6} commit p99 {:>6.1} ms dead letters {}",
                 started.elapsed().as_secs_f64(),
-                s.committed,
-                s.commit_latency_ms_p99,
-                s.dead_lettered
+                s.driver.committed,
+                s.driver.batch_limit,
+                s.driver.commit_latency_ms_p99,
+                s.driver.dead_lettered
             );
             last_report = Instant::now();
-            last_committed = s.committed;
+            last_committed = s.driver.committed;
         }
     }
+    s.record(driver.stats());
+    let (consumer, _sink) = driver.into_parts();
     let stats = consumer.close().await;
     s.duration_s = started.elapsed().as_secs_f64();
-    s.rate = first_delivery.map_or(0.0, |first| {
-        s.committed as f64
-            / last_commit
-                .saturating_duration_since(first)
-                .as_secs_f64()
-                .max(1e-9)
-    });
     s.redelivered = stats.redelivered;
     s.sessions = stats.sessions;
-    s.record_latencies(&latency_us, &e2e_us);
-    s.mean_batch = s.received as f64 / s.commits.max(1) as f64;
-    s.batch_limit = limit.limit();
-    s.batch_limit_cuts = limit.decreases();
     eprintln!(
         "committed {} events in {:.1} s ({:.0}/s); {} already present, {} redelivered, {} retried, {} dead-lettered; commit p99 {:.1} ms",
-        s.committed,
+        s.driver.committed,
         s.duration_s,
         s.rate,
-        s.already_present,
+        s.driver.already_present,
         s.redelivered,
-        s.retried,
-        s.dead_lettered,
-        s.commit_latency_ms_p99
+        s.driver.retried,
+        s.driver.dead_lettered,
+        s.driver.commit_latency_ms_p99
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&s)? + "\n")

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use flowgate_client::inproc::{Consumer, Observer, Producer, pipe};
-use flowgate_core::{Credit, Demand, Event, EventId, REFILL_AT_HALF, TokenBucket};
-use flowgate_sink::AnySink;
-use hdrhistogram::Histogram;
+use flowgate_core::{Credit, Event, EventId, TokenBucket};
+use flowgate_sink::driver::Emulation;
+use flowgate_sink::{AnySink, DriverConfig, Outcome, SinkDriver};
 
 use super::memlimit;
 use super::mode::Mode;
@@ -73,7 +73,8 @@ struct Counters {
     producer_waited_ns: AtomicU64,
     producer_active_ns: AtomicU64,
     producer_done: std::sync::atomic::AtomicBool,
-    latency_us: Mutex<Histogram<u64>>,
+    /// End-to-end latency of the committed events, p50 and p99 in milliseconds.
+    latency_ms: Mutex<(f64, f64)>,
 }
 
 /// Runs the pipeline to the end (or to its death) and returns.
@@ -87,7 +88,7 @@ pub(crate) fn run(args: WorkerArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let mut sink = AnySink::open_fresh(&url)
+        let sink = AnySink::open_fresh(&url)
             .await
             .with_context(|| format!("cannot prepare {url}"))?;
         let capacity = Credit::new(args.queue_capacity, args.queue_bytes);
@@ -99,14 +100,12 @@ pub(crate) fn run(args: WorkerArgs) -> Result<()> {
             producer_waited_ns: AtomicU64::new(0),
             producer_active_ns: AtomicU64::new(0),
             producer_done: std::sync::atomic::AtomicBool::new(false),
-            latency_us: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram bounds")?,
-            ),
+            latency_ms: Mutex::new((0.0, 0.0)),
         });
         let start = Instant::now();
         let sampler = tokio::spawn(sample_loop(start, observer.clone(), Arc::clone(&counters)));
         let producer = tokio::spawn(produce(tx, args.clone(), start, Arc::clone(&counters)));
-        let consumer = consume(rx, &mut sink, &args, Arc::clone(&counters));
+        let consumer = consume(rx, sink, &args, Arc::clone(&counters));
         let deadline = Duration::from_millis(args.duration_ms + args.drain_ms);
         // The consumer stops when the producer is gone and the queue is drained, or when the
         // drain deadline passes with events still queued (they are reported, not hidden).
@@ -161,50 +160,41 @@ async fn produce(mut tx: Producer, args: WorkerArgs, start: Instant, counters: A
     counters.producer_done.store(true, Ordering::Relaxed);
 }
 
+/// The consumer: the same [`SinkDriver`] as `flowgate consume`, over the pipe, into SQLite,
+/// with the emulated database's rate and stalls.
 async fn consume(
-    mut rx: Consumer,
-    sink: &mut AnySink,
+    rx: Consumer,
+    sink: AnySink,
     args: &WorkerArgs,
     counters: Arc<Counters>,
 ) -> Result<()> {
     let batch = (args.consumer_rate / BATCHES_PER_SEC).max(1);
-    let start = Instant::now();
-    // The emulated database: it absorbs `consumer_rate` events per second, a batch at a time.
-    let mut database =
-        TokenBucket::new(args.consumer_rate, batch, Duration::ZERO).context("consumer rate")?;
-    let mut demand = Demand::new(Credit::new(batch, args.queue_bytes.max(1)), REFILL_AT_HALF)
-        .context("consumer demand")?;
+    let (pattern, duration) = (args.pattern, Duration::from_millis(args.duration_ms));
+    let config = DriverConfig {
+        max_batch: batch,
+        max_batch_bytes: args.queue_bytes.max(1),
+        // The pipe cannot deliver an event again: a refused event is a dead letter at once.
+        max_attempts: 1,
+        // The emulated database absorbs `consumer_rate` events per second, a batch at a
+        // time, and takes nothing while it is stalled.
+        emulation: Some(Emulation {
+            rate: args.consumer_rate,
+            burst: batch,
+            stalls: Some(Arc::new(move |t| pattern.stalled_until(t, duration))),
+        }),
+        ..DriverConfig::new()
+    };
+    let mut driver = SinkDriver::new(rx, sink, config).context("consumer")?;
     loop {
-        if let Some(request) = demand.poll_request() {
-            rx.request(request).context("consumer request")?;
-        }
-        let Some(events) = rx.recv().await.context("consumer receive")? else {
-            return Ok(());
-        };
-        let bytes: u64 = events.iter().map(Event::size_bytes).sum();
-        demand
-            .on_delivered(events.len() as u64, bytes)
-            .context("delivery beyond demand")?;
-        // A stalled database takes nothing until it is back.
-        let duration = Duration::from_millis(args.duration_ms);
-        if let Some(back) = args.pattern.stalled_until(start.elapsed(), duration) {
-            tokio::time::sleep(back.saturating_sub(start.elapsed())).await;
-        }
-        // Wait for the database to have room for this batch (it never exceeds the burst).
-        let n = events.len() as u64;
-        let wait = database.time_until(n, start.elapsed());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        let _ = database.try_take(n, start.elapsed());
         // The sink runs SQLite's blocking commit in place (see `AnySink::write_batch`).
-        sink.write_batch(&events).await.context("database commit")?;
-        let committed_at = flowgate_client::unix_now_us();
-        counters.committed.fetch_add(n, Ordering::Relaxed);
-        if let Ok(mut h) = counters.latency_us.lock() {
-            for e in &events {
-                h.saturating_record(committed_at.saturating_sub(e.created_us).max(1));
-            }
+        match driver.step().await.context("database commit")? {
+            Outcome::Committed(_) => {}
+            Outcome::Ended | Outcome::Idle => return Ok(()),
+        }
+        let stats = driver.stats();
+        counters.committed.store(stats.committed, Ordering::Relaxed);
+        if let Ok(mut latency) = counters.latency_ms.lock() {
+            *latency = (stats.e2e_latency_ms_p50, stats.e2e_latency_ms_p99);
         }
     }
 }
@@ -225,18 +215,7 @@ async fn sample_loop(start: Instant, observer: Observer, counters: Arc<Counters>
 fn measure(start: Instant, observer: &Observer, counters: &Counters, phase: Phase) -> Sample {
     let q = observer.queue_stats();
     let rss = procfs::own_rss();
-    let (p50, p99) = counters
-        .latency_us
-        .lock()
-        .ok()
-        .filter(|h| !h.is_empty())
-        .map(|h| {
-            (
-                h.value_at_quantile(0.5) as f64 / 1e3,
-                h.value_at_quantile(0.99) as f64 / 1e3,
-            )
-        })
-        .unwrap_or((0.0, 0.0));
+    let (p50, p99) = counters.latency_ms.lock().map_or((0.0, 0.0), |l| *l);
     Sample {
         t: start.elapsed().as_secs_f64(),
         phase,
