@@ -3,6 +3,7 @@
 //!
 //! | module | responsibility |
 //! |---|---|
+//! | [`backend`] | the seam a backend implements ([`Publish`], [`Subscribe`]), and [`AnyProducer`] / [`AnyConsumer`], chosen by the address's scheme |
 //! | [`net`] | [`Producer`] and [`Consumer`] for a flowgate broker over TCP, with reconnect and resend |
 //! | [`inproc`] | an in-process producer/consumer pair joined by a bounded queue |
 //!
@@ -11,9 +12,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod inproc;
 pub mod net;
 
+pub use backend::{AnyConsumer, AnyProducer, BrokerAddr, Monitor, Publish, Subscribe};
 pub use net::{
     ClientError, ClientTls, Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery,
     DeliveryTag, Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError,

@@ -9,7 +9,7 @@ use flowgate_broker::{Broker, BrokerConfig, MemoryStorage};
 use flowgate_client::inproc::{PipeConfig, pipe};
 use flowgate_client::{Consumer, ConsumerConfig, Producer, ProducerConfig};
 use flowgate_core::{Credit, Event, EventId, OverflowPolicy};
-use flowgate_sink::driver::Emulation;
+use flowgate_sink::driver::{Emulation, Pipe};
 use flowgate_sink::{AnySink, DriverConfig, DriverError, Outcome, SinkDriver, SinkUrl, count_rows};
 
 fn json_event(seq: u64, payload: &str) -> Event {
@@ -49,7 +49,7 @@ async fn a_pipe_drains_into_sqlite_in_batches_within_the_demand() {
         max_batch: 100,
         ..DriverConfig::new()
     };
-    let mut driver = SinkDriver::new(rx, sink, config).unwrap();
+    let mut driver = SinkDriver::new(Pipe(rx), sink, config).unwrap();
     let mut largest = 0;
     loop {
         match driver.step().await.unwrap() {
@@ -85,7 +85,7 @@ async fn over_a_pipe_a_refused_event_is_a_dead_letter_at_once_and_a_retry_is_an_
         max_attempts: 1,
         ..DriverConfig::new()
     };
-    let mut driver = SinkDriver::new(rx, sink, config).unwrap();
+    let mut driver = SinkDriver::new(Pipe(rx), sink, config).unwrap();
     assert_eq!(driver.run().await.unwrap(), Outcome::Ended);
     let stats = driver.stats();
     assert_eq!(
@@ -103,7 +103,7 @@ async fn over_a_pipe_a_refused_event_is_a_dead_letter_at_once_and_a_retry_is_an_
         policy: OverflowPolicy::Block,
     });
     tx.send(json_event(1, "not json")).await.unwrap();
-    let mut driver = SinkDriver::new(rx, sink, DriverConfig::new()).unwrap();
+    let mut driver = SinkDriver::new(Pipe(rx), sink, DriverConfig::new()).unwrap();
     let err = driver.step().await.unwrap_err();
     assert!(
         matches!(&err, DriverError::Source(e) if e.to_string().contains("cannot deliver 1 refused")),
@@ -184,7 +184,7 @@ async fn an_emulated_database_sets_the_pace_and_an_idle_source_ends_the_run() {
         ..DriverConfig::new()
     };
     let started = Instant::now();
-    let mut driver = SinkDriver::new(rx, sink, config).unwrap();
+    let mut driver = SinkDriver::new(Pipe(rx), sink, config).unwrap();
     assert_eq!(
         driver.run().await.unwrap(),
         Outcome::Idle,
@@ -209,7 +209,7 @@ fn a_config_that_cannot_work_is_refused_by_name() {
         max_batch: 0,
         ..DriverConfig::new()
     };
-    let err = SinkDriver::new(rx, AnySink::Null(Default::default()), zero)
+    let err = SinkDriver::new(Pipe(rx), AnySink::Null(Default::default()), zero)
         .err()
         .unwrap();
     assert!(err.to_string().contains("largest batch"), "{err}");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{Consumer, ConsumerConfig, ConsumerMonitor};
+use flowgate_client::{AnyConsumer, ConsumerConfig, ConsumerStats, Monitor, Subscribe};
 use flowgate_core::Credit;
 use flowgate_sink::driver::Emulation;
 use flowgate_sink::{AnySink, DriverConfig, DriverStats, Outcome, SinkDriver, SinkUrl};
@@ -81,7 +81,11 @@ pub(crate) struct ConsumeArgs {
 /// The summary so far, shared with the `/stats` endpoint (updated after every commit).
 type SharedLive = std::sync::Arc<std::sync::Mutex<ConsumeSummary>>;
 
-fn snapshot(live: &SharedLive, monitor: &ConsumerMonitor, started: Instant) -> serde_json::Value {
+fn snapshot(
+    live: &SharedLive,
+    monitor: &Monitor<ConsumerStats>,
+    started: Instant,
+) -> serde_json::Value {
     let l = live.lock().map(|l| l.clone()).unwrap_or_default();
     let waited = monitor.stats().waited;
     let elapsed = started.elapsed();
@@ -184,7 +188,7 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         tls: args.dial.tls()?,
         ..ConsumerConfig::new(&args.dial.broker, &args.topic, &args.group)
     };
-    let consumer = Consumer::connect(config).await.with_context(|| {
+    let consumer = AnyConsumer::connect(config).await.with_context(|| {
         format!(
             "cannot consume topic '{}' at {}",
             args.topic, args.dial.broker

@@ -11,7 +11,7 @@ use clap::Args;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flowgate_client::{ClientError, Producer, ProducerConfig, ProducerMonitor};
+use flowgate_client::{AnyProducer, ClientError, Monitor, ProducerConfig, ProducerStats, Publish};
 use flowgate_core::TokenBucket;
 use serde::Serialize;
 
@@ -69,7 +69,7 @@ pub(crate) struct ProduceArgs {
 /// The `/stats` document: the producer's own counters now (a wait for credit in progress
 /// included) and the time it spent sleeping for its rate (idle: nothing to send yet).
 fn snapshot(
-    monitor: &ProducerMonitor,
+    monitor: &Monitor<ProducerStats>,
     slept_ns: &AtomicU64,
     started: Instant,
     producer_id: u64,
@@ -146,7 +146,7 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         tls: args.dial.tls()?,
         ..ProducerConfig::new(&args.dial.broker, &args.topic)
     };
-    let mut producer = Producer::connect(config).await.with_context(|| {
+    let mut producer = AnyProducer::connect(config).await.with_context(|| {
         format!(
             "cannot publish to topic '{}' at {}",
             args.topic, args.dial.broker
@@ -340,7 +340,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, producer: &Producer, started: Instant) {
+    fn tick(&mut self, producer: &impl Publish, started: Instant) {
         if self.last.elapsed() < Duration::from_secs(1) {
             return;
         }

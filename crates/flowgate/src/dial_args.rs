@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::ClientTls;
+use flowgate_client::{BrokerAddr, ClientTls};
 
 /// How to reach the broker.
 #[derive(Debug, Args)]
 pub(crate) struct DialArgs {
-    /// Broker address, host:port.
-    #[arg(long)]
+    /// The broker: host:port, or flowgate://host:port.
+    #[arg(long, value_name = "ADDR", value_parser = broker_addr)]
     pub broker: String,
     /// Token for a broker that requires one. Prefer the FLOWGATE_TOKEN environment variable:
     /// a flag shows in the process list.
@@ -31,6 +31,13 @@ pub(crate) struct DialArgs {
     tls_key: Option<PathBuf>,
 }
 
+/// Checks `--broker` at parse time, so a bad address is a bad flag.
+fn broker_addr(s: &str) -> Result<String, String> {
+    s.parse::<BrokerAddr>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 impl DialArgs {
     /// `--token`, else `FLOWGATE_TOKEN`.
     pub(crate) fn token(&self) -> Option<String> {
@@ -46,13 +53,8 @@ impl DialArgs {
         let Some(ca) = &self.tls_ca else {
             return Ok(None);
         };
-        let host = self
-            .broker
-            .rsplit_once(':')
-            .map_or(self.broker.as_str(), |(host, _)| host)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let name = self.tls_server_name.as_deref().unwrap_or(host);
+        let addr: BrokerAddr = self.broker.parse()?;
+        let name = self.tls_server_name.as_deref().unwrap_or(addr.host());
         let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
         let tls = ClientTls::from_files(ca, name, identity)
             .with_context(|| format!("cannot set up TLS to {}", self.broker))?;

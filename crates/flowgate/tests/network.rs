@@ -27,7 +27,7 @@ fn a_slow_consumer_paces_the_producer_and_every_event_lands_once() {
     let broker = BrokerProc::start(dir.path(), "--capacity 2000 --capacity-bytes 4MiB");
     let db = dir.path().join("c.db");
     let consumer = spawn(&format!(
-        "consume --broker {} --topic t --group g --sink sqlite:{} --max-rate 20000 --count 100000 --json {}",
+        "consume --broker flowgate://{} --topic t --group g --sink sqlite:{} --max-rate 20000 --count 100000 --json {}",
         broker.addr,
         db.display(),
         dir.path().join("c.json").display()
@@ -172,6 +172,21 @@ fn bad_flags_and_unreachable_brokers_get_clear_errors() {
         (
             "produce --broker 127.0.0.1:1 --topic t --count 1",
             "cannot publish to topic 't' at 127.0.0.1:1",
+            1,
+        ),
+        (
+            "produce --broker kafka://127.0.0.1:1 --topic t --count 1",
+            "unknown scheme 'kafka'",
+            2,
+        ),
+        (
+            "consume --broker 127.0.0.1 --topic t",
+            "expected host:port",
+            2,
+        ),
+        (
+            "produce --broker flowgate://127.0.0.1:1 --topic t --count 1",
+            "cannot publish to topic 't' at flowgate://127.0.0.1:1",
             1,
         ),
         (

@@ -26,7 +26,7 @@ use crate::net::shared;
 /// How to reach the broker and how much to take at once.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// `host:port` of the broker.
+    /// The broker: `host:port` or `flowgate://host:port`.
     pub addr: String,
     /// The topic to consume.
     pub topic: String,
@@ -94,10 +94,7 @@ impl Consumer {
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ClientError> {
         let hello = Hello::consumer(&config.topic, &config.group, config.max_frame)
             .with_token(config.token.clone().unwrap_or_default());
-        let dial = Dial {
-            addr: config.addr.clone(),
-            tls: config.tls.clone(),
-        };
+        let dial = Dial::new(&config.addr, config.tls.clone())?;
         let session = ConsumerSession::new(hello, config.prefetch, now())
             .map_err(|e| ClientError::Protocol(format!("prefetch {}: {e}", config.prefetch)))?;
         let shared = Arc::new(Shared::new(session));

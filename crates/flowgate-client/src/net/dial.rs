@@ -10,6 +10,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+use crate::backend::BrokerAddr;
 use crate::net::error::ClientError;
 
 pub(crate) use flowgate_proto::io::{ReadHalf, WriteHalf};
@@ -64,6 +65,13 @@ pub(crate) struct Dial {
 }
 
 impl Dial {
+    /// The flowgate broker `addr` names (`host:port` or `flowgate://host:port`).
+    pub(crate) fn new(addr: &str, tls: Option<ClientTls>) -> Result<Dial, ClientError> {
+        match addr.parse::<BrokerAddr>()? {
+            BrokerAddr::Flowgate { addr } => Ok(Dial { addr, tls }),
+        }
+    }
+
     /// Connects, completing the TLS handshake if configured.
     pub(crate) async fn connect(&self) -> Result<(ReadHalf, WriteHalf), ClientError> {
         let stream = TcpStream::connect(&self.addr)

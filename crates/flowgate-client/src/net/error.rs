@@ -26,6 +26,9 @@ pub enum ClientError {
     /// connection): reconnecting would fail the same way.
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    /// The broker address cannot be used; says why.
+    #[error("{0}")]
+    Address(String),
     /// The handle was closed.
     #[error("closed")]
     Closed,
@@ -65,6 +68,7 @@ impl ClientError {
             ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
             ClientError::Tls(m) => ClientError::Tls(m.clone()),
             ClientError::Closed => ClientError::Closed,
+            ClientError::Address(m) => ClientError::Address(m.clone()),
             ClientError::EventTooLarge {
                 payload,
                 key,

@@ -6,6 +6,7 @@ mod dial;
 mod driver;
 pub mod error;
 pub mod producer;
+mod seam;
 mod shared;
 
 pub use clock::unix_now_us;

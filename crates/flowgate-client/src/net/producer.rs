@@ -26,7 +26,7 @@ use crate::net::shared;
 /// How to reach the broker and publish.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// `host:port` of the broker.
+    /// The broker: `host:port` or `flowgate://host:port`.
     pub addr: String,
     /// The topic to publish to.
     pub topic: String,
@@ -102,10 +102,7 @@ impl Producer {
         let producer_id = config.producer_id.unwrap_or_else(random_id);
         let hello = Hello::producer(&config.topic, producer_id, config.max_frame)
             .with_token(config.token.clone().unwrap_or_default());
-        let dial = Dial {
-            addr: config.addr.clone(),
-            tls: config.tls.clone(),
-        };
+        let dial = Dial::new(&config.addr, config.tls.clone())?;
         let shared = Arc::new(Shared::new(ProducerSession::new(hello, now())));
         let conn = driver::open(&shared, &dial, config.max_frame).await?;
         let driver = {

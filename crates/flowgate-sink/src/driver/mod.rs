@@ -12,7 +12,7 @@
 //!
 //! | module | responsibility |
 //! |---|---|
-//! | [`source`] | the [`Source`] trait, for the network consumer and the in-process pipe |
+//! | [`source`] | the [`Source`] trait, for any consumer of the client's seam and the in-process pipe |
 //! | [`verdict`] | ack, retry or dead letter, per event (pure) |
 //! | [`emulate`] | an emulated database pace: a rate, and stalls |
 //! | [`stats`] | [`DriverStats`]: counts, the limit, latency quantiles |
@@ -28,7 +28,7 @@ use flowgate_core::{AimdLimit, Credit};
 
 use crate::{AnySink, DeadLetter, SinkError};
 pub use emulate::Emulation;
-pub use source::{Batch, Source};
+pub use source::{Batch, Pipe, Source};
 pub use stats::DriverStats;
 pub use verdict::Verdict;
 

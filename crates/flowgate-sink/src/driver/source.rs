@@ -1,10 +1,11 @@
 //! Where a [`SinkDriver`](super::SinkDriver) takes its batches from: the receiving end of any
 //! transport, with its way of settling them and of being told how much to ask for. Implemented
-//! here for the network consumer (a broker) and the in-process pipe.
+//! here for every consumer of the client's seam ([`Subscribe`]: the flowgate broker, and any
+//! backend added behind it) and for the in-process pipe ([`Pipe`]).
 
 use std::future::Future;
 
-use flowgate_client::{ClientError, Consumer, DeliveryTag, inproc};
+use flowgate_client::{ClientError, DeliveryTag, Subscribe, inproc};
 use flowgate_core::{Credit, Event};
 
 /// A batch received from a [`Source`], in delivery order.
@@ -40,12 +41,12 @@ pub trait Source: Send {
     fn set_demand(&mut self, limit: Credit);
 }
 
-impl Source for Consumer {
+impl<C: Subscribe> Source for C {
     type Tag = DeliveryTag;
     type Error = ClientError;
 
     async fn recv(&mut self) -> Result<Option<Batch<DeliveryTag>>, ClientError> {
-        Ok(Consumer::recv(self).await?.map(|deliveries| {
+        Ok(Subscribe::recv(self).await?.map(|deliveries| {
             let tags = deliveries.iter().map(|d| d.tag).collect();
             let events = deliveries.into_iter().map(|d| d.event).collect();
             Batch { events, tags }
@@ -71,6 +72,9 @@ impl Source for Consumer {
     }
 }
 
+/// The receiving end of an in-process pipe, as a source.
+pub struct Pipe(pub inproc::Consumer);
+
 /// An in-process pipe's deliveries: an event leaves the pipe when it is received, so there is
 /// nothing to acknowledge and nothing can be delivered again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,12 +92,12 @@ pub enum PipeError {
     CannotRedeliver(usize),
 }
 
-impl Source for inproc::Consumer {
+impl Source for Pipe {
     type Tag = Taken;
     type Error = PipeError;
 
     async fn recv(&mut self) -> Result<Option<Batch<Taken>>, PipeError> {
-        Ok(inproc::Consumer::recv(self).await?.map(|events| Batch {
+        Ok(self.0.recv().await?.map(|events| Batch {
             tags: vec![Taken; events.len()],
             events,
         }))
@@ -112,6 +116,6 @@ impl Source for inproc::Consumer {
 
     fn set_demand(&mut self, limit: Credit) {
         // Cannot fail: the driver never asks for nothing.
-        let _ = self.set_prefetch(limit);
+        let _ = self.0.set_prefetch(limit);
     }
 }

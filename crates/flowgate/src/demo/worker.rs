@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use flowgate_client::inproc::{Consumer, Observer, Producer, pipe};
 use flowgate_core::{Credit, Event, EventId, TokenBucket};
-use flowgate_sink::driver::Emulation;
+use flowgate_sink::driver::{Emulation, Pipe};
 use flowgate_sink::{AnySink, DriverConfig, Outcome, SinkDriver};
 
 use super::memlimit;
@@ -184,7 +184,7 @@ async fn consume(
         }),
         ..DriverConfig::new()
     };
-    let mut driver = SinkDriver::new(rx, sink, config).context("consumer")?;
+    let mut driver = SinkDriver::new(Pipe(rx), sink, config).context("consumer")?;
     loop {
         // The sink runs SQLite's blocking commit in place (see `AnySink::write_batch`).
         match driver.step().await.context("database commit")? {
