@@ -47,8 +47,8 @@ pub struct BrokerStats {
     pub errors_sent: BTreeMap<&'static str, u64>,
     /// Every topic's counters, by name.
     pub topics: Vec<(String, TopicStats)>,
-    /// Every topic's time split (idle = empty, backpressured = holding events no consumer
-    /// asked for), by name, since the broker started.
+    /// Every topic's time split (by `StageState::of_bounded_stage`, through
+    /// `Topic::stage_state`), by name, since the broker started.
     pub stages: Vec<(String, StageSplit)>,
 }
 

@@ -21,7 +21,7 @@ pub(crate) struct TopicInner {
     pub topic: Topic<WireEvent>,
     /// Outboxes of attached connections.
     pub outboxes: HashMap<ConnId, Arc<Outbox>>,
-    /// Idle while empty; backpressured while full (its producers hold no credit); busy else.
+    /// The topic's states over time, as `Topic::stage_state` decides them.
     clock: StageClock,
 }
 
@@ -105,7 +105,7 @@ impl TopicHandle {
         self.lock().topic.stats()
     }
 
-    /// Time spent idle (empty), backpressured (full: producers without credit) and busy.
+    /// Time spent in each state (see `Topic::stage_state`).
     pub fn stage(&self) -> StageSplit {
         self.lock().clock.split(self.epoch.elapsed())
     }

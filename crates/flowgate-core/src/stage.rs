@@ -20,6 +20,22 @@ pub enum StageState {
     Idle,
 }
 
+impl StageState {
+    /// The one rule for a bounded stage (a topic, a pipe): *idle* while it holds nothing;
+    /// *backpressured* while it is full, which means an upstream sender is blocked and there
+    /// is no room for its next event; *busy* otherwise. Every place that reports a topic's
+    /// state (its clock, `/stats`, the metrics, `flowgate top`) reads it through this.
+    pub fn of_bounded_stage(holds_nothing: bool, sender_blocked: bool) -> StageState {
+        if holds_nothing {
+            StageState::Idle
+        } else if sender_blocked {
+            StageState::Backpressured
+        } else {
+            StageState::Busy
+        }
+    }
+}
+
 /// Time spent in each state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StageSplit {
@@ -114,8 +130,7 @@ impl StageClock {
 pub struct PipelineView {
     /// The producer's split, if it is reachable.
     pub producer: Option<StageSplit>,
-    /// The topic's split: backpressured = full (its producers hold no credit and none can be
-    /// granted), idle = empty, busy = in between.
+    /// The topic's split, by [`StageState::of_bounded_stage`].
     pub topic: StageSplit,
     /// The consumer's split (busy = committing to the sink), if it is reachable.
     pub consumer: Option<StageSplit>,

@@ -422,18 +422,15 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// What the topic is doing as a pipeline stage: idle while it holds nothing;
-    /// backpressured while full, which means a producer is blocked and there is no room for
-    /// its next event (the grant rules grant a blocked producer whenever there is); busy
-    /// otherwise. Call after [`Topic::poll_actions`], which carries out the grant rules.
+    /// What the topic is doing as a pipeline stage, by [`StageState::of_bounded_stage`]: a
+    /// producer waiting here is blocked with no room for its next event, since the grant rules
+    /// grant a blocked producer whenever there is. Call after [`Topic::poll_actions`], which
+    /// carries out the grant rules.
     pub fn stage_state(&self) -> StageState {
-        if self.held().is_zero() {
-            StageState::Idle
-        } else if self.producers.values().any(|p| p.waiting) {
-            StageState::Backpressured
-        } else {
-            StageState::Busy
-        }
+        StageState::of_bounded_stage(
+            self.held().is_zero(),
+            self.producers.values().any(|p| p.waiting),
+        )
     }
 
     /// Producers attached now.

@@ -18,7 +18,7 @@ use flowgate_core::{Event, EventId};
 use flowgate_sink::{AnySink, SinkUrl};
 
 use crate::children::{start_listening, wait_within};
-use crate::units::{Size, human_bytes, thousands};
+use flowgate_observe::units::{Size, human_bytes, thousands};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -16,10 +16,8 @@ use flowgate_core::Credit;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use crate::dashboard;
-use crate::observe;
-use crate::procfs;
-use crate::units::{Size, Span, human_bytes, thousands};
+use flowgate_observe::units::{Size, Span, human_bytes, thousands};
+use flowgate_observe::{BrokerSnapshot, Snapshot, TopicSnapshot, dashboard, procfs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -127,7 +125,7 @@ struct Summary {
     rss_samples: Vec<u64>,
     storage: &'static str,
     recovery: RecoverySummary,
-    topics: Vec<TopicSummary>,
+    topics: Vec<TopicSnapshot>,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,20 +136,6 @@ struct RecoverySummary {
     corrupt_records: u64,
     truncated_bytes: u64,
     took_ms: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct TopicSummary {
-    name: String,
-    accepted: u64,
-    duplicates: u64,
-    delivered: u64,
-    redelivered: u64,
-    acked: u64,
-    ready: u64,
-    unacked: u64,
-    peak_events: u64,
-    peak_bytes: u64,
 }
 
 impl BrokerArgs {
@@ -278,10 +262,9 @@ async fn serve(
     if let Some(metrics_addr) = args.metrics_addr {
         let reporter = broker.reporter();
         let page_history = history.clone();
-        let bound = observe::serve(
+        let bound = flowgate_observe::serve(
             metrics_addr,
-            Arc::new(move || snapshot(&reporter.stats(), started)),
-            Arc::new(publish),
+            Arc::new(move || Snapshot::Broker(snapshot(&reporter.stats(), started))),
             Some(Arc::new(move |refresh| {
                 dashboard::page(&page_history, refresh)
             })),
@@ -301,7 +284,7 @@ async fn serve(
                 let stats = broker.stats();
                 let rss = procfs::own_rss();
                 rss_samples.push(rss.now);
-                history.record(started.elapsed().as_secs_f64(), &stats, rss.now);
+                history.record(&snapshot(&stats, started));
                 print_stats(started, &stats, last.as_ref(), rss.now);
                 last = Some((Instant::now(), stats));
             }
@@ -333,22 +316,7 @@ async fn serve(
                 truncated_bytes: recovery.truncated_bytes,
                 took_ms: recovery.took.as_secs_f64() * 1e3,
             },
-            topics: stats
-                .topics
-                .iter()
-                .map(|(name, t)| TopicSummary {
-                    name: name.clone(),
-                    accepted: t.accepted,
-                    duplicates: t.duplicates,
-                    delivered: t.delivered,
-                    redelivered: t.redelivered,
-                    acked: t.acked,
-                    ready: t.ready,
-                    unacked: t.unacked,
-                    peak_events: t.peak_events,
-                    peak_bytes: t.peak_bytes,
-                })
-                .collect(),
+            topics: snapshot(&stats, started).topics,
         };
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;
@@ -357,89 +325,23 @@ async fn serve(
 }
 
 /// The `/stats` document: every figure read from the broker's counters now.
-fn snapshot(stats: &BrokerStats, started: Instant) -> serde_json::Value {
-    serde_json::json!({
-        "role": "broker",
-        "uptime_s": started.elapsed().as_secs_f64(),
-        "connections_open": stats.connections_open,
-        "connections_accepted": stats.connections_accepted,
-        "errors_sent": stats.errors_sent,
-        "rss_bytes": procfs::own_rss().now,
-        "topics": stats.topics.iter().zip(&stats.stages).map(|((name, t), (_, stage))| serde_json::json!({
-            "name": name,
-            "accepted": t.accepted,
-            "duplicates": t.duplicates,
-            "delivered": t.delivered,
-            "redelivered": t.redelivered,
-            "acked": t.acked,
-            "nacked": t.nacked,
-            "ready": t.ready,
-            "ready_bytes": t.ready_bytes,
-            "on_disk": t.on_disk,
-            "on_disk_bytes": t.on_disk_bytes,
-            "unacked": t.unacked,
-            "unacked_bytes": t.unacked_bytes,
-            "producer_credit_events": t.producer_credit.events,
-            "consumer_demand_events": t.consumer_demand.events,
-            "peak_events": t.peak_events,
-            "peak_bytes": t.peak_bytes,
-            "stage": observe::stage_json(stage),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-/// Copies a `/stats` document into Prometheus metrics (see docs/metrics.md).
-fn publish(v: &serde_json::Value) {
-    let num =
-        |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    metrics::gauge!("flowgate_broker_connections_open").set(num(v, "connections_open") as f64);
-    metrics::counter!("flowgate_broker_connections_accepted_total")
-        .absolute(num(v, "connections_accepted"));
-    metrics::gauge!("flowgate_broker_rss_bytes").set(num(v, "rss_bytes") as f64);
-    if let Some(errors) = v.get("errors_sent").and_then(serde_json::Value::as_object) {
-        for (code, n) in errors {
-            metrics::counter!("flowgate_broker_errors_sent_total", "code" => code.clone())
-                .absolute(n.as_u64().unwrap_or(0));
-        }
-    }
-    for t in v
-        .get("topics")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = t
-            .get("name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        for key in [
-            "accepted",
-            "duplicates",
-            "delivered",
-            "redelivered",
-            "acked",
-            "nacked",
-        ] {
-            metrics::counter!(format!("flowgate_topic_{key}_total"), "topic" => name.clone())
-                .absolute(num(t, key));
-        }
-        for key in [
-            "ready",
-            "ready_bytes",
-            "on_disk",
-            "on_disk_bytes",
-            "unacked",
-            "unacked_bytes",
-            "producer_credit_events",
-            "consumer_demand_events",
-        ] {
-            metrics::gauge!(format!("flowgate_topic_{key}"), "topic" => name.clone())
-                .set(num(t, key) as f64);
-        }
-        if let Some(stage) = t.get("stage") {
-            observe::publish_stage("flowgate_topic", &[("topic", name.clone())], stage);
-        }
+fn snapshot(stats: &BrokerStats, started: Instant) -> BrokerSnapshot {
+    BrokerSnapshot {
+        uptime_s: started.elapsed().as_secs_f64(),
+        connections_open: stats.connections_open,
+        connections_accepted: stats.connections_accepted,
+        errors_sent: stats
+            .errors_sent
+            .iter()
+            .map(|(code, n)| ((*code).to_string(), *n))
+            .collect(),
+        rss_bytes: procfs::own_rss().now,
+        topics: stats
+            .topics
+            .iter()
+            .zip(&stats.stages)
+            .map(|((name, t), (_, stage))| TopicSnapshot::new(name, t, *stage))
+            .collect(),
     }
 }
 

@@ -12,12 +12,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use flowgate_client::{AnyConsumer, ConsumerConfig, ConsumerStats, Monitor, Subscribe};
 use flowgate_core::Credit;
+use flowgate_observe::{ConsumerSnapshot, Snapshot};
 use flowgate_sink::driver::Emulation;
 use flowgate_sink::{AnySink, DriverConfig, DriverStats, Outcome, SinkDriver, SinkUrl};
 use serde::Serialize;
 
 use crate::dial_args::DialArgs;
-use crate::units::{Rate, Size, Span};
+use flowgate_observe::units::{Rate, Size, Span};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -85,7 +86,7 @@ fn snapshot(
     live: &SharedLive,
     monitor: &Monitor<ConsumerStats>,
     started: Instant,
-) -> serde_json::Value {
+) -> ConsumerSnapshot {
     let l = live.lock().map(|l| l.clone()).unwrap_or_default();
     let waited = monitor.stats().waited;
     let elapsed = started.elapsed();
@@ -96,44 +97,17 @@ fn snapshot(
         backpressured: Duration::ZERO,
         idle: waited,
     };
-    serde_json::json!({
-        "role": "consumer",
-        "uptime_s": elapsed.as_secs_f64(),
-        "received": l.driver.received,
-        "committed": l.driver.committed,
-        "dead_lettered": l.driver.dead_lettered,
-        "retried": l.driver.retried,
-        "batch_limit": l.driver.batch_limit,
-        "commit_latency_ms_p99": l.driver.commit_latency_ms_p99,
-        "e2e_latency_ms_p50": l.driver.e2e_latency_ms_p50,
-        "e2e_latency_ms_p99": l.driver.e2e_latency_ms_p99,
-        "stage": crate::observe::stage_json(&stage),
-    })
-}
-
-fn publish(v: &serde_json::Value) {
-    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    for key in ["received", "committed", "dead_lettered", "retried"] {
-        metrics::counter!(format!("flowgate_consumer_{key}_total")).absolute(num(key));
-    }
-    metrics::gauge!("flowgate_consumer_batch_limit").set(num("batch_limit") as f64);
-    let p99 = v
-        .get("commit_latency_ms_p99")
-        .and_then(serde_json::Value::as_f64)
-        .unwrap_or(0.0);
-    metrics::gauge!("flowgate_sink_commit_latency_p99_seconds").set(p99 / 1e3);
-    for (key, q) in [
-        ("e2e_latency_ms_p50", "0.5"),
-        ("e2e_latency_ms_p99", "0.99"),
-    ] {
-        let ms = v
-            .get(key)
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(0.0);
-        metrics::gauge!("flowgate_e2e_latency_seconds", "quantile" => q).set(ms / 1e3);
-    }
-    if let Some(stage) = v.get("stage") {
-        crate::observe::publish_stage("flowgate_consumer", &[], stage);
+    ConsumerSnapshot {
+        uptime_s: elapsed.as_secs_f64(),
+        received: l.driver.received,
+        committed: l.driver.committed,
+        dead_lettered: l.driver.dead_lettered,
+        retried: l.driver.retried,
+        batch_limit: l.driver.batch_limit,
+        commit_latency_ms_p99: l.driver.commit_latency_ms_p99,
+        e2e_latency_ms_p50: l.driver.e2e_latency_ms_p50,
+        e2e_latency_ms_p99: l.driver.e2e_latency_ms_p99,
+        stage: stage.into(),
     }
 }
 
@@ -202,10 +176,9 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
     let live: SharedLive = SharedLive::default();
     if let Some(addr) = args.metrics_addr {
         let (view, monitor) = (std::sync::Arc::clone(&live), consumer.monitor());
-        let bound = crate::observe::serve(
+        let bound = flowgate_observe::serve(
             addr,
-            std::sync::Arc::new(move || snapshot(&view, &monitor, started)),
-            std::sync::Arc::new(publish),
+            std::sync::Arc::new(move || Snapshot::Consumer(snapshot(&view, &monitor, started))),
             None,
         )
         .await?;

@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flowgate_client::{AnyProducer, ClientError, Monitor, ProducerConfig, ProducerStats, Publish};
 use flowgate_core::TokenBucket;
+use flowgate_observe::{ProducerSnapshot, Snapshot};
 use serde::Serialize;
 
 use crate::dial_args::DialArgs;
-use crate::units::{Rate, Size, Span};
+use flowgate_observe::units::{Rate, Size, Span};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -73,7 +74,7 @@ fn snapshot(
     slept_ns: &AtomicU64,
     started: Instant,
     producer_id: u64,
-) -> serde_json::Value {
+) -> ProducerSnapshot {
     let stats = monitor.stats();
     let slept = Duration::from_nanos(slept_ns.load(Ordering::Relaxed));
     let elapsed = started.elapsed();
@@ -82,22 +83,12 @@ fn snapshot(
         backpressured: stats.waited,
         idle: slept,
     };
-    serde_json::json!({
-        "role": "producer",
-        "producer_id": format!("{producer_id:016x}"),
-        "uptime_s": elapsed.as_secs_f64(),
-        "sent": stats.sent,
-        "confirmed_seq": stats.confirmed_seq,
-        "stage": crate::observe::stage_json(&stage),
-    })
-}
-
-fn publish(v: &serde_json::Value) {
-    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    metrics::counter!("flowgate_producer_sent_total").absolute(num("sent"));
-    metrics::gauge!("flowgate_producer_confirmed_seq").set(num("confirmed_seq") as f64);
-    if let Some(stage) = v.get("stage") {
-        crate::observe::publish_stage("flowgate_producer", &[], stage);
+    ProducerSnapshot {
+        producer_id: format!("{producer_id:016x}"),
+        uptime_s: elapsed.as_secs_f64(),
+        sent: stats.sent,
+        confirmed_seq: stats.confirmed_seq,
+        stage: stage.into(),
     }
 }
 
@@ -170,10 +161,9 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
     let slept = Arc::new(AtomicU64::new(0));
     if let Some(addr) = args.metrics_addr {
         let (monitor, slept) = (producer.monitor(), Arc::clone(&slept));
-        let bound = crate::observe::serve(
+        let bound = flowgate_observe::serve(
             addr,
-            Arc::new(move || snapshot(&monitor, &slept, started, pid)),
-            Arc::new(publish),
+            Arc::new(move || Snapshot::Producer(snapshot(&monitor, &slept, started, pid))),
             None,
         )
         .await?;

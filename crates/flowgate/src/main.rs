@@ -4,20 +4,15 @@
 #![forbid(unsafe_code)]
 
 mod bench_raw;
-mod charts;
 mod children;
 mod cmd_bench;
 mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
 mod cmd_top;
-mod dashboard;
 mod demo;
 mod dial_args;
 mod fit;
-mod observe;
-mod procfs;
-mod units;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::supervisor::RunConfig;
 use crate::children::{start_listening, wait_within};
-use crate::units::{human_bytes, thousands};
+use flowgate_observe::units::{human_bytes, thousands};
 
 /// The table the distributed run writes.
 const TABLE: &str = "events_distributed";

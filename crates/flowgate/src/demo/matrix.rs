@@ -12,7 +12,7 @@ use super::mode::Mode;
 use super::pattern::Pattern;
 use super::result::RunResult;
 use super::supervisor::{self, RunConfig};
-use crate::units::{human_bytes, thousands};
+use flowgate_observe::units::{human_bytes, thousands};
 
 /// A consumer behaviour: its rate as a fraction of the producer's, and its pattern.
 struct Behaviour {

@@ -41,7 +41,7 @@ pub(crate) use memlimit::LimitWith;
 pub(crate) use mode::Mode;
 use supervisor::RunConfig;
 
-use crate::units::{Rate, Size, Span, human_bytes};
+use flowgate_observe::units::{Rate, Size, Span, human_bytes};
 
 /// Exit code when a bounded mode crashed or lost events: flowgate broke its promise.
 pub(crate) const EXIT_PROMISE_BROKEN: u8 = 3;

@@ -9,8 +9,8 @@ use anyhow::Result;
 
 use super::result::RunResult;
 use super::sample::Sample;
-use crate::charts::{Series, line_chart};
-use crate::units::{human_bytes, thousands};
+use flowgate_observe::charts::{Series, line_chart};
+use flowgate_observe::units::{human_bytes, thousands};
 
 /// A row of the summary table: its label and how to render one run's cell.
 type SummaryRow = (&'static str, fn(&RunResult) -> String);
@@ -100,7 +100,12 @@ fn svg(chart: &Chart, runs: &[RunResult]) -> Result<String> {
                 .map(|at| (at, format!("{} crashed at {at:.1} s", r.mode))),
         })
         .collect();
-    line_chart(chart.title, "seconds since start", chart.unit, &series)
+    Ok(line_chart(
+        chart.title,
+        "seconds since start",
+        chart.unit,
+        &series,
+    )?)
 }
 
 fn escape(s: &str) -> String {

@@ -2,7 +2,7 @@
 //! sentence per mode saying what happened. Pure: results in, text out.
 
 use super::result::RunResult;
-use crate::units::{human_bytes, thousands};
+use flowgate_observe::units::{human_bytes, thousands};
 
 /// A row of the table: its label and how to render one run's cell.
 type Row = (&'static str, Box<dyn Fn(&RunResult) -> String>);

@@ -17,7 +17,7 @@ use super::mode::Mode;
 use super::pattern::Pattern;
 use super::result::RunResult;
 use super::sample::{Phase, Sample};
-use crate::units::human_bytes;
+use flowgate_observe::units::human_bytes;
 
 /// Everything a single-mode run needs, already validated.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use super::memlimit;
 use super::mode::Mode;
 use super::pattern::Pattern;
 use super::sample::{Phase, Sample};
-use crate::procfs;
+use flowgate_observe::procfs;
 
 /// How often the pipeline reports. Short, so that a process killed by the OOM killer has
 /// reported figures at most this old.

@@ -4,7 +4,7 @@ use std::fs;
 
 /// Resident set size now (VmRSS) and its high-water mark (VmHWM), in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Rss {
+pub struct Rss {
     /// Resident now.
     pub now: u64,
     /// The most ever resident.
@@ -12,7 +12,7 @@ pub(crate) struct Rss {
 }
 
 /// The calling process's RSS; zeros where `/proc` is not available.
-pub(crate) fn own_rss() -> Rss {
+pub fn own_rss() -> Rss {
     fs::read_to_string("/proc/self/status")
         .map(|s| parse_status(&s))
         .unwrap_or_default()

@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use flowgate_broker::BrokerStats;
 use flowgate_core::StageSplit;
 
 use crate::charts::{Series, line_chart};
+use crate::snapshot::BrokerSnapshot;
 use crate::units::{human_bytes, thousands};
 
 /// Ten minutes of one-second points.
@@ -28,28 +28,26 @@ struct Point {
 
 /// The broker's recent history, shared by the stats loop and the page.
 #[derive(Clone, Default)]
-pub(crate) struct History(Arc<Mutex<VecDeque<Point>>>);
+pub struct History(Arc<Mutex<VecDeque<Point>>>);
 
 impl History {
-    /// Records the broker's figures at `t` seconds since start.
-    pub(crate) fn record(&self, t: f64, stats: &BrokerStats, rss: u64) {
-        let sum = |f: fn(&flowgate_core::TopicStats) -> u64| {
-            stats.topics.iter().map(|(_, s)| f(s)).sum::<u64>()
-        };
-        let stage = stats
-            .stages
-            .iter()
-            .fold(StageSplit::default(), |acc, (_, s)| StageSplit {
+    /// Records the broker's figures (its uptime is the point's time).
+    pub fn record(&self, stats: &BrokerSnapshot) {
+        let sum = |f: fn(&crate::TopicSnapshot) -> u64| stats.topics.iter().map(f).sum::<u64>();
+        let stage = stats.topics.iter().map(|t| StageSplit::from(t.stage)).fold(
+            StageSplit::default(),
+            |acc, s| StageSplit {
                 busy: acc.busy + s.busy,
                 backpressured: acc.backpressured + s.backpressured,
                 idle: acc.idle + s.idle,
-            });
+            },
+        );
         let point = Point {
-            t,
+            t: stats.uptime_s,
             accepted: sum(|s| s.accepted),
             acked: sum(|s| s.acked),
             held: sum(|s| s.ready + s.unacked),
-            rss,
+            rss: stats.rss_bytes,
             stage,
         };
         if let Ok(mut h) = self.0.lock() {
@@ -90,7 +88,7 @@ fn share(points: &[Point], f: fn(&StageSplit) -> std::time::Duration) -> Vec<(f6
 }
 
 /// The dashboard page; with `refresh` it reloads itself every two seconds.
-pub(crate) fn page(history: &History, refresh: bool) -> String {
+pub fn page(history: &History, refresh: bool) -> String {
     let points = history.points();
     let reload = if refresh {
         "<meta http-equiv=\"refresh\" content=\"2\">"

@@ -9,7 +9,7 @@ use bytesize::ByteSize;
 
 /// A duration written with a unit, e.g. `30s`, `1m30s`, `250ms`. Must be greater than zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span(pub Duration);
+pub struct Span(pub Duration);
 
 impl FromStr for Span {
     type Err = String;
@@ -37,7 +37,7 @@ impl fmt::Display for Span {
 
 /// A size in bytes written with a unit, e.g. `512B`, `8MiB`, `1.5GiB` (a bare number is bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Size(pub u64);
+pub struct Size(pub u64);
 
 impl FromStr for Size {
     type Err = String;
@@ -58,7 +58,7 @@ impl fmt::Display for Size {
 
 /// A rate in events per second, written `1000` or `1000/s`. Must be at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rate(pub u64);
+pub struct Rate(pub u64);
 
 impl FromStr for Rate {
     type Err = String;
@@ -84,12 +84,12 @@ impl fmt::Display for Rate {
 }
 
 /// Bytes in binary units with one decimal, e.g. `52.3 MiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     ByteSize::b(bytes).display().iec().to_string()
 }
 
 /// `1234567` as `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

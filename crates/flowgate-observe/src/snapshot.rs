@@ -1,0 +1,223 @@
+//! What `/stats` says: one typed document per role, written by the broker, `flowgate produce`
+//! and `flowgate consume`, read back by `flowgate top`, and fed to the metrics table. A field
+//! renamed on one side fails to parse on the other, instead of reading as zero.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flowgate_core::{StageSplit, TopicStats};
+use serde::{Deserialize, Serialize};
+
+/// A `/stats` document, tagged by `role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Snapshot {
+    /// A broker's.
+    Broker(BrokerSnapshot),
+    /// A producer's.
+    Producer(ProducerSnapshot),
+    /// A consumer's.
+    Consumer(ConsumerSnapshot),
+}
+
+impl Snapshot {
+    /// The role's name, as in the document's `role` field.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Snapshot::Broker(_) => "broker",
+            Snapshot::Producer(_) => "producer",
+            Snapshot::Consumer(_) => "consumer",
+        }
+    }
+}
+
+/// A stage's time split, in cumulative seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StageSeconds {
+    /// Seconds spent busy.
+    pub busy_s: f64,
+    /// Seconds spent backpressured (see [`flowgate_core::StageState::Backpressured`]).
+    pub backpressured_s: f64,
+    /// Seconds spent idle.
+    pub idle_s: f64,
+}
+
+impl From<StageSplit> for StageSeconds {
+    fn from(s: StageSplit) -> StageSeconds {
+        StageSeconds {
+            busy_s: s.busy.as_secs_f64(),
+            backpressured_s: s.backpressured.as_secs_f64(),
+            idle_s: s.idle.as_secs_f64(),
+        }
+    }
+}
+
+impl From<StageSeconds> for StageSplit {
+    fn from(s: StageSeconds) -> StageSplit {
+        let secs = |v: f64| Duration::try_from_secs_f64(v).unwrap_or_default();
+        StageSplit {
+            busy: secs(s.busy_s),
+            backpressured: secs(s.backpressured_s),
+            idle: secs(s.idle_s),
+        }
+    }
+}
+
+/// The broker's figures now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BrokerSnapshot {
+    /// Seconds since the broker started.
+    pub uptime_s: f64,
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections accepted since start.
+    pub connections_accepted: u64,
+    /// `ERROR` frames sent to peers, by code name.
+    pub errors_sent: BTreeMap<String, u64>,
+    /// The broker process's resident set size.
+    pub rss_bytes: u64,
+    /// Every topic.
+    pub topics: Vec<TopicSnapshot>,
+}
+
+/// One topic's figures now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TopicSnapshot {
+    /// The topic's name.
+    pub name: String,
+    /// Events accepted from producers.
+    pub accepted: u64,
+    /// Retried events dropped because the topic already held them.
+    pub duplicates: u64,
+    /// Deliveries to consumers, redeliveries included.
+    pub delivered: u64,
+    /// Redeliveries, after a nack or a consumer leaving.
+    pub redelivered: u64,
+    /// Events acknowledged by consumers.
+    pub acked: u64,
+    /// Events refused by consumers.
+    pub nacked: u64,
+    /// Events queued for delivery.
+    pub ready: u64,
+    /// Bytes queued for delivery (in memory).
+    pub ready_bytes: u64,
+    /// Events accepted and waiting only in the disk log.
+    pub on_disk: u64,
+    /// Their credit bytes.
+    pub on_disk_bytes: u64,
+    /// Events delivered and not yet acknowledged.
+    pub unacked: u64,
+    /// Bytes delivered and not yet acknowledged.
+    pub unacked_bytes: u64,
+    /// Credit granted to producers and not yet used, in events.
+    pub producer_credit_events: u64,
+    /// Demand requested by consumers and not yet delivered, in events.
+    pub consumer_demand_events: u64,
+    /// The most events held at once.
+    pub peak_events: u64,
+    /// The most bytes held at once.
+    pub peak_bytes: u64,
+    /// The topic's time split since the broker started.
+    pub stage: StageSeconds,
+}
+
+impl TopicSnapshot {
+    /// A topic's snapshot from its counters and its time split.
+    pub fn new(name: &str, t: &TopicStats, stage: StageSplit) -> TopicSnapshot {
+        TopicSnapshot {
+            name: name.to_string(),
+            accepted: t.accepted,
+            duplicates: t.duplicates,
+            delivered: t.delivered,
+            redelivered: t.redelivered,
+            acked: t.acked,
+            nacked: t.nacked,
+            ready: t.ready,
+            ready_bytes: t.ready_bytes,
+            on_disk: t.on_disk,
+            on_disk_bytes: t.on_disk_bytes,
+            unacked: t.unacked,
+            unacked_bytes: t.unacked_bytes,
+            producer_credit_events: t.producer_credit.events,
+            consumer_demand_events: t.consumer_demand.events,
+            peak_events: t.peak_events,
+            peak_bytes: t.peak_bytes,
+            stage: stage.into(),
+        }
+    }
+
+    /// Events the topic holds: ready, unacked and on disk.
+    pub fn held(&self) -> u64 {
+        self.ready + self.unacked + self.on_disk
+    }
+}
+
+/// A producer's figures now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProducerSnapshot {
+    /// The producer id, in hex.
+    pub producer_id: String,
+    /// Seconds since the producer started.
+    pub uptime_s: f64,
+    /// Events sent (each paid for with credit).
+    pub sent: u64,
+    /// The highest sequence number the broker confirmed.
+    pub confirmed_seq: u64,
+    /// The producer's time split.
+    pub stage: StageSeconds,
+}
+
+/// A consumer's figures now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConsumerSnapshot {
+    /// Seconds since the consumer started.
+    pub uptime_s: f64,
+    /// Events received.
+    pub received: u64,
+    /// Events settled: committed, or dead-lettered.
+    pub committed: u64,
+    /// Events written to the dead-letter table.
+    pub dead_lettered: u64,
+    /// Deliveries the database refused and that were nacked.
+    pub retried: u64,
+    /// The adaptive batch limit, in events.
+    pub batch_limit: u64,
+    /// 99th percentile of commit latency since start, in milliseconds.
+    pub commit_latency_ms_p99: f64,
+    /// Median of creation-to-commit latency, in milliseconds.
+    pub e2e_latency_ms_p50: f64,
+    /// 99th percentile of creation-to-commit latency, in milliseconds.
+    pub e2e_latency_ms_p99: f64,
+    /// The consumer's time split.
+    pub stage: StageSeconds,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_round_trips_tagged_by_role() {
+        let doc = Snapshot::Producer(ProducerSnapshot {
+            producer_id: "2a".into(),
+            sent: 7,
+            ..ProducerSnapshot::default()
+        });
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["role"], "producer");
+        assert_eq!(json["sent"], 7);
+        assert_eq!(serde_json::from_value::<Snapshot>(json).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_missing_or_renamed_field_is_an_error_not_a_zero() {
+        let mut json =
+            serde_json::to_value(Snapshot::Consumer(ConsumerSnapshot::default())).unwrap();
+        let committed = json.as_object_mut().unwrap().remove("committed").unwrap();
+        json["commited"] = committed;
+        let err = serde_json::from_value::<Snapshot>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `committed`"), "{err}");
+    }
+}

@@ -1,0 +1,458 @@
+//! The one table of metrics: every Prometheus metric flowgate exports, with its kind, labels,
+//! help text and where its value comes from in a [`Snapshot`]. Registration (`describe`) and
+//! publishing (`publish`) both walk it, and a test holds `docs/metrics.md` to it, so a metric
+//! cannot exist in one place and not the others.
+
+use crate::snapshot::{
+    BrokerSnapshot, ConsumerSnapshot, ProducerSnapshot, Snapshot, TopicSnapshot,
+};
+
+/// A metric's Prometheus type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows; set absolutely from a counter of the process.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    /// `counter` or `gauge`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// Label values (in the order of [`Metric::labels`]) and the value.
+pub type Values = Vec<(Vec<String>, f64)>;
+
+/// One metric, read from a document of type `T`.
+pub struct Metric<T> {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// Its labels' names.
+    pub labels: &'static [&'static str],
+    /// The `# HELP` text, word for word the meaning in docs/metrics.md.
+    pub help: &'static str,
+    /// Where the value comes from.
+    pub read: fn(&T) -> Values,
+}
+
+/// A metric's description, whatever document it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// Its labels' names.
+    pub labels: &'static [&'static str],
+    /// The help text.
+    pub help: &'static str,
+}
+
+fn one(v: u64) -> Values {
+    vec![(Vec::new(), v as f64)]
+}
+
+fn real(v: f64) -> Values {
+    vec![(Vec::new(), v)]
+}
+
+fn topic(t: &TopicSnapshot, v: u64) -> Values {
+    vec![(vec![t.name.clone()], v as f64)]
+}
+
+fn topic_real(t: &TopicSnapshot, v: f64) -> Values {
+    vec![(vec![t.name.clone()], v)]
+}
+
+/// The broker's own metrics.
+pub const BROKER: &[Metric<BrokerSnapshot>] = &[
+    Metric {
+        name: "flowgate_broker_connections_open",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "connections open now",
+        read: |b| one(b.connections_open),
+    },
+    Metric {
+        name: "flowgate_broker_connections_accepted_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "connections accepted since start",
+        read: |b| one(b.connections_accepted),
+    },
+    Metric {
+        name: "flowgate_broker_errors_sent_total",
+        kind: Kind::Counter,
+        labels: &["code"],
+        help: "ERROR frames sent to peers, by code name (see docs/protocol.md)",
+        read: |b| {
+            b.errors_sent
+                .iter()
+                .map(|(code, n)| (vec![code.clone()], *n as f64))
+                .collect()
+        },
+    },
+    Metric {
+        name: "flowgate_broker_rss_bytes",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "resident set size of the broker process",
+        read: |b| one(b.rss_bytes),
+    },
+];
+
+/// Every topic's metrics, labelled with its name.
+pub const TOPIC: &[Metric<TopicSnapshot>] = &[
+    Metric {
+        name: "flowgate_topic_accepted_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "events accepted from producers",
+        read: |t| topic(t, t.accepted),
+    },
+    Metric {
+        name: "flowgate_topic_duplicates_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "retried events dropped because the topic already held them",
+        read: |t| topic(t, t.duplicates),
+    },
+    Metric {
+        name: "flowgate_topic_delivered_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "deliveries to consumers, redeliveries included",
+        read: |t| topic(t, t.delivered),
+    },
+    Metric {
+        name: "flowgate_topic_redelivered_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "redeliveries, after a nack or a consumer leaving",
+        read: |t| topic(t, t.redelivered),
+    },
+    Metric {
+        name: "flowgate_topic_acked_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "events acknowledged by consumers",
+        read: |t| topic(t, t.acked),
+    },
+    Metric {
+        name: "flowgate_topic_nacked_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "events refused by consumers",
+        read: |t| topic(t, t.nacked),
+    },
+    Metric {
+        name: "flowgate_topic_ready",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "events queued for delivery",
+        read: |t| topic(t, t.ready),
+    },
+    Metric {
+        name: "flowgate_topic_ready_bytes",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "bytes queued for delivery (in memory)",
+        read: |t| topic(t, t.ready_bytes),
+    },
+    Metric {
+        name: "flowgate_topic_on_disk",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "events accepted and waiting only in the disk log (--storage disk, a backlog beyond --capacity)",
+        read: |t| topic(t, t.on_disk),
+    },
+    Metric {
+        name: "flowgate_topic_on_disk_bytes",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "their credit bytes",
+        read: |t| topic(t, t.on_disk_bytes),
+    },
+    Metric {
+        name: "flowgate_topic_unacked",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "events delivered and not yet acknowledged",
+        read: |t| topic(t, t.unacked),
+    },
+    Metric {
+        name: "flowgate_topic_unacked_bytes",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "bytes delivered and not yet acknowledged",
+        read: |t| topic(t, t.unacked_bytes),
+    },
+    Metric {
+        name: "flowgate_topic_producer_credit_events",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "credit granted to producers and not yet used",
+        read: |t| topic(t, t.producer_credit_events),
+    },
+    Metric {
+        name: "flowgate_topic_consumer_demand_events",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "demand requested by consumers and not yet delivered (2^64 - 1 = unbounded)",
+        read: |t| topic(t, t.consumer_demand_events),
+    },
+    Metric {
+        name: "flowgate_topic_busy_seconds",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "the topic held events and was not backpressured",
+        read: |t| topic_real(t, t.stage.busy_s),
+    },
+    Metric {
+        name: "flowgate_topic_backpressured_seconds",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "the topic was full: a producer was blocked and there was no room for its next event",
+        read: |t| topic_real(t, t.stage.backpressured_s),
+    },
+    Metric {
+        name: "flowgate_topic_idle_seconds",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "the topic held nothing (nothing ready, nothing unacked)",
+        read: |t| topic_real(t, t.stage.idle_s),
+    },
+];
+
+/// A producer's metrics.
+pub const PRODUCER: &[Metric<ProducerSnapshot>] = &[
+    Metric {
+        name: "flowgate_producer_sent_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "events sent (each paid for with credit)",
+        read: |p| one(p.sent),
+    },
+    Metric {
+        name: "flowgate_producer_confirmed_seq",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the highest sequence number the broker confirmed",
+        read: |p| one(p.confirmed_seq),
+    },
+    Metric {
+        name: "flowgate_producer_busy_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the producer was producing",
+        read: |p| real(p.stage.busy_s),
+    },
+    Metric {
+        name: "flowgate_producer_backpressured_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the producer had an event but waited for credit",
+        read: |p| real(p.stage.backpressured_s),
+    },
+    Metric {
+        name: "flowgate_producer_idle_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the producer waited for its own rate limit (nothing to send yet)",
+        read: |p| real(p.stage.idle_s),
+    },
+];
+
+/// A consumer's metrics.
+pub const CONSUMER: &[Metric<ConsumerSnapshot>] = &[
+    Metric {
+        name: "flowgate_consumer_received_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "events received",
+        read: |c| one(c.received),
+    },
+    Metric {
+        name: "flowgate_consumer_committed_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "events settled: committed, or dead-lettered",
+        read: |c| one(c.committed),
+    },
+    Metric {
+        name: "flowgate_consumer_dead_lettered_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "events written to <table>_dead_letters",
+        read: |c| one(c.dead_lettered),
+    },
+    Metric {
+        name: "flowgate_consumer_retried_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "deliveries the database refused and that were nacked for another attempt",
+        read: |c| one(c.retried),
+    },
+    Metric {
+        name: "flowgate_consumer_batch_limit",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the adaptive batch limit, in events",
+        read: |c| one(c.batch_limit),
+    },
+    Metric {
+        name: "flowgate_sink_commit_latency_p99_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "99th percentile of commit latency since start",
+        read: |c| real(c.commit_latency_ms_p99 / 1e3),
+    },
+    Metric {
+        name: "flowgate_e2e_latency_seconds",
+        kind: Kind::Gauge,
+        labels: &["quantile"],
+        help: "event creation (producer clock) to commit (consumer clock), over committed events, from an HDR histogram; quantile 0.5 and 0.99",
+        read: |c| {
+            vec![
+                (vec!["0.5".into()], c.e2e_latency_ms_p50 / 1e3),
+                (vec!["0.99".into()], c.e2e_latency_ms_p99 / 1e3),
+            ]
+        },
+    },
+    Metric {
+        name: "flowgate_consumer_busy_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the consumer was committing to its sink (or waiting for its rate-limited database)",
+        read: |c| real(c.stage.busy_s),
+    },
+    Metric {
+        name: "flowgate_consumer_backpressured_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "always 0: nothing downstream of the sink can hold a consumer back",
+        read: |c| real(c.stage.backpressured_s),
+    },
+    Metric {
+        name: "flowgate_consumer_idle_seconds",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the consumer waited for deliveries",
+        read: |c| real(c.stage.idle_s),
+    },
+];
+
+fn rows_of<T>(table: &[Metric<T>]) -> impl Iterator<Item = Row> + '_ {
+    table.iter().map(|m| Row {
+        name: m.name,
+        kind: m.kind,
+        labels: m.labels,
+        help: m.help,
+    })
+}
+
+/// Every metric, in table order.
+pub fn rows() -> Vec<Row> {
+    rows_of(BROKER)
+        .chain(rows_of(TOPIC))
+        .chain(rows_of(PRODUCER))
+        .chain(rows_of(CONSUMER))
+        .collect()
+}
+
+/// Registers every metric's help text with the installed recorder.
+pub fn describe() {
+    for row in rows() {
+        match row.kind {
+            Kind::Counter => metrics::describe_counter!(row.name, row.help),
+            Kind::Gauge => metrics::describe_gauge!(row.name, row.help),
+        }
+    }
+}
+
+/// Copies a document's figures into the installed recorder: counters set absolutely, gauges
+/// set.
+pub fn publish(snapshot: &Snapshot) {
+    match snapshot {
+        Snapshot::Broker(b) => {
+            emit(BROKER, b);
+            for t in &b.topics {
+                emit(TOPIC, t);
+            }
+        }
+        Snapshot::Producer(p) => emit(PRODUCER, p),
+        Snapshot::Consumer(c) => emit(CONSUMER, c),
+    }
+}
+
+fn emit<T>(table: &[Metric<T>], doc: &T) {
+    for m in table {
+        for (values, v) in (m.read)(doc) {
+            let labels: Vec<(&'static str, String)> =
+                m.labels.iter().copied().zip(values).collect();
+            match m.kind {
+                // Counters are whole counts of the process; the cast only drops nothing.
+                Kind::Counter => metrics::counter!(m.name, &labels).absolute(v as u64),
+                Kind::Gauge => metrics::gauge!(m.name, &labels).set(v),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_counters_end_in_total() {
+        let rows = rows();
+        let mut names: Vec<_> = rows.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), rows.len(), "a metric is listed twice");
+        for r in &rows {
+            assert_eq!(
+                r.kind == Kind::Counter,
+                r.name.ends_with("_total"),
+                "{}",
+                r.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_row_reads_one_value_per_label_set_from_its_document() {
+        let t = TopicSnapshot {
+            name: "orders".into(),
+            acked: 5,
+            ..TopicSnapshot::default()
+        };
+        let acked = TOPIC
+            .iter()
+            .find(|m| m.name == "flowgate_topic_acked_total")
+            .unwrap();
+        assert_eq!((acked.read)(&t), vec![(vec!["orders".to_string()], 5.0)]);
+        let e2e = CONSUMER
+            .iter()
+            .find(|m| m.name == "flowgate_e2e_latency_seconds")
+            .unwrap();
+        let c = ConsumerSnapshot {
+            e2e_latency_ms_p99: 250.0,
+            ..ConsumerSnapshot::default()
+        };
+        assert_eq!((e2e.read)(&c)[1], (vec!["0.99".to_string()], 0.25));
+        for m in TOPIC {
+            for (labels, _) in (m.read)(&t) {
+                assert_eq!(labels.len(), m.labels.len(), "{}", m.name);
+            }
+        }
+    }
+}
