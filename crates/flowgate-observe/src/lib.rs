@@ -8,7 +8,9 @@
 //! | [`table`] | every metric's name, kind, labels, help and source; registration and publishing |
 //! | [`http`] | serving `/stats`, `/metrics` and a page; fetching `/stats` |
 //! | [`dashboard`] | the broker's page: ten minutes of history, drawn as charts |
+//! | [`child`] | services run as child processes: the address each announces, waits with a deadline |
 //! | [`charts`] | line charts as inline SVG |
+//! | [`fit`] | a run's steady rate: the least-squares slope of its second half |
 //! | [`procfs`] | a process's resident memory, from `/proc` |
 //! | [`window`] | what a pipeline did between two samples, and its bottleneck (for `flowgate top`) |
 //! | [`units`] | durations, sizes and rates with units: parsing and display |
@@ -16,7 +18,9 @@
 #![forbid(unsafe_code)]
 
 pub mod charts;
+pub mod child;
 pub mod dashboard;
+pub mod fit;
 pub mod http;
 pub mod procfs;
 pub mod snapshot;

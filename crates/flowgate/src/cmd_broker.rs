@@ -16,6 +16,7 @@ use flowgate_core::Credit;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
+use crate::fail::bad_input;
 use flowgate_observe::units::{Size, Span, human_bytes, thousands};
 use flowgate_observe::{BrokerSnapshot, Snapshot, TopicSnapshot, dashboard, procfs};
 
@@ -195,14 +196,11 @@ impl BrokerArgs {
 }
 
 /// Runs the broker until told to stop.
-pub(crate) fn run(args: BrokerArgs) -> Result<u8> {
-    let config = match args.config().and_then(|c| Ok((c, args.storage()?))) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(2);
-        }
-    };
+pub(crate) fn run(args: BrokerArgs) -> Result<()> {
+    let config = args
+        .config()
+        .and_then(|c| Ok((c, args.storage()?)))
+        .map_err(|e| bad_input(format!("{e:#}")))?;
     // One descriptor per connection: take the hard limit, not the default soft 1,024.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("warning: cannot raise the open-file limit: {e}");
@@ -214,7 +212,7 @@ pub(crate) fn run(args: BrokerArgs) -> Result<u8> {
 async fn serve(
     args: BrokerArgs,
     (config, storage): (BrokerConfig, Arc<dyn Storage>),
-) -> Result<u8> {
+) -> Result<()> {
     let promise = storage.promise();
     let tokens_required = config.tokens.required();
     let broker = Broker::bind(args.listen, config, storage)
@@ -321,7 +319,7 @@ async fn serve(
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// The `/stats` document: every figure read from the broker's counters now.

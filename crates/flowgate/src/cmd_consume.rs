@@ -18,6 +18,7 @@ use flowgate_sink::{AnySink, DriverConfig, DriverStats, Outcome, SinkDriver, Sin
 use serde::Serialize;
 
 use crate::dial_args::DialArgs;
+use crate::fail::bad_input;
 use flowgate_observe::units::{Rate, Size, Span};
 
 const EXAMPLES: &str = "\
@@ -47,13 +48,13 @@ pub(crate) struct ConsumeArgs {
     group: String,
     /// Where events go: sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null, with
     /// options ?table=NAME&payload=bytes|json for the databases.
-    #[arg(long, default_value = "null", value_name = "URL")]
-    sink: String,
+    #[arg(long, default_value = "null", value_name = "URL", value_parser = |s: &str| s.parse::<SinkUrl>().map_err(|e| e.to_string()))]
+    sink: SinkUrl,
     /// Commit at most this many events per second (to emulate a slow database).
     #[arg(long, value_name = "N[/s]")]
     max_rate: Option<Rate>,
     /// The largest batch: events requested ahead of processing at most.
-    #[arg(long, default_value_t = 1000, value_name = "EVENTS")]
+    #[arg(long, default_value_t = 1000, value_name = "EVENTS", value_parser = clap::value_parser!(u64).range(1..))]
     prefetch: u64,
     /// Bytes requested ahead of processing at most.
     #[arg(long, default_value = "8MiB", value_name = "SIZE")]
@@ -63,7 +64,7 @@ pub(crate) struct ConsumeArgs {
     #[arg(long, default_value = "250ms")]
     commit_latency_target: Span,
     /// Deliveries of an event the database refuses before it is dead-lettered.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
     /// Stop after committing this many events.
     #[arg(long, value_name = "N")]
@@ -136,23 +137,16 @@ impl ConsumeSummary {
 }
 
 /// Runs the consumer.
-pub(crate) fn run(args: ConsumeArgs) -> Result<u8> {
-    let url: SinkUrl = match args.sink.parse() {
-        Ok(url) => url,
-        Err(e) => {
-            eprintln!("error: --sink: {e}");
-            return Ok(2);
-        }
-    };
-    if args.prefetch == 0 || args.prefetch_bytes.0 == 0 || args.max_attempts == 0 {
-        eprintln!("error: --prefetch, --prefetch-bytes and --max-attempts must be at least 1");
-        return Ok(2);
+pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
+    if args.prefetch_bytes.0 == 0 {
+        return Err(bad_input("--prefetch-bytes must be at least 1 byte"));
     }
     let runtime = crate::runtime()?;
-    runtime.block_on(consume(args, url))
+    runtime.block_on(consume(args))
 }
 
-async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
+async fn consume(args: ConsumeArgs) -> Result<()> {
+    let url = args.sink.clone();
     let sink = AnySink::open(&url)
         .await
         .with_context(|| format!("cannot open sink {url}"))?;
@@ -256,5 +250,5 @@ async fn consume(args: ConsumeArgs, url: SinkUrl) -> Result<u8> {
         std::fs::write(path, serde_json::to_string_pretty(&s)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
-    Ok(0)
+    Ok(())
 }

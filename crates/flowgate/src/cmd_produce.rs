@@ -17,6 +17,7 @@ use flowgate_observe::{ProducerSnapshot, Snapshot};
 use serde::Serialize;
 
 use crate::dial_args::DialArgs;
+use crate::fail::bad_input;
 use flowgate_observe::units::{Rate, Size, Span};
 
 const EXAMPLES: &str = "\
@@ -121,10 +122,12 @@ pub(crate) struct ProduceSummary {
 }
 
 /// Runs the producer.
+/// Exits 1 when lines of --from were rejected (each is reported), else 0.
 pub(crate) fn run(args: ProduceArgs) -> Result<u8> {
     if args.from.is_none() && args.count.is_none() && args.duration.is_none() {
-        eprintln!("error: give --count N or --duration D for generated events, or --from FILE");
-        return Ok(2);
+        return Err(bad_input(
+            "give --count N or --duration D for generated events, or --from FILE",
+        ));
     }
     let runtime = crate::runtime()?;
     runtime.block_on(produce(args))
@@ -145,12 +148,11 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
     })?;
     let largest = producer.largest_payload();
     if args.from.is_none() && args.payload_size.0 > largest {
-        eprintln!(
-            "error: --payload-size {} ({} bytes) is larger than the largest event the broker at {} \
+        return Err(bad_input(format!(
+            "--payload-size {} ({} bytes) is larger than the largest event the broker at {} \
              accepts: {largest} bytes of payload (one frame of its limit, less framing); nothing was sent",
             args.payload_size, args.payload_size.0, args.dial.broker
-        );
-        return Ok(2);
+        )));
     }
     let pid = producer.producer_id();
     eprintln!(
@@ -265,7 +267,7 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         rejected_lines,
         duration_s: producing.as_secs_f64(),
         rate: stats.sent as f64 / producing.as_secs_f64().max(1e-9),
-        rate_steady: crate::fit::second_half_slope(&pace).unwrap_or(0.0),
+        rate_steady: flowgate_observe::fit::second_half_slope(&pace).unwrap_or(0.0),
         waited_s: stats.waited.as_secs_f64(),
         wait_ratio: (stats.waited.as_secs_f64() / producing.as_secs_f64().max(1e-9)).min(1.0),
         sessions: stats.sessions,

@@ -88,14 +88,14 @@ impl TopArgs {
 }
 
 /// Runs `top`.
-pub(crate) fn run(args: TopArgs) -> Result<u8> {
+pub(crate) fn run(args: TopArgs) -> Result<()> {
     if args.once || !std::io::stdout().is_terminal() {
         return print_windows(&args);
     }
     draw_live(&args)
 }
 
-fn print_windows(args: &TopArgs) -> Result<u8> {
+fn print_windows(args: &TopArgs) -> Result<()> {
     let mut prev = args.sample()?;
     loop {
         std::thread::sleep(args.interval.0);
@@ -107,13 +107,13 @@ fn print_windows(args: &TopArgs) -> Result<u8> {
                 std::fs::write(path, serde_json::to_string_pretty(&w)? + "\n")
                     .with_context(|| format!("cannot write --json {}", path.display()))?;
             }
-            return Ok(0);
+            return Ok(());
         }
         prev = now;
     }
 }
 
-fn draw_live(args: &TopArgs) -> Result<u8> {
+fn draw_live(args: &TopArgs) -> Result<()> {
     let mut terminal = ratatui::init();
     let result = (|| -> Result<()> {
         let mut prev = args.sample()?;
@@ -135,7 +135,7 @@ fn draw_live(args: &TopArgs) -> Result<u8> {
         }
     })();
     ratatui::restore();
-    result.map(|()| 0)
+    result
 }
 
 fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {

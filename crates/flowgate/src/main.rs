@@ -1,18 +1,15 @@
 //! The `flowgate` command: a thin shell over the libraries. Each subcommand lives in its own
-//! module; `anyhow` is used here and nowhere in the libraries.
+//! module (the demo and the bench in crates of their own); errors are reported here, once:
+//! `anyhow` is used in the binary and its application crates, and nowhere in the libraries.
 
 #![forbid(unsafe_code)]
 
-mod bench_raw;
-mod children;
-mod cmd_bench;
 mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
 mod cmd_top;
-mod demo;
 mod dial_args;
-mod fit;
+mod fail;
 
 use std::process::ExitCode;
 
@@ -41,7 +38,7 @@ struct Cli {
 enum Command {
     /// Run the scenario end to end: a fast producer, a slow database, with and without
     /// backpressure, under a real memory limit.
-    Demo(demo::DemoArgs),
+    Demo(flowgate_demo::DemoArgs),
     /// Serve bounded topics over TCP: credit from free space, deliveries within demand.
     Broker(cmd_broker::BrokerArgs),
     /// Publish events to a broker, waiting for credit.
@@ -51,13 +48,13 @@ enum Command {
     /// Live view of a running pipeline: rates, time split per stage, the bottleneck named.
     Top(cmd_top::TopArgs),
     /// Measure end-to-end throughput through a broker next to a raw-TCP reference.
-    Bench(cmd_bench::BenchArgs),
+    Bench(flowgate_bench::BenchArgs),
     /// The raw-TCP reference `bench` measures against (internal).
     #[command(hide = true)]
-    BenchRaw(bench_raw::BenchRawArgs),
+    BenchRaw(flowgate_bench::BenchRawArgs),
     /// The pipeline process `demo` supervises (internal).
     #[command(hide = true)]
-    DemoWorker(demo::worker::WorkerArgs),
+    DemoWorker(flowgate_demo::WorkerArgs),
 }
 
 /// The async runtime the network commands run on: two workers, one per core of the machines
@@ -74,20 +71,17 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Demo(args) => demo::run(args),
-        Command::DemoWorker(args) => demo::worker::run(args).map(|()| 0),
-        Command::Broker(args) => cmd_broker::run(args),
+        Command::Demo(args) => flowgate_demo::run(args),
+        Command::DemoWorker(args) => flowgate_demo::run_worker(args).map(|()| 0),
+        Command::Broker(args) => cmd_broker::run(args).map(|()| 0),
         Command::Produce(args) => cmd_produce::run(args),
-        Command::Consume(args) => cmd_consume::run(args),
-        Command::Bench(args) => cmd_bench::run(args),
-        Command::Top(args) => cmd_top::run(args),
-        Command::BenchRaw(args) => bench_raw::run(args),
+        Command::Consume(args) => cmd_consume::run(args).map(|()| 0),
+        Command::Bench(args) => flowgate_bench::run(args),
+        Command::Top(args) => cmd_top::run(args).map(|()| 0),
+        Command::BenchRaw(args) => flowgate_bench::run_raw(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => fail::report(&err),
     }
 }

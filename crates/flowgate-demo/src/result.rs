@@ -94,7 +94,7 @@ impl RunResult {
             .find(|s| s.t >= warm_at)
             .map_or(final_rss_bytes, |s| s.rss_bytes);
         let points: Vec<(f64, f64)> = running.iter().map(|s| (s.t, s.produced as f64)).collect();
-        let steady = crate::fit::second_half_slope(&points);
+        let steady = flowgate_observe::fit::second_half_slope(&points);
         let growth = i64::try_from(final_rss_bytes).unwrap_or(i64::MAX)
             - i64::try_from(warm_rss).unwrap_or(i64::MAX);
         RunResult {

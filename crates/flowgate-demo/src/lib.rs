@@ -1,4 +1,4 @@
-//! `flowgate demo`: the 10,000/s producer and the 1,000/s database, without and with
+//! `flowgate demo`, as a library the binary dispatches to: the 10,000/s producer and the 1,000/s database, without and with
 //! backpressure, each as a real process under a real memory limit, measured live and checked
 //! against the database file.
 //!
@@ -28,7 +28,7 @@ mod result;
 mod sample;
 mod summary;
 mod supervisor;
-pub(crate) mod worker;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -40,11 +40,12 @@ pub(crate) use database::Database;
 pub(crate) use memlimit::LimitWith;
 pub(crate) use mode::Mode;
 use supervisor::RunConfig;
+pub use worker::{WorkerArgs, run as run_worker};
 
 use flowgate_observe::units::{Rate, Size, Span, human_bytes};
 
 /// Exit code when a bounded mode crashed or lost events: flowgate broke its promise.
-pub(crate) const EXIT_PROMISE_BROKEN: u8 = 3;
+pub const EXIT_PROMISE_BROKEN: u8 = 3;
 
 /// How long each mode runs by default: long enough for the naive queue to reach the default
 /// 64 MiB limit (about 12 s at 10,000/s) and for backpressure to show a steady state.
@@ -78,7 +79,7 @@ Exit status: 0 when every run completed (a naive crash is the expected outcome),
 /// Flags of `flowgate demo`.
 #[derive(Debug, Args)]
 #[command(after_help = DEMO_EXAMPLES)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// Which pipeline to run.
     #[arg(long, value_enum, default_value_t = Mode::Compare)]
     mode: Mode,
@@ -183,18 +184,18 @@ impl DemoArgs {
     }
 }
 
-/// Exit code for flags that parse but make no sense together.
-const EXIT_USAGE: u8 = 2;
+/// The flags parse but cannot work together; says why (the command exits 2 on it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct BadFlags(anyhow::Error);
 
-/// Runs the demo; returns the process exit code.
-pub(crate) fn run(args: DemoArgs) -> Result<u8> {
-    let config = match args.validate() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return Ok(EXIT_USAGE);
-        }
-    };
+/// Runs the demo; returns the process exit code: 0 when every run completed (a naive crash
+/// is the expected outcome), [`EXIT_PROMISE_BROKEN`] when a bounded mode crashed or lost
+/// events. Flags that cannot work together are a [`BadFlags`] error.
+pub fn run(args: DemoArgs) -> Result<u8> {
+    let config = args
+        .validate()
+        .map_err(|e| anyhow::Error::new(BadFlags(e)))?;
     if args.distributed {
         return distributed::run(&config, args.json.as_deref());
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::supervisor::RunConfig;
-use crate::children::{start_listening, wait_within};
+use flowgate_observe::child::{start_listening, wait_within};
 use flowgate_observe::units::{human_bytes, thousands};
 
 /// The table the distributed run writes.

@@ -45,13 +45,13 @@ pub(crate) struct SendArgs {
 
 /// `flowgate bench-raw`.
 #[derive(Debug, Args)]
-pub(crate) struct BenchRawArgs {
+pub struct BenchRawArgs {
     #[command(subcommand)]
     side: RawSide,
 }
 
 /// Runs one side.
-pub(crate) fn run(args: BenchRawArgs) -> Result<u8> {
+pub fn run(args: BenchRawArgs) -> Result<u8> {
     match args.side {
         RawSide::Recv(a) => recv(a),
         RawSide::Send(a) => send(a),

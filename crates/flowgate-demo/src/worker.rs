@@ -37,33 +37,33 @@ const PRODUCER_BURST_DIVISOR: u64 = 100;
 
 /// Arguments the supervisor passes to the pipeline process (`flowgate demo-worker`).
 #[derive(Debug, Clone, Args)]
-pub(crate) struct WorkerArgs {
+pub struct WorkerArgs {
     #[arg(long)]
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     #[arg(long)]
-    pub producer_rate: u64,
+    pub(crate) producer_rate: u64,
     #[arg(long)]
-    pub consumer_rate: u64,
+    pub(crate) consumer_rate: u64,
     /// Producing time in milliseconds.
     #[arg(long)]
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
     /// The longest the consumer keeps committing after the producer stops, in milliseconds.
     #[arg(long)]
-    pub drain_ms: u64,
+    pub(crate) drain_ms: u64,
     #[arg(long)]
-    pub queue_capacity: u64,
+    pub(crate) queue_capacity: u64,
     #[arg(long)]
-    pub queue_bytes: u64,
+    pub(crate) queue_bytes: u64,
     #[arg(long)]
-    pub payload_size: u64,
+    pub(crate) payload_size: u64,
     #[arg(long)]
-    pub memory_limit: u64,
+    pub(crate) memory_limit: u64,
     #[arg(long)]
-    pub cgroup: Option<PathBuf>,
+    pub(crate) cgroup: Option<PathBuf>,
     #[arg(long)]
-    pub db: String,
+    pub(crate) db: String,
     #[arg(long, value_enum, default_value_t = Pattern::Steady)]
-    pub pattern: Pattern,
+    pub(crate) pattern: Pattern,
 }
 
 /// Counters shared by the tasks and read by the sampler.
@@ -78,7 +78,7 @@ struct Counters {
 }
 
 /// Runs the pipeline to the end (or to its death) and returns.
-pub(crate) fn run(args: WorkerArgs) -> Result<()> {
+pub fn run(args: WorkerArgs) -> Result<()> {
     memlimit::apply_to_self(args.cgroup.as_deref(), args.memory_limit)?;
     let db = super::Database::parse(&args.db)?;
     let url = db.sink(&args.mode.table());

@@ -1,8 +1,10 @@
-//! `flowgate bench`: end-to-end throughput of small events through flowgate — producer process
+//! `flowgate bench`, as a library the binary dispatches to: end-to-end throughput of small events through flowgate — producer process
 //! → broker process → consumer process — next to a reference measured in the same run: with
 //! the null sink, raw TCP (the same events, length-prefixed, batched writes, one hop); with a
 //! database sink, the database's own batched load rate (the same events written straight
 //! through the sink, no pipeline).
+
+mod raw;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,7 +19,9 @@ use serde_json::Value;
 use flowgate_core::{Event, EventId};
 use flowgate_sink::{AnySink, SinkUrl};
 
-use crate::children::{start_listening, wait_within};
+pub use raw::{BenchRawArgs, run as run_raw};
+
+use flowgate_observe::child::{start_listening, wait_within};
 use flowgate_observe::units::{Size, human_bytes, thousands};
 
 const EXAMPLES: &str = "\
@@ -36,22 +40,22 @@ bench_direct and bench_flowgate are recreated for every measurement.";
 /// Flags of `flowgate bench`.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Events per measurement.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
     /// Payload bytes per event.
     #[arg(long, default_value = "100B", value_name = "SIZE")]
     payload_size: Size,
     /// Measurements of each path; the best is reported.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
     /// Where the consumer commits: null (reference: raw TCP) or a database sink URL
     /// (reference: the database's direct batched load rate).
-    #[arg(long, default_value = "null", value_name = "URL")]
-    sink: String,
+    #[arg(long, default_value = "null", value_name = "URL", value_parser = bench_sink)]
+    sink: SinkUrl,
     /// Events per batch, for the direct load and as the consumer's largest batch.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
     /// The broker's storage: memory, or disk (a log in the run's temporary directory, every
     /// confirm after an fsync).
@@ -80,23 +84,27 @@ struct BenchResult {
     machine: String,
 }
 
-/// Runs the benchmark.
-pub(crate) fn run(args: BenchArgs) -> Result<u8> {
-    if args.events == 0 || args.runs == 0 || args.batch == 0 {
-        eprintln!("error: --events, --runs and --batch must be at least 1");
-        return Ok(2);
+/// `--sink`: null or a database; what `bench` can compare against.
+fn bench_sink(s: &str) -> Result<SinkUrl, String> {
+    match s.parse::<SinkUrl>() {
+        Ok(url @ (SinkUrl::Null | SinkUrl::Sqlite { .. } | SinkUrl::Postgres { .. })) => Ok(url),
+        Ok(_) => Err("bench takes null or a database URL".into()),
+        Err(e) => Err(e.to_string()),
     }
-    let sink: SinkUrl = match args.sink.parse() {
-        Ok(url @ (SinkUrl::Null | SinkUrl::Sqlite { .. } | SinkUrl::Postgres { .. })) => url,
-        Ok(_) => {
-            eprintln!("error: --sink: bench takes null or a database URL");
-            return Ok(2);
-        }
-        Err(e) => {
-            eprintln!("error: --sink: {e}");
-            return Ok(2);
-        }
-    };
+}
+
+/// The async runtime the direct load runs on.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs the benchmark; returns the exit code.
+pub fn run(args: BenchArgs) -> Result<u8> {
+    let sink = args.sink.clone();
     let reference_name = if sink == SinkUrl::Null {
         "raw TCP, one hop"
     } else {
@@ -246,7 +254,7 @@ fn raw_tcp(exe: &Path, args: &BenchArgs) -> Result<f64> {
 /// The database's own rate: the same events written straight through the sink in batches.
 fn direct_load(sink: &SinkUrl, args: &BenchArgs) -> Result<f64> {
     let url = sink.with_table("bench_direct");
-    let rt = crate::runtime()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let mut db = AnySink::open_fresh(&url)
             .await
@@ -281,7 +289,7 @@ fn through_flowgate(
         SinkUrl::Null => "null".to_string(),
         db => {
             let url = db.with_table("bench_flowgate");
-            let rt = crate::runtime()?;
+            let rt = runtime()?;
             rt.block_on(AnySink::open_fresh(&url))
                 .with_context(|| format!("cannot prepare {url}"))?;
             url.to_arg()

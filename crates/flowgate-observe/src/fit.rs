@@ -4,7 +4,7 @@
 //! the steps, where a difference of two points would read whichever step it landed on.
 
 /// Least-squares slope of `points` (y per unit of x); `None` for fewer than two distinct x.
-pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let n = points.len() as f64;
     if points.len() < 2 {
         return None;
@@ -17,7 +17,7 @@ pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
 }
 
 /// The slope over the second half (by x) of `points`: the steady pace after start-up.
-pub(crate) fn second_half_slope(points: &[(f64, f64)]) -> Option<f64> {
+pub fn second_half_slope(points: &[(f64, f64)]) -> Option<f64> {
     let end = points.last()?.0;
     let start = points.first()?.0;
     let mid = start + (end - start) / 2.0;
