@@ -112,6 +112,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     });
     match end {
         End::Fatal(code, why) => {
+            tracing::info!(conn, code = code.name(), topic = %hello.topic, "closing a connection that broke a rule: {why}");
             shared.count_error(code);
             outbox.fail(code, why);
         }
@@ -162,6 +163,9 @@ async fn read_loop(
         };
         match input {
             Input::Leave => return End::Gone,
+            // A draining broker closing its connections could not confirm it: not accepted,
+            // so its producer sends it again to the next broker.
+            Input::Publish(_) if shared.closing() => {}
             Input::Publish(events) => {
                 if let Err(end) = publish(shared, topic, outbox, conn, events) {
                     return end;

@@ -3,6 +3,7 @@
 //! durable; rejected acks and nacks go back to the consumer as notices.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use flowgate_core::{ConnId, TopicError};
 use flowgate_proto::{ErrorCode, WireEvent};
@@ -48,10 +49,13 @@ pub(crate) fn publish(
         .map_err(|e| fatal_topic_error(&e))?;
     let outbox = Arc::clone(outbox);
     let shared = Arc::clone(shared);
+    let topic_name = topic.name.clone();
+    shared.confirming.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         match durable.wait().await {
             Ok(()) => outbox.confirm(out.confirm_up_to),
             Err(e) => {
+                tracing::error!(topic = %topic_name, "storage failed, a batch is not confirmed: {e}");
                 shared.count_error(ErrorCode::StorageFailed);
                 outbox.fail(
                     ErrorCode::StorageFailed,
@@ -59,6 +63,7 @@ pub(crate) fn publish(
                 );
             }
         }
+        shared.confirming.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(())
 }

@@ -44,5 +44,5 @@ pub use auth::{TokenGrant, Tokens};
 pub use config::{BrokerConfig, ConfigError};
 pub use dir_lock::DirLock;
 pub use disk::{DiskOptions, DiskStorage};
-pub use server::{Broker, BrokerStats, RecoveryReport, Reporter};
+pub use server::{Broker, BrokerStats, DrainReport, RecoveryReport, Reporter};
 pub use storage::{Durable, MemoryStorage, RecoveredTopic, Storage};

@@ -104,6 +104,11 @@ impl Outbox {
         });
     }
 
+    /// True when nothing waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_idle()
+    }
+
     /// Asks the writer to close once everything pending is written.
     pub fn close(&self) {
         self.push(|p| p.closed = true);

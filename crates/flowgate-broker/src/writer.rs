@@ -18,6 +18,7 @@ use crate::transport::WriteHalf;
 /// Sends one `ERROR` and closes, for peers refused before a session exists.
 pub(crate) async fn refuse(shared: &Shared, mut wr: WriteHalf, code: ErrorCode, message: String) {
     shared.count_error(code);
+    tracing::info!(code = code.name(), "refused a connection: {message}");
     let mut buf = BytesMut::new();
     encode(
         &Frame::Error(flowgate_proto::ErrorFrame { code, message }),

@@ -289,6 +289,8 @@ pub struct Topic<T> {
     on_disk: Credit,
     /// Spill mode: a load was asked for and not yet answered.
     loading: bool,
+    /// Stopping: nothing more is delivered, loaded or granted ([`Topic::drain`]).
+    draining: bool,
     stats: TopicStats,
 }
 
@@ -314,6 +316,7 @@ impl<T: Clone> Topic<T> {
             memory: None,
             on_disk: Credit::ZERO,
             loading: false,
+            draining: false,
             stats: TopicStats::default(),
         }
     }
@@ -658,6 +661,15 @@ impl<T: Clone> Topic<T> {
         Ok(entry.item)
     }
 
+    /// Starts a graceful stop: from now on nothing is delivered, loaded or granted, while
+    /// publishes within credit already granted, acks and nacks are still taken. What the
+    /// topic holds stays held (ready, or unacked until its consumer settles it), so a broker
+    /// can wait for the acks of deliveries in flight and for its store to confirm, and close
+    /// with nothing on the wire that would have to come again. There is no way back.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
     /// Refuses a delivery: the event goes back to the front of the ready queue, attempt + 1.
     pub fn nack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<(), TopicError> {
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
@@ -671,6 +683,9 @@ impl<T: Clone> Topic<T> {
     #[must_use = "actions that are not carried out stall the topic"]
     pub fn poll_actions(&mut self) -> Vec<Action<T>> {
         let mut actions = Vec::new();
+        if self.draining {
+            return actions;
+        }
         self.deliver(&mut actions);
         self.load(&mut actions);
         self.grant(&mut actions);
@@ -978,6 +993,26 @@ mod tests {
             vec![(P, Credit::new(100, 1_000_000))]
         );
         assert!(t.poll_actions().is_empty(), "granted once, not twice");
+    }
+
+    #[test]
+    fn a_draining_topic_delivers_and_grants_nothing_but_takes_publishes_and_acks() {
+        let mut t = topic(100);
+        t.attach_producer(P, 7);
+        t.attach_consumer(C, "g").unwrap();
+        let _ = t.poll_actions();
+        t.publish(P, batch(1..=4)).unwrap();
+        t.request(C, Credit::new(2, 1_000)).unwrap();
+        let first = delivered(&t.poll_actions(), C);
+        assert_eq!(first.len(), 2);
+        t.drain();
+        // Within the credit already granted, a publish is still accepted.
+        assert_eq!(t.publish(P, batch(5..=6)).unwrap().accepted, 2);
+        t.request(C, Credit::new(10, 10_000)).unwrap();
+        t.ack(C, first[0].0, 1).unwrap();
+        assert!(t.poll_actions().is_empty(), "nothing delivered or granted");
+        let s = t.stats();
+        assert_eq!((s.ready, s.unacked, s.acked), (4, 1, 1));
     }
 
     #[test]

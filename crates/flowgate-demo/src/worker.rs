@@ -189,7 +189,7 @@ async fn consume(
         // The sink runs SQLite's blocking commit in place (see `AnySink::write_batch`).
         match driver.step().await.context("database commit")? {
             Outcome::Committed(_) => {}
-            Outcome::Ended | Outcome::Idle => return Ok(()),
+            Outcome::Ended | Outcome::Idle | Outcome::Stopped => return Ok(()),
         }
         let stats = driver.stats();
         counters.committed.store(stats.committed, Ordering::Relaxed);

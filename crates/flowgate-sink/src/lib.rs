@@ -141,16 +141,20 @@ impl AnySink {
     }
 
     /// Records events that will not be retried, with their reasons. Idempotent by event id.
-    /// Sinks without a table (stdout, null) report them on standard error.
+    /// Sinks without a table (stdout, null) report them as `tracing` warnings.
     pub async fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), SinkError> {
         match self {
             AnySink::Sqlite(s) => tokio::task::block_in_place(|| s.dead_letter(letters)),
             AnySink::Postgres(s) => s.dead_letter(letters).await,
             AnySink::Stdout(_) | AnySink::Null(_) => {
                 for l in letters {
-                    eprintln!(
+                    tracing::warn!(
+                        event = %l.event.id,
+                        attempts = l.attempts,
                         "dead letter {} after {} attempts: {}",
-                        l.event.id, l.attempts, l.reason
+                        l.event.id,
+                        l.attempts,
+                        l.reason
                     );
                 }
                 Ok(())

@@ -55,7 +55,7 @@ async fn a_pipe_drains_into_sqlite_in_batches_within_the_demand() {
         match driver.step().await.unwrap() {
             Outcome::Committed(batch) => largest = largest.max(batch.events),
             Outcome::Ended => break,
-            Outcome::Idle => unreachable!("no idle limit"),
+            Outcome::Idle | Outcome::Stopped => unreachable!("no idle limit, no stop"),
         }
     }
     let stats = driver.stats();
@@ -197,6 +197,41 @@ async fn an_emulated_database_sets_the_pace_and_an_idle_source_ends_the_run() {
         "stall, two bursts and the idle limit: {took:?}"
     );
     drop(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_wait_for_a_batch_and_never_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, path) = sqlite(&dir, "").await;
+    let (mut tx, rx) = pipe(PipeConfig {
+        capacity: Credit::new(1_000, 1 << 20),
+        policy: OverflowPolicy::Block,
+    });
+    let mut driver = SinkDriver::new(Pipe(rx), sink, DriverConfig::new()).unwrap();
+    // Nothing to receive: the stop ends the wait.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stop = Box::pin(async move {
+        let _ = stop_rx.await;
+    });
+    let waiting = tokio::spawn(async move {
+        let outcome = driver.step_until(&mut stop).await.unwrap();
+        (outcome, driver)
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop_tx.send(()).unwrap();
+    let (outcome, mut driver) = waiting.await.unwrap();
+    assert_eq!(outcome, Outcome::Stopped);
+    // A batch in hand is committed before a stop is looked at again.
+    for seq in 1..=10 {
+        tx.send(json_event(seq, "{}")).await.unwrap();
+    }
+    let never = std::future::pending::<()>();
+    let mut never = std::pin::pin!(never);
+    assert!(matches!(
+        driver.step_until(&mut never).await.unwrap(),
+        Outcome::Committed(b) if b.events == 10
+    ));
+    assert_eq!(count_rows(&path, "events").unwrap(), 10);
 }
 
 #[test]

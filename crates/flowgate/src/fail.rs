@@ -1,4 +1,5 @@
-//! Where every command's failure is reported: one line on standard error, and the exit code
+//! Where every command's failure is reported: one log line (or, before logging is set up,
+//! one line on standard error), and the exit code
 //! that says whose fault it was (2 for input the user can fix, 1 for anything else).
 
 use std::process::ExitCode;
@@ -16,7 +17,11 @@ pub(crate) fn bad_input(why: impl Into<String>) -> anyhow::Error {
 
 /// Prints the error with its causes and picks the exit code.
 pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err:#}");
+    if tracing::dispatcher::has_been_set() {
+        tracing::error!("{err:#}");
+    } else {
+        eprintln!("error: {err:#}");
+    }
     let bad_input = err
         .chain()
         .any(|e| e.is::<BadInput>() || e.is::<flowgate_demo::BadFlags>());

@@ -10,6 +10,8 @@ mod cmd_produce;
 mod cmd_top;
 mod dial_args;
 mod fail;
+mod logging;
+mod shutdown;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,10 @@ Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on standard error are written (filter them with RUST_LOG, e.g.
+    /// RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +76,9 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = logging::init(cli.log_format) {
+        return fail::report(&err);
+    }
     let outcome = match cli.command {
         Command::Demo(args) => flowgate_demo::run(args),
         Command::DemoWorker(args) => flowgate_demo::run_worker(args).map(|()| 0),

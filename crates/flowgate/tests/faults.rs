@@ -330,7 +330,7 @@ fn recovery_line(data: &Path) -> String {
     );
     stderr
         .lines()
-        .find(|l| l.starts_with("recovered "))
+        .find_map(|l| l.find("recovered ").map(|at| &l[at..]))
         .unwrap_or_else(|| panic!("no recovery line in {stderr}"))
         .to_string()
 }

@@ -61,10 +61,18 @@ pub(crate) async fn drive<S: ClientSession>(
         let retry_at = match result {
             Ok(()) => None,
             Err(e) if is_permanent(&e) => {
+                tracing::error!(addr = %dial.addr, "{e}; not reconnecting");
                 shared.lock().failed = Some(e);
                 None
             }
-            Err(_) => shared.lock().session.connection_lost(now()),
+            Err(e) => {
+                let at = shared.lock().session.connection_lost(now());
+                if let Some(at) = at {
+                    let wait = at.saturating_duration_since(now());
+                    tracing::info!(addr = %dial.addr, "{e}; reconnecting in {wait:?}");
+                }
+                at
+            }
         };
         match retry_at {
             Some(at) => sleep_until(at).await,

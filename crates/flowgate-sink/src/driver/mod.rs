@@ -22,6 +22,7 @@ pub mod source;
 pub mod stats;
 pub mod verdict;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use flowgate_core::{AimdLimit, Credit};
@@ -97,6 +98,8 @@ pub enum Outcome {
     Ended,
     /// Nothing arrived within the idle limit.
     Idle,
+    /// The stop given to [`SinkDriver::step_until`] came before a batch did.
+    Stopped,
 }
 
 /// One committed batch.
@@ -185,13 +188,30 @@ impl<S: Source> SinkDriver<S> {
     /// unsettled (a broker delivers it again). Use [`DriverConfig::idle_exit`] to bound the
     /// wait instead of a timeout around this call.
     pub async fn step(&mut self) -> Result<Outcome, DriverError> {
+        self.step_until(&mut std::future::pending::<()>()).await
+    }
+
+    /// As [`SinkDriver::step`], but stops waiting for a batch when `stop` completes
+    /// ([`Outcome::Stopped`]). A batch already received is committed and settled whatever
+    /// `stop` does, so a consumer asked to stop finishes the commit in flight and acks it.
+    pub async fn step_until(
+        &mut self,
+        stop: &mut (impl Future + Unpin),
+    ) -> Result<Outcome, DriverError> {
         let next = self.source.recv();
-        let received = match self.config.idle_exit {
-            Some(limit) => match tokio::time::timeout(limit, next).await {
-                Ok(received) => received,
-                Err(_) => return Ok(Outcome::Idle),
+        let wait = async {
+            match self.config.idle_exit {
+                Some(limit) => tokio::time::timeout(limit, next).await.ok(),
+                None => Some(next.await),
+            }
+        };
+        let received = tokio::select! {
+            biased;
+            _ = stop => return Ok(Outcome::Stopped),
+            received = wait => match received {
+                Some(received) => received,
+                None => return Ok(Outcome::Idle),
             },
-            None => next.await,
         };
         let Some(Batch { events, tags }) = received.map_err(|e| DriverError::Source(e.into()))?
         else {
@@ -276,9 +296,20 @@ impl<S: Source> SinkDriver<S> {
     }
 
     /// Steps until the source ends or the idle limit passes; returns which.
+    ///
+    /// With a stop: `run_until(&mut stop)` steps until `stop` completes too.
     pub async fn run(&mut self) -> Result<Outcome, DriverError> {
+        self.run_until(&mut std::future::pending::<()>()).await
+    }
+
+    /// As [`SinkDriver::run`], ending also when `stop` completes ([`Outcome::Stopped`]),
+    /// after the commit in flight.
+    pub async fn run_until(
+        &mut self,
+        stop: &mut (impl Future + Unpin),
+    ) -> Result<Outcome, DriverError> {
         loop {
-            match self.step().await? {
+            match self.step_until(stop).await? {
                 Outcome::Committed(_) => {}
                 end => return Ok(end),
             }

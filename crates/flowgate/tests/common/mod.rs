@@ -83,6 +83,14 @@ impl BrokerProc {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, and its exit status and JSON summary once it has drained and stopped.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Value) {
+        sigterm(self.child.id());
+        let status = self.child.wait().unwrap();
+        let summary = std::fs::read_to_string(&self.json).unwrap();
+        (status, serde_json::from_str(&summary).unwrap())
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -94,6 +102,15 @@ impl BrokerProc {
         assert!(self.child.wait().unwrap().success());
         serde_json::from_str(&std::fs::read_to_string(&self.json).unwrap()).unwrap()
     }
+}
+
+/// Sends SIGTERM to a process: asks it to stop as a service manager would.
+pub fn sigterm(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
 }
 
 pub fn spawn(args: &str) -> Child {
@@ -162,7 +179,8 @@ pub fn json(path: &Path) -> Value {
 }
 
 /// Spawns `flowgate ARGS --metrics-addr 127.0.0.1:0` and returns it with the address it
-/// announced on stderr (`metrics on ADDR`); the rest of its stderr is drained.
+/// announced in its log on stderr (`... INFO metrics on ADDR`); the rest of its stderr is
+/// drained.
 pub fn spawn_with_metrics(args: &str) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(args.split_whitespace())
@@ -180,7 +198,8 @@ pub fn spawn_with_metrics(args: &str) -> (Child, String) {
             err.read_line(&mut line).unwrap() > 0,
             "exited before announcing metrics"
         );
-        if let Some(a) = line.trim().strip_prefix("metrics on ") {
+        // A log line: a timestamp and a level, then the message.
+        if let Some((_, a)) = line.trim().split_once("metrics on ") {
             break a.to_string();
         }
     };

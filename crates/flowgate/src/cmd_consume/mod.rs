@@ -5,21 +5,25 @@
 //! after `--max-attempts`, dead-lettered with the database's reason; the rest of their batch
 //! commits regardless.
 
+mod summary;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{AnyConsumer, ConsumerConfig, ConsumerStats, Monitor, Subscribe};
+use flowgate_client::{AnyConsumer, ConsumerConfig, Subscribe};
 use flowgate_core::Credit;
-use flowgate_observe::{ConsumerSnapshot, Snapshot};
+use flowgate_observe::Snapshot;
+use flowgate_observe::units::{Rate, Size, Span};
 use flowgate_sink::driver::Emulation;
-use flowgate_sink::{AnySink, DriverConfig, DriverStats, Outcome, SinkDriver, SinkUrl};
-use serde::Serialize;
+use flowgate_sink::{AnySink, DriverConfig, Outcome, SinkDriver, SinkUrl};
+use tracing::info;
 
 use crate::dial_args::DialArgs;
 use crate::fail::bad_input;
-use flowgate_observe::units::{Rate, Size, Span};
+use crate::shutdown::Shutdown;
+use summary::{ConsumeSummary, SharedLive};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -30,7 +34,9 @@ Examples:
   flowgate consume --broker 127.0.0.1:7070 --topic logs --group tail --sink stdout --count 10
 
 Each batch is acknowledged only after the sink committed it; a consumer killed in between
-gets its batch redelivered, and the database sinks ignore ids they already hold. Events the
+gets its batch redelivered, and the database sinks ignore ids they already hold. On SIGTERM
+or Ctrl-C it stops receiving, finishes the commit in flight, acknowledges it, and exits 0
+with its summary. Events the
 database refuses (e.g. payload=json and a payload that is not JSON) go to <table>_dead_letters
 with the reason after --max-attempts deliveries; the rest of their batch commits.";
 
@@ -80,62 +86,6 @@ pub(crate) struct ConsumeArgs {
     json: Option<PathBuf>,
 }
 
-/// The summary so far, shared with the `/stats` endpoint (updated after every commit).
-type SharedLive = std::sync::Arc<std::sync::Mutex<ConsumeSummary>>;
-
-fn snapshot(
-    live: &SharedLive,
-    monitor: &Monitor<ConsumerStats>,
-    started: Instant,
-) -> ConsumerSnapshot {
-    let l = live.lock().map(|l| l.clone()).unwrap_or_default();
-    let waited = monitor.stats().waited;
-    let elapsed = started.elapsed();
-    // A consumer is busy while it commits (or waits for its rate-limited database) and idle
-    // while it waits for deliveries; nothing downstream of the sink can hold it back.
-    let stage = flowgate_core::StageSplit {
-        busy: elapsed.saturating_sub(waited),
-        backpressured: Duration::ZERO,
-        idle: waited,
-    };
-    ConsumerSnapshot {
-        uptime_s: elapsed.as_secs_f64(),
-        received: l.driver.received,
-        committed: l.driver.committed,
-        dead_lettered: l.driver.dead_lettered,
-        retried: l.driver.retried,
-        batch_limit: l.driver.batch_limit,
-        commit_latency_ms_p99: l.driver.commit_latency_ms_p99,
-        e2e_latency_ms_p50: l.driver.e2e_latency_ms_p50,
-        e2e_latency_ms_p99: l.driver.e2e_latency_ms_p99,
-        stage: stage.into(),
-    }
-}
-
-/// The `--json` summary: the driver's figures and the connection's.
-#[derive(Debug, Serialize, Default, Clone)]
-pub(crate) struct ConsumeSummary {
-    #[serde(flatten)]
-    pub driver: DriverStats,
-    pub redelivered: u64,
-    pub duration_s: f64,
-    /// Committed events per second between the first delivery and the last commit (idle
-    /// time before and after excluded).
-    pub rate: f64,
-    pub sessions: u64,
-    /// Events per commit on average.
-    pub mean_batch: f64,
-}
-
-impl ConsumeSummary {
-    /// Takes the driver's figures.
-    fn record(&mut self, driver: DriverStats) {
-        self.rate = driver.rate();
-        self.mean_batch = driver.mean_batch();
-        self.driver = driver;
-    }
-}
-
 /// Runs the consumer.
 pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
     if args.prefetch_bytes.0 == 0 {
@@ -146,6 +96,7 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
 }
 
 async fn consume(args: ConsumeArgs) -> Result<()> {
+    let mut shutdown = Shutdown::new();
     let url = args.sink.clone();
     let sink = AnySink::open(&url)
         .await
@@ -162,7 +113,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
             args.topic, args.dial.broker
         )
     })?;
-    eprintln!(
+    info!(
         "consuming '{}' as group '{}' into {url}",
         args.topic, args.group
     );
@@ -172,11 +123,13 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
         let (view, monitor) = (std::sync::Arc::clone(&live), consumer.monitor());
         let bound = flowgate_observe::serve(
             addr,
-            std::sync::Arc::new(move || Snapshot::Consumer(snapshot(&view, &monitor, started))),
+            std::sync::Arc::new(move || {
+                Snapshot::Consumer(summary::snapshot(&view, &monitor, started))
+            }),
             None,
         )
         .await?;
-        eprintln!("metrics on {bound}");
+        info!("metrics on {bound}");
     }
     let emulation = args.max_rate.map(|r| Emulation {
         rate: r.0,
@@ -200,13 +153,18 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut last_committed = 0;
     let stop_at = args.count.unwrap_or(u64::MAX);
     while s.driver.committed < stop_at {
-        match driver.step().await? {
+        match driver.step_until(&mut shutdown).await? {
             Outcome::Committed(_) => {}
             Outcome::Ended => break,
             Outcome::Idle => {
                 if let Some(d) = args.idle_exit {
-                    eprintln!("nothing received for {d}; stopping");
+                    info!("nothing received for {d}; stopping");
                 }
+                break;
+            }
+            Outcome::Stopped => {
+                let why = shutdown.fired().unwrap_or("asked to stop");
+                info!("{why}: stopping after the commit in flight, its acks sent");
                 break;
             }
         }
@@ -215,16 +173,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
             *l = s.clone();
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
-            let rate =
-                (s.driver.committed - last_committed) as f64 / last_report.elapsed().as_secs_f64();
-            eprintln!(
-                "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {:>6} commit p99 {:>6.1} ms dead letters {}",
-                started.elapsed().as_secs_f64(),
-                s.driver.committed,
-                s.driver.batch_limit,
-                s.driver.commit_latency_ms_p99,
-                s.driver.dead_lettered
-            );
+            s.log_progress(started, last_committed, last_report.elapsed());
             last_report = Instant::now();
             last_committed = s.driver.committed;
         }
@@ -232,20 +181,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     s.record(driver.stats());
     let (consumer, _sink) = driver.into_parts();
     let stats = consumer.close().await;
-    s.duration_s = started.elapsed().as_secs_f64();
-    s.redelivered = stats.redelivered;
-    s.sessions = stats.sessions;
-    eprintln!(
-        "committed {} events in {:.1} s ({:.0}/s); {} already present, {} redelivered, {} retried, {} dead-lettered; commit p99 {:.1} ms",
-        s.driver.committed,
-        s.duration_s,
-        s.rate,
-        s.driver.already_present,
-        s.redelivered,
-        s.driver.retried,
-        s.driver.dead_lettered,
-        s.driver.commit_latency_ms_p99
-    );
+    s.finish(started, &stats);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&s)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;

@@ -1,0 +1,67 @@
+//! What the broker's flags make: its configuration and its storage, each refused with the
+//! flag named when it cannot work.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use flowgate_broker::{BrokerConfig, DiskOptions, DiskStorage, MemoryStorage, Storage};
+use flowgate_core::Credit;
+use flowgate_observe::units::human_bytes;
+
+use super::{BrokerArgs, StorageKind};
+
+impl BrokerArgs {
+    pub(super) fn config(&self) -> Result<BrokerConfig> {
+        if self.capacity == 0 || self.capacity_bytes.0 == 0 {
+            anyhow::bail!("--capacity and --capacity-bytes must be at least 1");
+        }
+        let max_frame = u32::try_from(self.max_frame.0)
+            .ok()
+            .filter(|m| *m >= flowgate_proto::MIN_MAX_FRAME)
+            .with_context(|| {
+                format!(
+                    "--max-frame {} must be between {} and 4 GiB",
+                    self.max_frame,
+                    human_bytes(u64::from(flowgate_proto::MIN_MAX_FRAME))
+                )
+            })?;
+        let mut config = BrokerConfig {
+            default_capacity: Credit::new(self.capacity, self.capacity_bytes.0),
+            max_frame,
+            handshake_timeout: self.handshake_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            ..BrokerConfig::default()
+        };
+        if let Some(path) = &self.config {
+            config.load_file(path)?;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = flowgate_proto::tls::server_config(cert, key, self.tls_client_ca.as_deref())
+                .context("cannot set up TLS")?;
+            config.tls = Some(tls);
+        }
+        Ok(config)
+    }
+
+    pub(super) fn storage(&self) -> Result<Arc<dyn Storage>> {
+        match (self.storage, &self.data_dir) {
+            (StorageKind::Memory, None) => Ok(Arc::new(MemoryStorage)),
+            (StorageKind::Memory, Some(_)) => {
+                anyhow::bail!("--data-dir is only used with --storage disk")
+            }
+            (StorageKind::Disk, None) => anyhow::bail!("--storage disk needs --data-dir DIR"),
+            (StorageKind::Disk, Some(dir)) => {
+                if self.segment_bytes.0 < 4096 || self.max_disk_bytes.0 < self.segment_bytes.0 {
+                    anyhow::bail!(
+                        "--segment-bytes must be at least 4KiB and --max-disk-bytes at least one segment"
+                    );
+                }
+                Ok(Arc::new(DiskStorage::locked(DiskOptions {
+                    data_dir: dir.clone(),
+                    max_disk_bytes: self.max_disk_bytes.0,
+                    segment_bytes: self.segment_bytes.0,
+                })?))
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What `flowgate consume` reports: its `/stats` document while it runs, a progress line a
+//! second, and the `--json` summary at the end.
+
+use std::time::{Duration, Instant};
+
+use flowgate_client::{ConsumerStats, Monitor};
+use flowgate_observe::ConsumerSnapshot;
+use flowgate_sink::DriverStats;
+use serde::Serialize;
+use tracing::info;
+
+/// The summary so far, shared with the `/stats` endpoint (updated after every commit).
+pub(super) type SharedLive = std::sync::Arc<std::sync::Mutex<ConsumeSummary>>;
+
+/// The `/stats` document now.
+pub(super) fn snapshot(
+    live: &SharedLive,
+    monitor: &Monitor<ConsumerStats>,
+    started: Instant,
+) -> ConsumerSnapshot {
+    let l = live.lock().map(|l| l.clone()).unwrap_or_default();
+    let waited = monitor.stats().waited;
+    let elapsed = started.elapsed();
+    // A consumer is busy while it commits (or waits for its rate-limited database) and idle
+    // while it waits for deliveries; nothing downstream of the sink can hold it back.
+    let stage = flowgate_core::StageSplit {
+        busy: elapsed.saturating_sub(waited),
+        backpressured: Duration::ZERO,
+        idle: waited,
+    };
+    ConsumerSnapshot {
+        uptime_s: elapsed.as_secs_f64(),
+        received: l.driver.received,
+        committed: l.driver.committed,
+        dead_lettered: l.driver.dead_lettered,
+        retried: l.driver.retried,
+        batch_limit: l.driver.batch_limit,
+        commit_latency_ms_p99: l.driver.commit_latency_ms_p99,
+        e2e_latency_ms_p50: l.driver.e2e_latency_ms_p50,
+        e2e_latency_ms_p99: l.driver.e2e_latency_ms_p99,
+        stage: stage.into(),
+    }
+}
+
+/// The `--json` summary: the driver's figures and the connection's.
+#[derive(Debug, Serialize, Default, Clone)]
+pub(super) struct ConsumeSummary {
+    #[serde(flatten)]
+    pub driver: DriverStats,
+    pub redelivered: u64,
+    pub duration_s: f64,
+    /// Committed events per second between the first delivery and the last commit (idle
+    /// time before and after excluded).
+    pub rate: f64,
+    pub sessions: u64,
+    /// Events per commit on average.
+    pub mean_batch: f64,
+}
+
+impl ConsumeSummary {
+    /// Takes the driver's figures.
+    pub(super) fn record(&mut self, driver: DriverStats) {
+        self.rate = driver.rate();
+        self.mean_batch = driver.mean_batch();
+        self.driver = driver;
+    }
+
+    /// The line logged once a second.
+    pub(super) fn log_progress(&self, started: Instant, committed_before: u64, over: Duration) {
+        let d = &self.driver;
+        let rate = (d.committed - committed_before) as f64 / over.as_secs_f64();
+        info!(
+            "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {:>6} commit p99 {:>6.1} ms dead letters {}",
+            started.elapsed().as_secs_f64(),
+            d.committed,
+            d.batch_limit,
+            d.commit_latency_ms_p99,
+            d.dead_lettered
+        );
+    }
+
+    /// Adds the connection's figures and logs the last line.
+    pub(super) fn finish(&mut self, started: Instant, stats: &ConsumerStats) {
+        self.duration_s = started.elapsed().as_secs_f64();
+        self.redelivered = stats.redelivered;
+        self.sessions = stats.sessions;
+        let d = &self.driver;
+        info!(
+            "committed {} events in {:.1} s ({:.0}/s); {} already present, {} redelivered, {} retried, {} dead-lettered; commit p99 {:.1} ms",
+            d.committed,
+            self.duration_s,
+            self.rate,
+            d.already_present,
+            self.redelivered,
+            d.retried,
+            d.dead_lettered,
+            d.commit_latency_ms_p99
+        );
+    }
+}
