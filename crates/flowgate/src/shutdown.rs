@@ -2,24 +2,32 @@
 //! a [`Shutdown`] and, when it fires, stop taking new work, finish what is in flight (a
 //! commit, an fsync, the acks and confirms), and exit 0 with their summary.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 
-/// Resolves with the reason once the process is asked to stop, and at once on every poll
-/// after that, so one `Shutdown` can end several waits in turn.
-pub(crate) struct Shutdown {
-    signal: Pin<Box<dyn Future<Output = &'static str> + Send>>,
-    fired: Option<&'static str>,
+/// Whether, and why, the process was asked to stop. Cheap to look at (one atomic read), so a
+/// producer can look before every send.
+#[derive(Clone)]
+pub(crate) struct Shutdown(Arc<State>);
+
+struct State {
+    fired: OnceLock<&'static str>,
+    notify: Notify,
 }
 
 impl Shutdown {
-    /// Listens for SIGTERM and Ctrl-C from now on. Call within the tokio runtime.
+    /// Listens for SIGTERM and Ctrl-C from now on, on a task of its own. Call within the
+    /// tokio runtime.
     pub(crate) fn new() -> Shutdown {
+        let state = Arc::new(State {
+            fired: OnceLock::new(),
+            notify: Notify::new(),
+        });
         let mut term = signal(SignalKind::terminate()).ok();
-        let signal = Box::pin(async move {
+        let listener = Arc::clone(&state);
+        tokio::spawn(async move {
             let sigterm = async {
                 match term.as_mut() {
                     Some(t) => {
@@ -28,32 +36,31 @@ impl Shutdown {
                     None => std::future::pending::<()>().await,
                 }
             };
-            tokio::select! {
+            let why = tokio::select! {
                 _ = tokio::signal::ctrl_c() => "interrupted",
                 () = sigterm => "SIGTERM",
-            }
+            };
+            let _ = listener.fired.set(why);
+            listener.notify.notify_waiters();
         });
-        Shutdown {
-            signal,
-            fired: None,
-        }
+        Shutdown(state)
     }
 
-    /// Why the process was asked to stop, if it was.
+    /// Why the process was asked to stop, if it was; never waits.
     pub(crate) fn fired(&self) -> Option<&'static str> {
-        self.fired
+        self.0.fired.get().copied()
     }
-}
 
-impl Future for Shutdown {
-    type Output = &'static str;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<&'static str> {
-        if let Some(why) = self.fired {
-            return Poll::Ready(why);
+    /// Waits until the process is asked to stop (at once if it was); says why.
+    pub(crate) async fn wait(&self) -> &'static str {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(why) = self.fired() {
+                return why;
+            }
+            notified.await;
         }
-        let why = std::task::ready!(self.signal.as_mut().poll(cx));
-        self.fired = Some(why);
-        Poll::Ready(why)
     }
 }

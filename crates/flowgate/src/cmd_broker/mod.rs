@@ -233,8 +233,9 @@ async fn stop_signal(stdin_eof: bool, duration: Option<Duration>) -> &'static st
             None => std::future::pending::<()>().await,
         }
     };
+    let shutdown = Shutdown::new();
     tokio::select! {
-        why = Shutdown::new() => why,
+        why = shutdown.wait() => why,
         _ = stdin => "standard input closed",
         _ = timer => "--duration elapsed",
     }

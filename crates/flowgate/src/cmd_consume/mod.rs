@@ -96,7 +96,7 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
 }
 
 async fn consume(args: ConsumeArgs) -> Result<()> {
-    let mut shutdown = Shutdown::new();
+    let shutdown = Shutdown::new();
     let url = args.sink.clone();
     let sink = AnySink::open(&url)
         .await
@@ -153,7 +153,10 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut last_committed = 0;
     let stop_at = args.count.unwrap_or(u64::MAX);
     while s.driver.committed < stop_at {
-        match driver.step_until(&mut shutdown).await? {
+        match driver
+            .step_until(&mut std::pin::pin!(shutdown.wait()))
+            .await?
+        {
             Outcome::Committed(_) => {}
             Outcome::Ended => break,
             Outcome::Idle => {

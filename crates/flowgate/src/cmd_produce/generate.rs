@@ -23,7 +23,7 @@ pub(super) async fn send_generated(run: &mut Run, args: &ProduceArgs) -> Result<
             let nap = bucket.time_until(1, run.started.elapsed());
             tokio::select! {
                 biased;
-                _ = &mut run.shutdown => return Ok(()),
+                _ = run.shutdown.wait() => return Ok(()),
                 () = tokio::time::sleep(nap) => {}
             }
             run.slept.fetch_add(

@@ -112,13 +112,19 @@ impl Run {
     /// Sends one payload once there is credit, unless asked to stop first (`None`). `send`
     /// is cancel safe: an event not yet paid for is simply not produced.
     async fn send(&mut self, payload: Vec<u8>) -> Option<Result<EventId, ClientError>> {
+        if let Some(why) = self.shutdown.fired() {
+            info!("{why}: stopping; nothing more is sent");
+            return None;
+        }
+        // The send first: with credit in hand it is ready at once, and the stop is looked
+        // at only while it waits (and before each send, above).
         let sent = tokio::select! {
             biased;
-            why = &mut self.shutdown => {
+            sent = self.producer.send_payload(payload) => sent,
+            why = self.shutdown.wait() => {
                 info!("{why}: stopping; nothing more is sent");
                 return None;
             }
-            sent = self.producer.send_payload(payload) => sent,
         };
         if let Ok(id) = &sent
             && self.first_seq == 0
