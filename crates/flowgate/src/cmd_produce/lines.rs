@@ -1,32 +1,73 @@
-//! Events from an NDJSON file or standard input: one event per line, each line checked to be
-//! one JSON value; a line that is not, or that no frame can carry, is reported and skipped.
+//! Events from an NDJSON file or standard input: one event per line. A line that is not
+//! UTF-8, not one JSON value, or larger than one event may be is reported with its number and
+//! skipped; a leading byte-order mark is ignored.
+//!
+//! Resuming: the events a producer sends from a file are numbered 1, 2, 3... in the order of
+//! the file's sendable lines, so with the same `--producer-id` a rerun over the same file
+//! skips the lines whose numbers the broker already holds (its resume point) and sends the
+//! rest: a run killed midway and rerun gives every line exactly once. Standard input cannot
+//! be read again; there a rerun numbers its lines after the resume point.
 
 use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use flowgate_client::ClientError;
-use tracing::warn;
+use flowgate_client::{ClientError, Publish};
+use tracing::{info, warn};
 
 use super::Run;
 
+/// A line read: its number, and its bytes or why it cannot be an event.
+type Line = (u64, Result<Vec<u8>, String>);
+
 /// Sends every line of `path` ('-' for standard input) until the end or a stop.
 pub(super) async fn send_lines(run: &mut Run, path: &Path) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(1024);
+    let stdin = path.as_os_str() == "-";
+    // The broker's resume point for this producer id: the sendable lines it already holds.
+    let resume = run.producer.stats().confirmed_seq;
+    let skip = match (resume, stdin) {
+        (0, _) => 0,
+        (n, false) => {
+            info!(
+                "the broker holds this producer's first {n} events: skipping the lines sent before"
+            );
+            n
+        }
+        (n, true) => {
+            warn!(
+                "standard input cannot be read again: its lines are numbered after the broker's resume point {n}"
+            );
+            0
+        }
+    };
+    let largest = run.producer.largest_payload();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Line>(1024);
     let path = path.to_path_buf();
     // Lines are read on a blocking thread; the bounded channel carries backpressure to it.
     let reader = tokio::task::spawn_blocking(move || read_lines(&path, &tx));
+    let mut sendable = 0u64;
     while let Some((line_no, line)) = rx.recv().await {
-        match line {
-            Ok(payload) => match run.send(payload).await {
-                Some(Ok(_)) => {}
-                Some(Err(e @ ClientError::EventTooLarge { .. })) => {
-                    run.rejected_lines += 1;
-                    warn!("line {line_no}: {e}; skipped");
+        let payload = match line {
+            Ok(payload) if payload.len() as u64 > largest => Err(ClientError::EventTooLarge {
+                payload: payload.len() as u64,
+                key: 0,
+                largest,
+            }
+            .to_string()),
+            other => other,
+        };
+        match payload {
+            Ok(payload) => {
+                sendable += 1;
+                if sendable <= skip {
+                    continue;
                 }
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
-            },
+                match run.send(payload).await {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
+                }
+            }
             Err(why) => {
                 run.rejected_lines += 1;
                 warn!("line {line_no}: {why}; skipped");
@@ -41,30 +82,67 @@ pub(super) async fn send_lines(run: &mut Run, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads NDJSON lines, checking each is one JSON value, and hands them over in order.
-fn read_lines(
-    path: &Path,
-    tx: &tokio::sync::mpsc::Sender<(u64, Result<Vec<u8>, String>)>,
-) -> Result<()> {
-    let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
+/// Reads lines as bytes, checking each is UTF-8 and one JSON value, and hands them over in
+/// order; blank lines are passed over (they keep their numbers).
+fn read_lines(path: &Path, tx: &tokio::sync::mpsc::Sender<Line>) -> Result<()> {
+    let mut input: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot open --from {}", path.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    for (i, line) in input.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
-        if line.trim().is_empty() {
+    let mut buf = Vec::new();
+    for line_no in 1u64.. {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read line {line_no}"))?;
+        if n == 0 {
+            break;
+        }
+        let mut bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if line_no == 1 {
+            bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+        }
+        let checked = check(bytes);
+        if matches!(&checked, Ok(b) if b.is_empty()) {
             continue;
         }
-        let checked = serde_json::from_str::<serde::de::IgnoredAny>(&line)
-            .map(|_| line.into_bytes())
-            .map_err(|e| format!("not one JSON value ({e})"));
         if tx.blocking_send((line_no, checked)).is_err() {
             break;
         }
     }
     Ok(())
+}
+
+/// A line's bytes as an event payload, or why they cannot be one. Blank is `Ok(empty)`.
+fn check(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 (an invalid byte at column {})",
+            e.valid_up_to() + 1
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| text.as_bytes().to_vec())
+        .map_err(|e| format!("not one JSON value ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_checked_for_utf8_then_json() {
+        assert_eq!(check(br#"{"n":1}"#), Ok(br#"{"n":1}"#.to_vec()));
+        assert_eq!(check(b"  "), Ok(Vec::new()));
+        let bad = check(b"{\"n\":\xff}").unwrap_err();
+        assert_eq!(bad, "not UTF-8 (an invalid byte at column 6)");
+        assert!(check(b"{").unwrap_err().starts_with("not one JSON value"));
+    }
 }

@@ -32,8 +32,11 @@ Examples:
   tail -f app.log.ndjson | flowgate produce --broker 127.0.0.1:7070 --topic logs --from -
 
 --rate is an upper bound: the producer sends no faster than the broker grants credit.
-With --from, each line must be one JSON value; a line that is not is reported (with its
-number) and skipped, and the exit status is 1.
+With --from, a line that is not UTF-8, not one JSON value, or larger than one event may be is
+reported with its number and skipped, and the exit status is 1; a leading byte-order mark is
+ignored. Rerun over the same file with the same --producer-id, a producer skips the lines the
+broker already holds, so a run killed midway and rerun sends every line exactly once. From
+standard input a rerun cannot skip: it numbers its lines after the broker's resume point.
 Give --producer-id to a restarted producer to continue its sequence without duplicates.
 On SIGTERM or Ctrl-C it stops sending, waits for the broker to confirm what it sent, and
 exits 0 with its summary.";
@@ -195,20 +198,28 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         .await?;
         info!("metrics on {bound}");
     }
-    match &args.from {
-        Some(path) => lines::send_lines(&mut run, path).await?,
-        None => generate::send_generated(&mut run, &args).await?,
-    }
+    let sending = match &args.from {
+        Some(path) => lines::send_lines(&mut run, path).await,
+        None => generate::send_generated(&mut run, &args).await,
+    };
     let producing = run.started.elapsed();
-    info!(
-        "waiting for the broker to confirm {} events",
-        run.producer.unconfirmed()
-    );
-    let stats = run
-        .producer
-        .close()
-        .await
-        .context("could not get every event confirmed")?;
+    // On every way out, the confirms of what was sent are waited for, or counted.
+    let unconfirmed = run.producer.unconfirmed();
+    info!("waiting for the broker to confirm {unconfirmed} events");
+    let closed = run.producer.close().await;
+    let stats = match (sending, closed) {
+        (Ok(()), Ok(stats)) => stats,
+        (Err(e), Ok(stats)) => {
+            return Err(e.context(format!(
+                "stopped after {} events, every one confirmed (up to seq {})",
+                stats.sent, stats.confirmed_seq
+            )));
+        }
+        (_, Err(e)) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("{unconfirmed} events sent were not confirmed")));
+        }
+    };
     let summary = ProduceSummary::new(
         pid,
         &stats,
