@@ -11,7 +11,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use flowgate_core::{Credit, EventId, RECORD_OVERHEAD_BYTES};
@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::dir_lock::DirLock;
 use crate::names;
-use crate::storage::{Durable, LoadDone, RecoveredTopic, Storage};
+use crate::storage::{Durable, LoadDone, RecoveredTopic, RoomFreed, Storage};
 
 /// The most jobs folded into one commit, so a steady stream of appends still gets synced.
 const MAX_JOBS_PER_ROUND: usize = 4096;
@@ -70,6 +70,8 @@ pub struct DiskStorage {
     fs: Arc<dyn Fs>,
     options: DiskOptions,
     logs: Mutex<HashMap<String, Arc<TopicLog>>>,
+    /// Who to tell when a log's removed segments free room (set once by the broker).
+    room_freed: Arc<OnceLock<RoomFreed>>,
     /// Held for the storage's life on the real filesystem: one broker per data directory.
     _lock: Option<DirLock>,
 }
@@ -99,6 +101,7 @@ impl DiskStorage {
             fs,
             options,
             logs: Mutex::new(HashMap::new()),
+            room_freed: Arc::new(OnceLock::new()),
             _lock: None,
         }
     }
@@ -120,9 +123,10 @@ impl DiskStorage {
         let queued_bytes = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
         let sizes = (Arc::clone(&disk_bytes), Arc::clone(&queued_bytes));
+        let freed = (topic.to_string(), Arc::clone(&self.room_freed));
         std::thread::Builder::new()
             .name(format!("log-{topic}"))
-            .spawn(move || write_loop(log, rx, sizes))?;
+            .spawn(move || write_loop(log, rx, sizes, freed))?;
         let mut found = RecoveredTopic {
             name: topic.to_string(),
             high_water: recovery
@@ -245,6 +249,10 @@ impl Storage for DiskStorage {
         Some(self.options.max_disk_bytes.saturating_sub(used))
     }
 
+    fn on_room_freed(&self, notify: RoomFreed) {
+        let _ = self.room_freed.set(notify);
+    }
+
     fn promise(&self) -> &'static str {
         "disk: confirmed = written and fsynced to the broker's log; survives a broker crash"
     }
@@ -261,9 +269,17 @@ impl TopicLog {
 /// The log's committed size and the bytes queued for it, shared with [`DiskStorage::room`].
 type Sizes = (Arc<AtomicU64>, Arc<AtomicU64>);
 
+/// The topic's name and who to tell when its log frees room.
+type Freed = (String, Arc<OnceLock<RoomFreed>>);
+
 /// The writer thread: rounds of (take queued jobs, commit once, answer) until the storage
-/// is dropped.
-fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Sizes) {
+/// is dropped. A round that removed segments says so, so the topic grants the room at once.
+fn write_loop(
+    mut log: Log,
+    jobs: Receiver<Job>,
+    (disk_bytes, queued_bytes): Sizes,
+    (topic, room_freed): Freed,
+) {
     while let Ok(first) = jobs.recv() {
         let mut waiters = Vec::new();
         let mut loads = Vec::new();
@@ -290,9 +306,11 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
                 None
             };
         }
+        let before = disk_bytes.load(Ordering::Relaxed);
         let result = log.commit();
         disk_bytes.store(log.disk_bytes(), Ordering::Relaxed);
         queued_bytes.fetch_sub(appended, Ordering::Relaxed);
+        let freed = log.disk_bytes() < before + appended;
         for tx in waiters {
             let answer = match &result {
                 Ok(()) => Ok(()),
@@ -306,6 +324,9 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
                 .read_spilled(room.events.max(1), room.bytes)
                 .unwrap_or_default();
             done(records.into_iter().filter_map(|(_, d)| decode(d)).collect());
+        }
+        if freed && let Some(notify) = room_freed.get() {
+            notify(&topic);
         }
     }
 }

@@ -45,4 +45,4 @@ pub use config::{BrokerConfig, ConfigError};
 pub use dir_lock::DirLock;
 pub use disk::{DiskOptions, DiskStorage};
 pub use server::{Broker, BrokerStats, DrainReport, RecoveryReport, Reporter};
-pub use storage::{Durable, MemoryStorage, RecoveredTopic, Storage};
+pub use storage::{Durable, MemoryStorage, RecoveredTopic, RoomFreed, Storage};

@@ -126,7 +126,6 @@ impl Broker {
         };
         let listener = listen(addr)?;
         let local_addr = listener.local_addr()?;
-        let persistent = storage.capacity().is_some();
         let shared = Arc::new(Shared {
             topics: Topics::new(config.clone(), Arc::clone(&storage), recovered),
             config,
@@ -139,9 +138,14 @@ impl Broker {
             confirming: AtomicU64::new(0),
         });
         let (stop, stopped) = watch::channel(false);
-        if persistent {
-            tokio::spawn(recheck_room(Arc::clone(&shared), stopped.clone()));
-        }
+        // A full disk log empties when acks let segments go, on the log's own thread; it says
+        // so, and the topic grants the room at once.
+        let weak = Arc::downgrade(&shared);
+        shared.storage.on_room_freed(Arc::new(move |topic: &str| {
+            if let Some(topic) = weak.upgrade().and_then(|s| s.topics.find(topic)) {
+                topic.apply(|_| ());
+            }
+        }));
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
         Ok(Broker {
             shared,
@@ -288,23 +292,6 @@ impl Reporter {
                 .clone(),
             topics: all.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
             stages: all.into_iter().map(|(n, _, s)| (n, s)).collect(),
-        }
-    }
-}
-
-/// A full disk log empties when acks let segments go, which happens on the log's own thread;
-/// looking at every topic a few times a second resumes its grants without a wake-up path
-/// from storage back into the topics.
-async fn recheck_room(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                for topic in shared.topics.all() {
-                    topic.apply(|_| ());
-                }
-            }
-            _ = stop.changed() => return,
         }
     }
 }

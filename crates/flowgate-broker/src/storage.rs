@@ -4,6 +4,7 @@
 //! resolves.
 
 use std::io;
+use std::sync::Arc;
 
 use flowgate_core::{Credit, EventId};
 use flowgate_proto::WireEvent;
@@ -88,9 +89,17 @@ pub trait Storage: Send + Sync {
     /// Bytes of `topic`'s appends held in memory while they wait to be written.
     fn queued_bytes(&self, topic: &str) -> u64;
 
+    /// Registers who to tell, by topic name, when a topic's [`Storage::room`] grows on the
+    /// store's own (acknowledged segments removed): the broker then grants again at once.
+    /// A store whose room never grows by itself ignores it.
+    fn on_room_freed(&self, _notify: RoomFreed) {}
+
     /// What a confirm means with this store.
     fn promise(&self) -> &'static str;
 }
+
+/// Told the name of a topic whose store has more room than before.
+pub type RoomFreed = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Memory storage: the topic's own queue is the store, so there is nothing more to do. A
 /// confirm means "accepted into the broker's memory"; a broker crash loses what it held.

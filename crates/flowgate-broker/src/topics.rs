@@ -155,7 +155,16 @@ impl Topics {
         topics
     }
 
-    /// Every topic, for a periodic look.
+    /// The topic called `name`, if it exists.
+    pub fn find(&self, name: &str) -> Option<Arc<TopicHandle>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every topic.
     pub fn all(&self) -> Vec<Arc<TopicHandle>> {
         self.map
             .lock()
