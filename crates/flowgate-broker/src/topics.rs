@@ -23,6 +23,8 @@ pub(crate) struct TopicInner {
     pub outboxes: HashMap<ConnId, Arc<Outbox>>,
     /// The topic's states over time, as `Topic::stage_state` decides them.
     clock: StageClock,
+    /// The topic's broken books were logged (once).
+    broken_logged: bool,
 }
 
 /// A topic shared by its connections.
@@ -54,6 +56,12 @@ impl TopicHandle {
         let queued = self.storage.queued_bytes(&self.name);
         inner.topic.limit_grants(room, queued);
         let actions = inner.topic.poll_actions();
+        if let Some(e) = inner.topic.broken()
+            && !inner.broken_logged
+        {
+            tracing::error!(topic = %self.name, "{e}; the topic takes no more work until the broker restarts");
+            inner.broken_logged = true;
+        }
         let state = inner.topic.stage_state();
         if state != inner.clock.state() {
             inner.clock.enter(state, self.epoch.elapsed());
@@ -195,6 +203,7 @@ impl Topics {
                     topic,
                     outboxes: HashMap::new(),
                     clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
+                    broken_logged: false,
                 }),
                 epoch: self.epoch,
                 storage: Arc::clone(&self.storage),

@@ -32,4 +32,4 @@ pub use limit::AimdLimit;
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use stage::{Limit, PipelineView, StageClock, StageSplit, StageState, bottleneck};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
-pub use topic::{Action, ConnId, Delivery, Published, Topic, TopicError, TopicStats};
+pub use topic::{Action, BooksError, ConnId, Delivery, Published, Topic, TopicError, TopicStats};

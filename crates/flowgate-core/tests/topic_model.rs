@@ -1,6 +1,8 @@
 //! Property test of the topic state machine: random producers, consumers, publishes (with
-//! retries), requests, acks, nacks and departures, checked against the invariants the broker
-//! relies on and, at the end, a drain that must account for every accepted event exactly once.
+//! retries, and refused ones: beyond credit, with a gap), requests, acks, nacks, departures,
+//! grant limits (a disk log's room), in spill mode with loads answered late by a model store,
+//! after a restore of recovered events; checked against the invariants the broker relies on
+//! and, at the end, a drain that must account for every accepted event exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,13 +35,21 @@ enum Op {
         consumer: u8,
         pick: u8,
     },
+    /// A publish of one event more than the producer's credit: refused, nothing changes.
+    PublishBeyondCredit(u8),
+    /// A publish that skips a sequence number: refused, nothing changes.
+    PublishWithGap(u8),
+    /// The disk log's room changes (`None`: no limit).
+    LimitGrants(Option<u16>),
+    /// The store answers the outstanding load (spill mode).
+    AnswerLoad,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => (0u8..3).prop_map(Op::AttachProducer),
         1 => (0u8..3).prop_map(Op::DetachProducer),
-        6 => (0u8..3, 1u8..12, 0u8..4, 1u16..200)
+        6 => (0u8..3, 1u8..12, 0u8..4, 1u16..MAX_EVENT_BYTES as u16)
             .prop_map(|(producer, events, retry, size)| Op::Publish { producer, events, retry, size }),
         1 => (0u8..3).prop_map(Op::AttachConsumer),
         1 => (0u8..3).prop_map(Op::DetachConsumer),
@@ -48,6 +58,10 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (0u8..3, any::<u8>(), any::<bool>())
             .prop_map(|(consumer, pick, stale)| Op::Ack { consumer, pick, stale }),
         2 => (0u8..3, any::<u8>()).prop_map(|(consumer, pick)| Op::Nack { consumer, pick }),
+        1 => (0u8..3).prop_map(Op::PublishBeyondCredit),
+        1 => (0u8..3).prop_map(Op::PublishWithGap),
+        1 => prop::option::of(0u16..3000).prop_map(Op::LimitGrants),
+        3 => Just(Op::AnswerLoad),
     ]
 }
 
@@ -71,6 +85,52 @@ struct Model {
     accepted: BTreeSet<Item>,
     acked: BTreeSet<Item>,
     sizes: BTreeMap<Item, u64>,
+    /// The store: accepted events only on disk, oldest first (spill mode).
+    disk: std::collections::VecDeque<Item>,
+    /// A load the topic asked for and the store has not answered.
+    load: Option<Credit>,
+    /// The room the disk log has now, as last given to `limit_grants`.
+    room: Option<u64>,
+    /// Spill mode's memory bound.
+    memory: Option<Credit>,
+    /// Events put back by `restore` (and `restore_spilled`) at the start.
+    restored: u64,
+}
+
+impl Model {
+    /// Credit outstanding to producers, as the grants and publishes say.
+    fn credit(&self) -> Credit {
+        self.producers
+            .values()
+            .fold(Credit::ZERO, |acc, p| acc.saturating_add(p.credit))
+    }
+}
+
+/// The largest event the ops publish.
+const MAX_EVENT_BYTES: u64 = 200;
+
+/// The credit cost of each recovered event.
+const RESTORED_BYTES: u64 = 50;
+
+/// The store answers a load as a disk log does: the oldest events within `room`, but always
+/// one if any is left.
+fn answer_load(topic: &mut Topic<Item>, model: &mut Model) {
+    let Some(room) = model.load.take() else {
+        return;
+    };
+    let mut items = Vec::new();
+    let mut bytes = 0;
+    while let Some(item) = model.disk.front().copied() {
+        let size = model.sizes[&item];
+        let full = items.len() as u64 >= room.events.max(1) || bytes + size > room.bytes;
+        if !items.is_empty() && full {
+            break;
+        }
+        model.disk.pop_front();
+        bytes += size;
+        items.push((item, size));
+    }
+    topic.loaded(items);
 }
 
 fn producer_conn(i: u8) -> ConnId {
@@ -95,6 +155,19 @@ fn apply(
                     .get_mut(&producer)
                     .expect("grant to an attached producer");
                 p.credit = p.credit.saturating_add(credit);
+                let outstanding = model.credit();
+                if let Some(room) = model.room {
+                    prop_assert!(
+                        outstanding.bytes <= room,
+                        "granted past the log's room: {outstanding} > {room}"
+                    );
+                }
+                if let Some(memory) = model.memory {
+                    prop_assert!(
+                        outstanding.events <= memory.events && outstanding.bytes <= memory.bytes,
+                        "credit past the memory bound: {outstanding}"
+                    );
+                }
             }
             Action::Deliver {
                 consumer,
@@ -121,23 +194,46 @@ fn apply(
                         .insert(d.delivery_id, (d.attempt, d.item, bytes));
                 }
             }
-            Action::Load { .. } => prop_assert!(false, "a load outside spill mode"),
+            Action::Load { room } => {
+                prop_assert!(model.memory.is_some(), "a load outside spill mode");
+                prop_assert!(model.load.is_none(), "two loads outstanding");
+                prop_assert!(!model.disk.is_empty(), "a load with nothing on disk");
+                model.load = Some(room);
+            }
         }
     }
-    // Capacity covers everything held plus everything promised.
+    // Capacity covers everything held plus everything promised (recovered events may exceed
+    // it, and then nothing is promised).
     let s = topic.stats();
     let cap = topic.capacity();
+    let restored = model.restored;
     prop_assert!(
-        s.ready + s.unacked + s.producer_credit.events <= cap.events,
+        s.ready + s.unacked + s.on_disk + s.producer_credit.events <= cap.events.max(restored),
         "{s:?}"
     );
     prop_assert!(
-        s.ready_bytes + s.unacked_bytes + s.producer_credit.bytes <= cap.bytes,
+        s.ready_bytes + s.unacked_bytes + s.on_disk_bytes + s.producer_credit.bytes
+            <= cap.bytes.max(restored * RESTORED_BYTES),
         "{s:?}"
     );
-    // Every accepted event is exactly one of ready, unacked, acked.
-    prop_assert_eq!(s.accepted, s.ready + s.unacked + s.acked);
-    prop_assert_eq!(s.accepted as usize, model.accepted.len());
+    prop_assert_eq!(s.producer_credit, model.credit());
+    // Spill mode: memory holds at most the memory bound, but for one event a load brought
+    // back although it is larger than the room left (a store always hands back one).
+    if let Some(memory) = model.memory {
+        prop_assert!(s.ready + s.unacked <= memory.events, "{s:?}");
+        prop_assert!(
+            s.ready_bytes + s.unacked_bytes <= memory.bytes + MAX_EVENT_BYTES,
+            "{s:?}"
+        );
+    }
+    // Every accepted event is exactly one of ready, unacked, on disk, acked.
+    prop_assert_eq!(
+        s.accepted + model.restored,
+        s.ready + s.unacked + s.on_disk + s.acked
+    );
+    prop_assert_eq!((s.accepted + model.restored) as usize, model.accepted.len());
+    prop_assert_eq!(s.on_disk as usize, model.disk.len());
+    prop_assert!(topic.broken().is_none(), "{:?}", topic.broken());
     let held: usize = model.held.values().map(BTreeMap::len).sum();
     prop_assert_eq!(s.unacked as usize, held);
     Ok(())
@@ -150,10 +246,40 @@ proptest! {
     fn topic_keeps_its_bounds_and_its_ledger(
         cap_events in 1u64..40,
         cap_bytes in 200u64..4000,
+        spill in any::<bool>(),
+        restore in prop_oneof![2 => Just(0u64), 1 => 1u64..8],
         ops in prop::collection::vec(op(), 1..150),
     ) {
         let mut topic: Topic<Item> = Topic::new(Credit::new(cap_events, cap_bytes));
         let mut model = Model::default();
+        if spill {
+            let memory = Credit::new((cap_events / 2).max(1), (cap_bytes / 2).max(200));
+            topic.spill_beyond(memory);
+            model.memory = Some(memory);
+        }
+        // After a restart: producer id 1's first `restore` events came back from the log,
+        // as many as memory holds put back ready, the rest left on disk.
+        if restore > 0 {
+            let in_memory = match model.memory {
+                Some(m) => restore.min(m.events).min(m.bytes / RESTORED_BYTES),
+                None => restore,
+            };
+            let items: Vec<(Item, u64)> = (1..=restore).map(|seq| ((1, seq), RESTORED_BYTES)).collect();
+            topic.restore([(1, restore)], items[..in_memory as usize].iter().copied());
+            let left = restore - in_memory;
+            if left > 0 {
+                topic.restore_spilled(Credit::new(left, left * RESTORED_BYTES));
+            }
+            for (item, bytes) in &items {
+                model.accepted.insert(*item);
+                model.sizes.insert(*item, *bytes);
+            }
+            model.disk.extend(items[in_memory as usize..].iter().map(|(item, _)| *item));
+            model.confirmed.insert(1, restore);
+            model.restored = restore;
+        }
+        let actions = topic.poll_actions();
+        apply(&mut topic, &mut model, actions)?;
         for op in ops {
             match op {
                 Op::AttachProducer(i) => {
@@ -195,6 +321,12 @@ proptest! {
                     for seq in high + 1..=out.confirm_up_to {
                         prop_assert!(model.accepted.insert((pid, seq)), "accepted twice");
                     }
+                    // The last `spilled` accepted went to disk only, behind what is there.
+                    let spilled_from = out.confirm_up_to + 1 - out.spilled;
+                    if out.spilled > 0 {
+                        prop_assert!(model.memory.is_some(), "spilled outside spill mode");
+                    }
+                    model.disk.extend((spilled_from..=out.confirm_up_to).map(|seq| (pid, seq)));
                     model.confirmed.insert(pid, out.confirm_up_to);
                 }
                 Op::AttachConsumer(i) => {
@@ -239,6 +371,41 @@ proptest! {
                     topic.nack(conn, id, attempt).expect("nack of a held delivery");
                     held.remove(&id);
                 }
+                Op::PublishBeyondCredit(producer) => {
+                    let conn = producer_conn(producer);
+                    let Some(p) = model.producers.get(&conn) else { continue };
+                    if p.credit.events >= 200 {
+                        continue;
+                    }
+                    let high = model.confirmed.get(&p.producer_id).copied().unwrap_or(0);
+                    let pid = p.producer_id;
+                    let n = p.credit.events + 1;
+                    let batch: Vec<(u64, Item, u64)> =
+                        (high + 1..=high + n).map(|seq| (seq, (pid, seq), 1)).collect();
+                    let before = topic.stats();
+                    let refused = topic.publish(conn, batch);
+                    prop_assert!(matches!(refused, Err(TopicError::DataWithoutCredit { .. })), "{refused:?}");
+                    prop_assert_eq!(topic.stats(), before, "a refused publish changes nothing");
+                }
+                Op::PublishWithGap(producer) => {
+                    let conn = producer_conn(producer);
+                    let Some(p) = model.producers.get(&conn) else { continue };
+                    let Some(high) = model.confirmed.get(&p.producer_id).copied() else { continue };
+                    if p.credit.events == 0 || p.credit.bytes == 0 {
+                        continue;
+                    }
+                    let pid = p.producer_id;
+                    let before = topic.stats();
+                    let refused = topic.publish(conn, vec![(high + 2, (pid, high + 2), 1)]);
+                    prop_assert_eq!(refused, Err(TopicError::SequenceGap { expected: high + 1, got: high + 2 }));
+                    prop_assert_eq!(topic.stats(), before, "a refused publish changes nothing");
+                }
+                Op::LimitGrants(room) => {
+                    let room = room.map(u64::from);
+                    topic.limit_grants(room, 0);
+                    model.room = room;
+                }
+                Op::AnswerLoad => answer_load(&mut topic, &mut model),
             }
             let actions = topic.poll_actions();
             apply(&mut topic, &mut model, actions)?;
@@ -254,17 +421,24 @@ proptest! {
         model.consumers.insert(999, Credit::ZERO);
         topic.request(999, Credit::UNBOUNDED).expect("unbounded request");
         model.consumers.insert(999, Credit::UNBOUNDED);
-        let actions = topic.poll_actions();
-        apply(&mut topic, &mut model, actions)?;
-        let held: Vec<(u64, u32, Item)> = model.held.get(&999).map(|h| {
-            h.iter().map(|(id, (a, item, _))| (*id, *a, *item)).collect()
-        }).unwrap_or_default();
-        for (id, attempt, item) in held {
-            topic.ack(999, id, attempt).expect("drain ack");
-            prop_assert!(model.acked.insert(item), "acked twice in drain");
+        // Round after round: take what is delivered, ack it, answer the store's loads.
+        for _ in 0..10_000 {
+            let actions = topic.poll_actions();
+            apply(&mut topic, &mut model, actions)?;
+            let held: Vec<(u64, u32, Item)> = model.held.remove(&999).map(|h| {
+                h.iter().map(|(id, (a, item, _))| (*id, *a, *item)).collect()
+            }).unwrap_or_default();
+            for (id, attempt, item) in &held {
+                topic.ack(999, *id, *attempt).expect("drain ack");
+                prop_assert!(model.acked.insert(*item), "acked twice in drain");
+            }
+            if held.is_empty() && model.load.is_none() {
+                break;
+            }
+            answer_load(&mut topic, &mut model);
         }
         prop_assert_eq!(&model.acked, &model.accepted, "every accepted event acked exactly once");
         let s = topic.stats();
-        prop_assert_eq!((s.ready, s.unacked), (0, 0));
+        prop_assert_eq!((s.ready, s.unacked, s.on_disk), (0, 0, 0));
     }
 }

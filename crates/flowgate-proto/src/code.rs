@@ -148,6 +148,8 @@ impl ErrorCode {
             TopicError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
             TopicError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
             TopicError::StaleAttempt { .. } => ErrorCode::StaleAttempt,
+            // The topic stopped: it takes no more work until the broker restarts.
+            TopicError::Books(_) => ErrorCode::ShuttingDown,
         }
     }
 }

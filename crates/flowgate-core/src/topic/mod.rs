@@ -1,0 +1,360 @@
+//! The broker's topic as a pure state machine: who may publish how much, who gets which
+//! event, what an ack or a disconnect changes. No sockets, no clock; the broker's connection
+//! tasks feed it inputs and carry out the [`Action`]s it returns from [`Topic::poll_actions`].
+//!
+//! Invariants (checked by the property tests in `tests/topic_model.rs`):
+//!
+//! * `ready + unacked + credit granted to producers <= capacity`, in events and in bytes, so
+//!   a producer that only publishes within its credit can never overfill the topic;
+//! * a consumer never receives more than it requested (its demand);
+//! * every accepted event is, at every moment, exactly one of: ready, unacked (delivered to a
+//!   live consumer, attempt n), or acked. A nack or a consumer's departure puts its unacked
+//!   events back at the front of the ready queue with attempt n + 1;
+//! * a producer's events are accepted in sequence order with no gap; a sequence number at or
+//!   below the highest already accepted from that producer id is a duplicate (a retry) and is
+//!   dropped and counted, never stored twice. A producer id the topic has never seen may
+//!   start at any sequence number (after a broker restart without a disk log, it resumes
+//!   where it was);
+//! * with a grant limit set ([`Topic::limit_grants`], room left in the broker's disk log),
+//!   credit outstanding to producers never exceeds it in bytes (in spill mode, nor the memory
+//!   bound less what the log still holds in memory);
+//! * in spill mode ([`Topic::spill_beyond`], a disk log holds every accepted event), memory
+//!   holds at most the memory bound of ready + unacked events, in bytes plus at most one
+//!   event: a load asks for the room left, and a store hands back at least one event, even
+//!   one larger than that room, so that no event waits on disk for ever;
+//!   the rest are counted "on disk" and asked for with [`Action::Load`] in acceptance order,
+//!   and while any event is on disk every newly accepted one goes there too, so delivery
+//!   order stays acceptance order. Credit outstanding stays within the memory bound as well,
+//!   so what producers may send at once is bounded by memory, not by the disk.
+//!
+//! Items are opaque (`T`): the broker stores events as their encoded bytes and never decodes a
+//! payload. Each item carries its credit cost in bytes alongside.
+//!
+//! The amounts held and promised are [`tally`] counts, whose arithmetic reports a bug instead
+//! of saturating: a topic whose books stop adding up refuses every further input with
+//! [`TopicError::Books`] and asks for nothing more.
+//!
+//! **Call order.** Every input is one `&mut self` call; after any of them (or a batch of them)
+//! call [`Topic::poll_actions`] and carry out every action it returns, before the next input
+//! if they must not be reordered. Nothing an input does waits for the actions: a grant or a
+//! delivery exists once it is returned. With a disk log, call [`Topic::limit_grants`] with
+//! the log's room before `poll_actions` whenever the room may have changed. A topic after a
+//! restart is built with [`Topic::new`], then [`Topic::spill_beyond`] (spill mode), then
+//! [`Topic::restore`] and [`Topic::restore_spilled`], before its first connection attaches.
+//!
+//! | file | responsibility |
+//! |---|---|
+//! | `grants.rs` | free space, who is granted it, `BLOCKED` |
+//! | `dispatch.rs` | demand, round-robin deliveries, acks, nacks, redelivery |
+//! | `dedup.rs` | a producer's batch: credit, sequence numbers, the high-water mark |
+//! | `spill.rs` | spill mode and restore |
+//! | `stats.rs` | counters, levels, the stage state |
+//! | `tally.rs` | the checked tallies and [`BooksError`] |
+//! | `error.rs` | [`TopicError`] |
+
+mod dedup;
+mod dispatch;
+mod error;
+mod grants;
+mod spill;
+mod stats;
+mod tally;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::credit::Credit;
+
+pub use error::TopicError;
+pub use stats::TopicStats;
+pub use tally::BooksError;
+use tally::Tally;
+
+/// A connection, as the broker numbers them.
+pub type ConnId = u64;
+
+/// The most events handed to one consumer in one turn of the round-robin, so consumers with
+/// demand take turns and none waits behind another's whole backlog.
+pub const MAX_EVENTS_PER_TURN: u64 = 1024;
+
+/// One item handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<T> {
+    /// Stable for the event's life in the topic.
+    pub delivery_id: u64,
+    /// 1 on first delivery, +1 on each redelivery.
+    pub attempt: u32,
+    /// The item.
+    pub item: T,
+}
+
+/// What the topic wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<T> {
+    /// Grant this producer more credit.
+    Grant {
+        /// To whom.
+        producer: ConnId,
+        /// How much more.
+        credit: Credit,
+    },
+    /// Send these deliveries to this consumer.
+    Deliver {
+        /// To whom.
+        consumer: ConnId,
+        /// What, in order.
+        deliveries: Vec<Delivery<T>>,
+    },
+    /// Read the oldest events that are only on disk, up to `room`, and hand them to
+    /// [`Topic::loaded`] (spill mode only; at most one load is outstanding).
+    Load {
+        /// How much memory there is for them.
+        room: Credit,
+    },
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    /// New events stored.
+    pub accepted: u64,
+    /// Retried events already held (or already delivered), dropped.
+    pub duplicates: u64,
+    /// The highest sequence number now held for this producer id: confirm up to here.
+    pub confirm_up_to: u64,
+    /// Of the accepted, how many (the last ones) went to disk only (spill mode).
+    pub spilled: u64,
+}
+
+/// Unacked deliveries by id. Ids are handed out in increasing order and mostly settled in
+/// that order, so an ordered map works at its two ends: better cache behaviour than a hash
+/// table that scatters consecutive ids (measured: `flowgate bench`, docs/benchmarks.md).
+type DeliveryMap<V> = BTreeMap<u64, V>;
+
+#[derive(Debug)]
+struct Entry<T> {
+    item: T,
+    bytes: u64,
+    delivery_id: u64,
+    attempt: u32,
+}
+
+#[derive(Debug)]
+struct ProducerSlot {
+    producer_id: u64,
+    /// Granted and not yet seen spent or handed back.
+    credit: Tally,
+    /// The credit cost of the producer's next event, as it last said when blocked (at first,
+    /// the cost of an empty event). No grant to it is ever smaller than one such event.
+    need_bytes: u64,
+    /// It said it is blocked and has been granted nothing since.
+    waiting: bool,
+}
+
+#[derive(Debug, Default)]
+struct ConsumerSlot {
+    demand: Credit,
+}
+
+/// A bounded topic: ready queue, unacked deliveries, producers' credit, consumers' demand.
+#[derive(Debug)]
+pub struct Topic<T> {
+    capacity: Credit,
+    ready: VecDeque<Entry<T>>,
+    ready_total: Tally,
+    unacked: DeliveryMap<(ConnId, Entry<T>)>,
+    unacked_total: Tally,
+    producers: BTreeMap<ConnId, ProducerSlot>,
+    granted_total: Tally,
+    consumers: BTreeMap<ConnId, ConsumerSlot>,
+    /// The consumer group of the attached consumers, while any are attached.
+    group: Option<String>,
+    /// The consumer served last; the next turn starts after it.
+    last_served: Option<ConnId>,
+    /// Where the next round of grants starts: the first producer the last round passed over
+    /// for lack of room, else the one after the last granted (so turns go round).
+    grant_from: ConnId,
+    /// Highest sequence number accepted per producer id (the dedup high-water mark).
+    high_seq: HashMap<u64, u64>,
+    next_delivery_id: u64,
+    /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
+    grant_room: Option<u64>,
+    /// Bytes of accepted events held in memory outside the topic (waiting to be written).
+    queued: u64,
+    /// Spill mode: the most ready + unacked kept in memory.
+    memory: Option<Credit>,
+    /// Spill mode: accepted events held only on disk.
+    on_disk: Tally,
+    /// Spill mode: a load was asked for and not yet answered.
+    loading: bool,
+    /// Stopping: nothing more is delivered, loaded or granted ([`Topic::drain`]).
+    draining: bool,
+    /// The first time the books stopped adding up; the topic takes no more work after it.
+    broken: Option<BooksError>,
+    stats: TopicStats,
+}
+
+impl<T: Clone> Topic<T> {
+    /// An empty topic holding at most `capacity` (ready + unacked + promised).
+    pub fn new(capacity: Credit) -> Self {
+        Topic {
+            capacity,
+            ready: VecDeque::new(),
+            ready_total: Tally::new("ready"),
+            unacked: DeliveryMap::default(),
+            unacked_total: Tally::new("unacked"),
+            producers: BTreeMap::new(),
+            granted_total: Tally::new("granted"),
+            consumers: BTreeMap::new(),
+            group: None,
+            last_served: None,
+            grant_from: 0,
+            high_seq: HashMap::new(),
+            next_delivery_id: 1,
+            grant_room: None,
+            queued: 0,
+            memory: None,
+            on_disk: Tally::new("on disk"),
+            loading: false,
+            draining: false,
+            broken: None,
+            stats: TopicStats::default(),
+        }
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> Credit {
+        self.capacity
+    }
+
+    /// Producers attached now.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Consumers attached now.
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Attaches a producer connection. Returns the highest sequence number already held for
+    /// `producer_id` (0 if none): the producer resumes after it.
+    pub fn attach_producer(&mut self, conn: ConnId, producer_id: u64) -> u64 {
+        self.producers.insert(
+            conn,
+            ProducerSlot {
+                producer_id,
+                credit: Tally::new("producer's credit"),
+                need_bytes: 1,
+                waiting: true,
+            },
+        );
+        self.high_seq.get(&producer_id).copied().unwrap_or(0)
+    }
+
+    /// Detaches a producer; its unused credit returns to the free space.
+    pub fn detach_producer(&mut self, conn: ConnId) {
+        if let Some(slot) = self.producers.remove(&conn) {
+            let booked = self.granted_total.take(slot.credit.get());
+            self.book(booked);
+        }
+    }
+
+    /// Attaches a consumer connection of `group`, with no demand. One group consumes a
+    /// topic at a time: the first consumer's sets it, and it is free again once its last
+    /// consumer has left; a consumer of another group meanwhile is refused.
+    pub fn attach_consumer(&mut self, conn: ConnId, group: &str) -> Result<(), TopicError> {
+        self.check_books()?;
+        match &self.group {
+            Some(g) if g != group => {
+                return Err(TopicError::GroupConflict {
+                    group: group.to_string(),
+                    consumed_by: g.clone(),
+                });
+            }
+            Some(_) => {}
+            None => self.group = Some(group.to_string()),
+        }
+        self.consumers.entry(conn).or_default();
+        Ok(())
+    }
+
+    /// Detaches a consumer; everything it held unacked goes back to the front of the ready
+    /// queue, in delivery order, with its attempt raised.
+    pub fn detach_consumer(&mut self, conn: ConnId) {
+        if self.consumers.remove(&conn).is_none() {
+            return;
+        }
+        if self.consumers.is_empty() {
+            self.group = None;
+        }
+        let mut held: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, (owner, _))| *owner == conn)
+            .map(|(id, _)| *id)
+            .collect();
+        // Highest id first, each pushed to the front: the lowest ends up first.
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        for id in held {
+            if let Some((_, entry)) = self.unacked.remove(&id) {
+                let booked = self.unacked_total.take(Credit::new(1, entry.bytes));
+                self.book(booked);
+                self.requeue_front(entry);
+            }
+        }
+    }
+
+    /// Starts a graceful stop: from now on nothing is delivered, loaded or granted, while
+    /// publishes within credit already granted, acks and nacks are still taken. What the
+    /// topic holds stays held (ready, or unacked until its consumer settles it), so a broker
+    /// can wait for the acks of deliveries in flight and for its store to confirm, and close
+    /// with nothing on the wire that would have to come again. There is no way back.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// What should be sent now: deliveries within consumers' demand, round-robin, and credit
+    /// grants from free space split evenly among producers.
+    #[must_use = "actions that are not carried out stall the topic"]
+    pub fn poll_actions(&mut self) -> Vec<Action<T>> {
+        let mut actions = Vec::new();
+        if self.draining || self.broken.is_some() {
+            return actions;
+        }
+        self.deliver(&mut actions);
+        self.load(&mut actions);
+        self.grant(&mut actions);
+        actions
+    }
+
+    /// What is held: ready, delivered and unacked, and (spill mode) only on disk.
+    pub(super) fn held(&self) -> Credit {
+        self.ready_total
+            .get()
+            .saturating_add(self.unacked_total.get())
+            .saturating_add(self.on_disk.get())
+    }
+
+    /// Why the topic's books stopped adding up, if they did: a bug, after which the topic
+    /// refuses every input and asks for nothing.
+    pub fn broken(&self) -> Option<&BooksError> {
+        self.broken.as_ref()
+    }
+
+    /// Records a tally's refusal (the first one stays).
+    fn book(&mut self, result: Result<(), BooksError>) {
+        if let Err(e) = result {
+            self.broken.get_or_insert(e);
+        }
+    }
+
+    /// Refuses an input once the books are broken.
+    fn check_books(&self) -> Result<(), TopicError> {
+        match &self.broken {
+            Some(e) => Err(TopicError::Books(e.clone())),
+            None => Ok(()),
+        }
+    }
+}

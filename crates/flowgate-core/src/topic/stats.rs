@@ -1,0 +1,87 @@
+//! What a topic reports: [`TopicStats`], its counters and levels, and its state as a pipeline
+//! stage.
+
+use super::Topic;
+use crate::credit::Credit;
+use crate::stage::StageState;
+
+/// Counters over the topic's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicStats {
+    /// Events accepted from producers.
+    pub accepted: u64,
+    /// Retried events dropped as duplicates.
+    pub duplicates: u64,
+    /// Deliveries made (first attempts and redeliveries).
+    pub delivered: u64,
+    /// Of those, redeliveries.
+    pub redelivered: u64,
+    /// Events acknowledged (gone from the topic).
+    pub acked: u64,
+    /// Events nacked by consumers.
+    pub nacked: u64,
+    /// Events ready now.
+    pub ready: u64,
+    /// Bytes ready now.
+    pub ready_bytes: u64,
+    /// Events delivered and not yet acked.
+    pub unacked: u64,
+    /// Bytes delivered and not yet acked.
+    pub unacked_bytes: u64,
+    /// Credit granted to producers and not yet used.
+    pub producer_credit: Credit,
+    /// Outstanding consumer demand, summed.
+    pub consumer_demand: Credit,
+    /// The most events held (ready + unacked) at once.
+    pub peak_events: u64,
+    /// The most bytes held at once.
+    pub peak_bytes: u64,
+    /// Events accepted straight to disk, over the topic's life (spill mode).
+    pub spilled: u64,
+    /// Events accepted and held only on disk now (spill mode).
+    pub on_disk: u64,
+    /// Their bytes.
+    pub on_disk_bytes: u64,
+}
+
+impl<T: Clone> Topic<T> {
+    /// Counters and current levels. `ready`, `unacked` and the peaks are what memory holds;
+    /// `on_disk` what only the disk does.
+    pub fn stats(&self) -> TopicStats {
+        TopicStats {
+            on_disk: self.on_disk.get().events,
+            on_disk_bytes: self.on_disk.get().bytes,
+            ready: self.ready_total.get().events,
+            ready_bytes: self.ready_total.get().bytes,
+            unacked: self.unacked_total.get().events,
+            unacked_bytes: self.unacked_total.get().bytes,
+            producer_credit: self.granted_total.get(),
+            consumer_demand: self
+                .consumers
+                .values()
+                .fold(Credit::ZERO, |acc, c| acc.saturating_add(c.demand)),
+            ..self.stats
+        }
+    }
+
+    /// What the topic is doing as a pipeline stage, by [`StageState::of_bounded_stage`]: a
+    /// producer waiting here is blocked with no room for its next event, since the grant rules
+    /// grant a blocked producer whenever there is. Call after [`Topic::poll_actions`], which
+    /// carries out the grant rules.
+    pub fn stage_state(&self) -> StageState {
+        StageState::of_bounded_stage(
+            self.held().is_zero(),
+            self.producers.values().any(|p| p.waiting),
+        )
+    }
+
+    /// Records the most held in memory so far.
+    pub(super) fn note_peak(&mut self) {
+        let held = self
+            .ready_total
+            .get()
+            .saturating_add(self.unacked_total.get());
+        self.stats.peak_events = self.stats.peak_events.max(held.events);
+        self.stats.peak_bytes = self.stats.peak_bytes.max(held.bytes);
+    }
+}

@@ -1,0 +1,434 @@
+//! The topic's unit tests: grants, dispatch, dedup, spill and the group rule, one behaviour
+//! each.
+
+use super::*;
+
+#[test]
+fn one_group_consumes_a_topic_until_its_last_consumer_leaves() {
+    let mut t: Topic<u64> = Topic::new(Credit::new(10, 1000));
+    t.attach_consumer(1, "db").unwrap();
+    t.attach_consumer(2, "db").unwrap();
+    let refused = t.attach_consumer(3, "audit").unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "consumed by group 'db', so not 'audit'; one group per topic is supported"
+    );
+    assert_eq!(
+        t.consumer_count(),
+        2,
+        "the refused consumer is not attached"
+    );
+    t.detach_consumer(1);
+    assert!(
+        t.attach_consumer(3, "audit").is_err(),
+        "db still has a consumer"
+    );
+    t.detach_consumer(2);
+    t.attach_consumer(3, "audit").unwrap();
+}
+
+const P: ConnId = 1;
+const C: ConnId = 2;
+
+fn topic(events: u64) -> Topic<u64> {
+    Topic::new(Credit::new(events, 1_000_000))
+}
+
+fn grants(actions: &[Action<u64>]) -> Vec<(ConnId, Credit)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Grant { producer, credit } => Some((*producer, *credit)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered(actions: &[Action<u64>], to: ConnId) -> Vec<(u64, u32, u64)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deliver {
+                consumer,
+                deliveries,
+            } if *consumer == to => Some(deliveries),
+            _ => None,
+        })
+        .flatten()
+        .map(|d| (d.delivery_id, d.attempt, d.item))
+        .collect()
+}
+
+fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, u64, u64)> {
+    seqs.map(|s| (s, s, 10)).collect()
+}
+
+#[test]
+fn a_new_producer_is_granted_the_free_space() {
+    let mut t = topic(100);
+    assert_eq!(t.attach_producer(P, 7), 0);
+    assert_eq!(
+        grants(&t.poll_actions()),
+        vec![(P, Credit::new(100, 1_000_000))]
+    );
+    assert!(t.poll_actions().is_empty(), "granted once, not twice");
+}
+
+#[test]
+fn a_draining_topic_delivers_and_grants_nothing_but_takes_publishes_and_acks() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=4)).unwrap();
+    t.request(C, Credit::new(2, 1_000)).unwrap();
+    let first = delivered(&t.poll_actions(), C);
+    assert_eq!(first.len(), 2);
+    t.drain();
+    // Within the credit already granted, a publish is still accepted.
+    assert_eq!(t.publish(P, batch(5..=6)).unwrap().accepted, 2);
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    t.ack(C, first[0].0, 1).unwrap();
+    assert!(t.poll_actions().is_empty(), "nothing delivered or granted");
+    let s = t.stats();
+    assert_eq!((s.ready, s.unacked, s.acked), (4, 1, 1));
+}
+
+#[test]
+fn two_producers_split_the_space_evenly() {
+    let mut t = topic(100);
+    t.attach_producer(1, 7);
+    t.attach_producer(3, 8);
+    let g = grants(&t.poll_actions());
+    assert_eq!(
+        g,
+        vec![(1, Credit::new(50, 500_000)), (3, Credit::new(50, 500_000))]
+    );
+}
+
+#[test]
+fn publishing_beyond_credit_is_refused_whole() {
+    let mut t = topic(3);
+    t.attach_producer(P, 7);
+    let _ = t.poll_actions();
+    let err = t.publish(P, batch(1..=4)).unwrap_err();
+    assert!(matches!(err, TopicError::DataWithoutCredit { .. }));
+    assert_eq!(t.stats().ready, 0);
+}
+
+#[test]
+fn a_retried_batch_is_dropped_as_duplicate_and_confirmed_again() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    let _ = t.poll_actions();
+    assert_eq!(t.publish(P, batch(1..=3)).unwrap().confirm_up_to, 3);
+    let again = t.publish(P, batch(2..=5)).unwrap();
+    assert_eq!(
+        (again.accepted, again.duplicates, again.confirm_up_to),
+        (2, 2, 5)
+    );
+    assert_eq!(t.stats().ready, 5);
+}
+
+#[test]
+fn a_reconnecting_producer_learns_where_to_resume() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=4)).unwrap();
+    t.detach_producer(P);
+    assert_eq!(t.attach_producer(9, 7), 4);
+    assert_eq!(
+        t.attach_producer(10, 8),
+        0,
+        "another producer id starts afresh"
+    );
+}
+
+#[test]
+fn a_sequence_gap_is_refused() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=2)).unwrap();
+    let err = t.publish(P, batch(4..=5)).unwrap_err();
+    assert_eq!(
+        err,
+        TopicError::SequenceGap {
+            expected: 3,
+            got: 4
+        }
+    );
+}
+
+#[test]
+fn an_unknown_producer_may_resume_anywhere_but_a_known_one_may_not() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    let _ = t.poll_actions();
+    assert_eq!(t.publish(P, batch(500..=501)).unwrap().confirm_up_to, 501);
+    t.detach_producer(P);
+    t.restore([(8, 40)], []);
+    t.attach_producer(3, 8);
+    let _ = t.poll_actions();
+    assert!(matches!(
+        t.publish(3, batch(42..=42)),
+        Err(TopicError::SequenceGap { expected: 41, .. })
+    ));
+}
+
+#[test]
+fn restored_events_are_delivered_first_and_grants_fit_the_room_left() {
+    let mut t = topic(10);
+    t.restore([(7, 3)], [(1, 10), (2, 10), (3, 10)]);
+    t.limit_grants(Some(0), 0);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    let actions = t.poll_actions();
+    assert_eq!(
+        delivered(&actions, C)
+            .iter()
+            .map(|d| d.2)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(grants(&actions).is_empty(), "no room on disk, no grant");
+    t.limit_grants(Some(50), 0);
+    assert_eq!(
+        grants(&t.poll_actions()),
+        vec![(P, Credit::new(1, 50))],
+        "events shrink with the bytes"
+    );
+    t.limit_grants(Some(500_000), 0);
+    assert_eq!(
+        grants(&t.poll_actions()),
+        vec![(P, Credit::new(2, 499_950))]
+    );
+    assert_eq!(t.attach_producer(9, 7), 3, "the restored high-water mark");
+}
+
+#[test]
+fn a_consumer_gets_no_more_than_it_asked_for() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=10)).unwrap();
+    assert!(
+        delivered(&t.poll_actions(), C).is_empty(),
+        "no demand, no delivery"
+    );
+    t.request(C, Credit::new(3, 1_000)).unwrap();
+    let got = delivered(&t.poll_actions(), C);
+    assert_eq!(got.iter().map(|d| d.2).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        t.request(C, Credit::new(0, 5)),
+        Err(TopicError::ZeroRequest)
+    );
+}
+
+#[test]
+fn unacked_events_count_against_capacity_until_acked() {
+    let mut t = topic(4);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=4)).unwrap();
+    t.request(C, Credit::new(4, 1_000)).unwrap();
+    let got = delivered(&t.poll_actions(), C);
+    assert_eq!(got.len(), 4);
+    assert!(
+        grants(&t.poll_actions()).is_empty(),
+        "delivered but unacked: still full"
+    );
+    for (id, attempt, item) in got {
+        assert_eq!(t.ack(C, id, attempt).unwrap(), item);
+    }
+    // The events come back; the bytes were never spent beyond the 40 published.
+    assert_eq!(grants(&t.poll_actions()), vec![(P, Credit::new(4, 40))]);
+}
+
+#[test]
+fn a_departing_consumer_s_deliveries_are_redelivered_in_order_with_a_higher_attempt() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=3)).unwrap();
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    let first = delivered(&t.poll_actions(), C);
+    t.detach_consumer(C);
+    t.attach_consumer(5, "g").unwrap();
+    t.request(5, Credit::new(10, 10_000)).unwrap();
+    let again = delivered(&t.poll_actions(), 5);
+    assert_eq!(
+        again.iter().map(|d| (d.0, d.1, d.2)).collect::<Vec<_>>(),
+        first.iter().map(|d| (d.0, 2, d.2)).collect::<Vec<_>>()
+    );
+    assert_eq!(t.stats().redelivered, 3);
+}
+
+#[test]
+fn a_stale_ack_is_rejected_and_changes_nothing() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=1)).unwrap();
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    let (id, attempt, _) = delivered(&t.poll_actions(), C)[0];
+    t.nack(C, id, attempt).unwrap();
+    let (id2, attempt2, _) = delivered(&t.poll_actions(), C)[0];
+    assert_eq!((id2, attempt2), (id, 2));
+    assert_eq!(
+        t.ack(C, id, 1),
+        Err(TopicError::StaleAttempt {
+            delivery_id: id,
+            got: 1,
+            current: 2
+        })
+    );
+    assert_eq!(t.stats().unacked, 1);
+    t.ack(C, id, 2).unwrap();
+    assert_eq!(t.ack(C, id, 2), Err(TopicError::UnknownDelivery(id)));
+}
+
+#[test]
+fn consumers_take_turns_and_share_by_demand() {
+    let mut t = topic(1_000);
+    t.attach_producer(P, 7);
+    t.attach_consumer(10, "g").unwrap();
+    t.attach_consumer(11, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=100)).unwrap();
+    t.request(10, Credit::new(2, 10_000)).unwrap(); // slow: asks for little
+    t.request(11, Credit::new(90, 100_000)).unwrap(); // fast: asks for a lot
+    let actions = t.poll_actions();
+    assert_eq!(delivered(&actions, 10).len(), 2);
+    assert_eq!(delivered(&actions, 11).len(), 90);
+}
+
+#[test]
+fn another_consumer_cannot_ack_what_it_does_not_hold() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(9, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=1)).unwrap();
+    t.request(C, Credit::new(1, 1_000)).unwrap();
+    let (id, attempt, _) = delivered(&t.poll_actions(), C)[0];
+    assert_eq!(t.ack(9, id, attempt), Err(TopicError::UnknownDelivery(id)));
+}
+
+fn loads(actions: &[Action<u64>]) -> Vec<Credit> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Load { room } => Some(*room),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn in_spill_mode_events_beyond_memory_wait_on_disk_and_come_back_in_order() {
+    // Room for 100 on disk and in memory together, 4 in memory.
+    let mut t: Topic<u64> = Topic::new(Credit::new(100, 10_000_000));
+    t.spill_beyond(Credit::new(4, 1_000_000));
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let first = grants(&t.poll_actions());
+    assert_eq!(
+        first,
+        vec![(P, Credit::new(4, 1_000_000))],
+        "in flight <= memory"
+    );
+    let out = t.publish(P, batch(1..=4)).unwrap();
+    assert_eq!((out.accepted, out.spilled), (4, 0));
+    let _ = t.poll_actions();
+    let out = t.publish(P, batch(5..=7)).unwrap();
+    assert_eq!((out.accepted, out.spilled), (3, 3));
+    assert_eq!((t.stats().ready, t.stats().on_disk), (4, 3));
+
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    let actions = t.poll_actions();
+    let got = delivered(&actions, C);
+    assert_eq!(
+        got.iter().map(|d| d.2).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(
+        loads(&actions).is_empty(),
+        "memory is full of unacked events"
+    );
+    for (id, attempt, _) in &got[..2] {
+        t.ack(C, *id, *attempt).unwrap();
+    }
+    let actions = t.poll_actions();
+    assert_eq!(loads(&actions), vec![Credit::new(2, 1_000_000 - 20)]);
+    assert!(loads(&t.poll_actions()).is_empty(), "one load at a time");
+    // While events wait on disk, new ones queue behind them there.
+    let _ = t.publish(P, batch(8..=8)).unwrap();
+    assert_eq!(t.stats().on_disk, 4);
+    t.loaded(vec![(5, 10), (6, 10)]);
+    let got = delivered(&t.poll_actions(), C);
+    assert_eq!(got.iter().map(|d| d.2).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(t.stats().on_disk, 2);
+    assert!(t.stats().peak_events <= 4, "memory never held more than 4");
+}
+
+#[test]
+fn events_spilled_while_a_load_is_answered_stay_counted_on_disk() {
+    let mut t = topic(100);
+    t.spill_beyond(Credit::new(2, 1_000_000));
+    t.attach_producer(P, 7);
+    t.restore_spilled(Credit::new(3, 30));
+    assert_eq!(loads(&t.poll_actions()), vec![Credit::new(2, 1_000_000)]);
+    // The store reads all three it has; before its answer lands, one more spills.
+    t.publish(P, batch(1..=1)).unwrap();
+    t.loaded(vec![(101, 10), (102, 10), (103, 10)]);
+    assert_eq!(t.stats().on_disk, 1, "the late one is still to load");
+    t.attach_consumer(C, "g").unwrap();
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    let got = delivered(&t.poll_actions(), C);
+    assert_eq!(
+        got.iter().map(|d| d.2).collect::<Vec<_>>(),
+        vec![101, 102, 103]
+    );
+    for (id, attempt, _) in got {
+        t.ack(C, id, attempt).unwrap();
+    }
+    assert_eq!(loads(&t.poll_actions()).len(), 1, "and gets loaded");
+}
+
+#[test]
+fn a_store_handing_back_more_than_was_spilled_breaks_the_books_and_the_topic_stops() {
+    let mut t = topic(100);
+    t.spill_beyond(Credit::new(2, 1_000_000));
+    // After a restart, two events wait in the log.
+    t.restore_spilled(Credit::new(2, 20));
+    t.attach_producer(P, 7);
+    let _ = t.poll_actions();
+    assert!(t.broken().is_none());
+    // Three events back where two were on disk: the books cannot add up.
+    t.loaded(vec![(3, 10), (4, 10), (99, 10)]);
+    let broken = t.broken().cloned().expect("the books are broken");
+    assert_eq!(broken.tally, "on disk");
+    assert_eq!(
+        t.publish(P, batch(5..=5)),
+        Err(TopicError::Books(broken.clone())),
+        "no more work"
+    );
+    t.attach_consumer(C, "g").unwrap_err();
+    assert!(
+        t.poll_actions().is_empty(),
+        "nothing more is granted or delivered"
+    );
+    assert!(
+        TopicError::Books(broken)
+            .to_string()
+            .ends_with("the topic takes no more work")
+    );
+}
