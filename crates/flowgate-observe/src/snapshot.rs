@@ -184,6 +184,10 @@ pub struct ConsumerSnapshot {
     pub batch_limit: u64,
     /// 99th percentile of commit latency since start, in milliseconds.
     pub commit_latency_ms_p99: f64,
+    /// Commits that failed for a reason that may pass, and were tried again.
+    pub commit_failures: u64,
+    /// A failed commit is being tried again now (the database is down or full).
+    pub sink_retrying: bool,
     /// Median of creation-to-commit latency, in milliseconds.
     pub e2e_latency_ms_p50: f64,
     /// 99th percentile of creation-to-commit latency, in milliseconds.

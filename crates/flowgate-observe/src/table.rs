@@ -316,6 +316,20 @@ pub const CONSUMER: &[Metric<ConsumerSnapshot>] = &[
         read: |c| real(c.commit_latency_ms_p99 / 1e3),
     },
     Metric {
+        name: "flowgate_sink_commit_failures_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "commits that failed for a reason that may pass (a lost connection, a full disk, a lock timeout) and were tried again",
+        read: |c| one(c.commit_failures),
+    },
+    Metric {
+        name: "flowgate_sink_retrying",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while a failed commit is being tried again (with backoff, its batch unacknowledged), else 0",
+        read: |c| one(u64::from(c.sink_retrying)),
+    },
+    Metric {
         name: "flowgate_e2e_latency_seconds",
         kind: Kind::Gauge,
         labels: &["quantile"],

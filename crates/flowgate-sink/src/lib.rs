@@ -56,6 +56,39 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// Whether the same commit may succeed if tried again later: a connection lost or
+    /// refused, a server shutting down or starting, a full disk, a lock or statement timeout,
+    /// a deadlock or serialization failure. Anything else (bad credentials, a database or
+    /// table it may not use, a replaced file, a bad URL) would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                )
+            ),
+            SinkError::Postgres(e) => match e.code() {
+                // No SQLSTATE: the connection failed or closed, not the statement.
+                None => true,
+                Some(state) => {
+                    let code = state.code();
+                    // 08: connection exception; 53: insufficient resources (disk full, out of
+                    // memory, too many connections); 57: operator intervention (shutting
+                    // down, cannot connect now, statement timeout); 40: rolled back
+                    // (deadlock, serialization); 55P03: lock not available.
+                    ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) || code == "55P03"
+                }
+            },
+            SinkError::Io(_) | SinkError::BadUrl(_) | SinkError::Replaced { .. } => false,
+        }
+    }
+}
+
 /// What a committed batch came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
@@ -137,6 +170,15 @@ impl AnySink {
             AnySink::Postgres(s) => s.write_batch(events).await,
             AnySink::Stdout(s) => s.write_batch(events),
             AnySink::Null(s) => s.write_batch(events),
+        }
+    }
+
+    /// After a transient failure: connects again if the database connection is gone
+    /// (PostgreSQL); the other sinks need nothing.
+    pub async fn recover(&mut self) -> Result<(), SinkError> {
+        match self {
+            AnySink::Postgres(s) => s.reconnect().await,
+            _ => Ok(()),
         }
     }
 

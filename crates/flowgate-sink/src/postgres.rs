@@ -20,6 +20,9 @@ use crate::{Committed, DeadLetter, SinkError, as_sql, now_us};
 
 /// A connection and the statements for one table.
 pub struct PostgresSink {
+    /// The connection string and table, to connect again after the server went away.
+    conn: String,
+    spec: TableSpec,
     client: Client,
     connection: tokio::task::JoinHandle<()>,
     copy: String,
@@ -70,6 +73,8 @@ impl PostgresSink {
             ))
             .await?;
         Ok(PostgresSink {
+            conn: conn.to_string(),
+            spec: spec.clone(),
             client,
             connection,
             copy: format!(
@@ -90,6 +95,15 @@ impl PostgresSink {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
             ),
         })
+    }
+
+    /// Connects again if the connection is gone (the server restarted, the network failed);
+    /// a live connection is left alone.
+    pub async fn reconnect(&mut self) -> Result<(), SinkError> {
+        if self.client.is_closed() {
+            *self = PostgresSink::connect(&self.conn, &self.spec).await?;
+        }
+        Ok(())
     }
 
     /// Drops the table and its dead letters (for runs that start afresh).

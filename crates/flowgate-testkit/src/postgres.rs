@@ -13,6 +13,8 @@ pub struct PgServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    bin: PathBuf,
+    fsync: bool,
 }
 
 /// How long a fresh server may take to accept connections.
@@ -52,26 +54,47 @@ impl PgServer {
             .expect("run initdb");
         assert!(status.success(), "initdb failed in {}", data.display());
         let port = free_port();
-        let log = fs::File::create(dir.path().join("server.log")).expect("log file");
-        if let Some((uid, gid)) = user.as_ref().map(|u| u.1) {
-            std::os::unix::fs::chown(dir.path().join("server.log"), Some(uid), Some(gid))
-                .expect("chown log");
-        }
-        let child = command(&user, &bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", &format!("fsync={}", if fsync { "on" } else { "off" })])
-            .args(["-c", "max_connections=50", "-c", "shared_buffers=64MB"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        let server = PgServer { child, port, dir };
-        server.wait_ready();
+        let child = spawn(dir.path(), &bin, port, fsync);
+        let server = PgServer {
+            child,
+            port,
+            dir,
+            bin,
+            fsync,
+        };
+        server.wait_ready(0);
         server
+    }
+
+    /// Stops the server as an operator would (a fast shutdown: connections are cut, the
+    /// data is kept), and waits until it is gone.
+    pub fn stop(&mut self) {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let pid = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_string))
+            .expect("postmaster.pid");
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let started = Instant::now();
+        while pid_file.exists() {
+            assert!(started.elapsed() < START_TIMEOUT, "postgres did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again, on the same port and data.
+    pub fn start_again(&mut self) {
+        let before = self.times_ready();
+        self.child = spawn(self.dir.path(), &self.bin, self.port, self.fsync);
+        self.wait_ready(before);
+    }
+
+    /// How often the log says the server was ready.
+    fn times_ready(&self) -> usize {
+        fs::read_to_string(self.dir.path().join("server.log"))
+            .map(|l| l.matches("ready to accept connections").count())
+            .unwrap_or(0)
     }
 
     /// A connection URL for the `postgres` database as superuser `flowgate`.
@@ -89,13 +112,12 @@ impl PgServer {
         self.dir.path()
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the log says ready once more than `before` times and the port answers.
+    fn wait_ready(&self, before: usize) {
         let started = Instant::now();
         let log = self.dir.path().join("server.log");
         loop {
-            let ready = fs::read_to_string(&log)
-                .map(|l| l.contains("ready to accept connections"))
-                .unwrap_or(false);
+            let ready = self.times_ready() > before;
             if ready && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
@@ -115,6 +137,32 @@ impl Drop for PgServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the server process on `dir`'s data and `port`, appending to its log.
+fn spawn(dir: &Path, bin: &Path, port: u16, fsync: bool) -> Child {
+    let user = run_as();
+    let log_path = dir.join("server.log");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("log file");
+    if let Some((uid, gid)) = user.as_ref().map(|u| u.1) {
+        std::os::unix::fs::chown(&log_path, Some(uid), Some(gid)).expect("chown log");
+    }
+    command(&user, &bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", &format!("fsync={}", if fsync { "on" } else { "off" })])
+        .args(["-c", "max_connections=50", "-c", "shared_buffers=64MB"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start postgres")
 }
 
 /// The newest installed server's bin directory.

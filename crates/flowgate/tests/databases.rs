@@ -263,3 +263,141 @@ fn a_table_lock_shrinks_demand_stops_the_producer_and_throughput_returns() {
         "nothing lost, nothing twice"
     );
 }
+
+#[test]
+fn postgres_stopped_for_10_s_mid_run_the_consumer_rides_through_and_the_table_is_exact() {
+    let mut pg = PgServer::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(dir.path(), "--capacity 1000");
+    let sink = format!("{}?table=orders", pg.url());
+    let consumer = spawn(&format!(
+        "consume --broker {} --topic t --group g --sink {sink} --idle-exit 5s --json {}",
+        broker.addr,
+        dir.path().join("c.json").display()
+    ));
+    let producer = spawn(&format!(
+        "produce --broker {} --topic t --rate 2000 --count 30000",
+        broker.addr
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    pg.stop();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    pg.start_again();
+    let was_down = down.elapsed();
+    assert!(finish(producer, Duration::from_secs(90)).success());
+    assert!(
+        finish(consumer, Duration::from_secs(90)).success(),
+        "the consumer rode through"
+    );
+    let c = json(&dir.path().join("c.json"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let counts = rt.block_on(pg_query(
+        &pg.url(),
+        "SELECT COUNT(*), COUNT(DISTINCT (producer, seq)), \
+         (SELECT COUNT(*) FROM orders_dead_letters) FROM orders",
+    ));
+    assert_eq!(
+        counts,
+        vec![30_000, 30_000, 0],
+        "exact, nothing dead-lettered: {c}"
+    );
+    let failures = c["commit_failures"].as_u64().unwrap();
+    eprintln!(
+        "down {was_down:?}: {failures} failed commits tried again, {} redelivered, rows {}",
+        c["redelivered"], counts[0]
+    );
+    assert!(
+        failures >= 3,
+        "{failures} failed commits tried again over {was_down:?} down: {c}"
+    );
+    assert_eq!(c["retrying"], false, "{c}");
+    broker.stop();
+}
+
+/// Mounts a tmpfs of `size` at `dir`; false (and says why) when this is not root.
+fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs (this test needs root): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run mount: {e}");
+            false
+        }
+    }
+}
+
+/// Unmounts when dropped, so a failing test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn sqlite_on_a_full_disk_waits_and_goes_on_when_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if !mount_tmpfs(&mnt, "8m") {
+        return;
+    }
+    let _mounted = Mounted(mnt.clone());
+    let broker = BrokerProc::start(dir.path(), "--capacity 1000");
+    let db = mnt.join("c.db");
+    let consumer = spawn(&format!(
+        "consume --broker {} --topic t --group g --sink sqlite:{} --idle-exit 5s --json {}",
+        broker.addr,
+        db.display(),
+        dir.path().join("c.json").display()
+    ));
+    let producer = spawn(&format!(
+        "produce --broker {} --topic t --rate 2000 --count 16000 --payload-size 100B",
+        broker.addr
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    // Fill what is left of the disk.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let full_rows = sqlite_query(&db, "SELECT COUNT(*) FROM events")[0];
+    std::fs::remove_file(&filler).unwrap();
+    assert!(finish(producer, Duration::from_secs(60)).success());
+    assert!(
+        finish(consumer, Duration::from_secs(60)).success(),
+        "the consumer waited out the full disk"
+    );
+    let c = json(&dir.path().join("c.json"));
+    let rows = sqlite_query(
+        &db,
+        "SELECT COUNT(*), COUNT(DISTINCT producer || '.' || seq) FROM events",
+    );
+    eprintln!(
+        "full disk: {} rows while full, {} failed commits tried again; {} rows at the end",
+        full_rows, c["commit_failures"], rows[0]
+    );
+    assert_eq!(rows, vec![16_000, 16_000], "exact: {c}");
+    assert!(
+        c["commit_failures"].as_u64().unwrap() >= 1,
+        "the disk was full: {c}"
+    );
+    broker.stop();
+}

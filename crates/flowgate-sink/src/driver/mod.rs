@@ -4,6 +4,11 @@
 //! latency to an [`AimdLimit`] whose limit becomes the source's demand. A database that slows
 //! down asks for less, and the producer upstream feels it; one that recovers asks for more.
 //!
+//! A commit that fails for a reason that may pass (a lost connection, a full disk, a lock
+//! timeout: [`SinkError::is_transient`](crate::SinkError::is_transient)) is tried again with
+//! backoff, 100 ms doubling to 5 s, reconnecting as needed, while the batch stays unsettled;
+//! any other failure ends the driver with [`DriverError::Commit`].
+//!
 //! ```text
 //! Source::recv ─► [emulated pace] ─► AnySink::write_batch ─► verdicts ─► Source::settle
 //!      ▲                                    │ latency
@@ -32,6 +37,12 @@ pub use emulate::Emulation;
 pub use source::{Batch, Pipe, Source};
 pub use stats::DriverStats;
 pub use verdict::Verdict;
+
+/// The first wait before a failed commit is tried again; it doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between attempts of a failed commit.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How a driver paces itself.
 #[derive(Debug, Clone)]
@@ -81,8 +92,8 @@ pub enum DriverError {
     /// The source failed to deliver or to settle.
     #[error("the source failed: {0}")]
     Source(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The sink could not commit the batch.
-    #[error("the sink failed; the batch is not acknowledged: {0}")]
+    /// The sink could not commit the batch, and trying again would not help.
+    #[error("the sink failed for good; the batch is not acknowledged: {0}")]
     Commit(#[source] SinkError),
     /// The sink could not record dead letters.
     #[error("cannot record dead letters; the batch is not acknowledged: {0}")]
@@ -207,7 +218,7 @@ impl<S: Source> SinkDriver<S> {
         };
         let received = tokio::select! {
             biased;
-            _ = stop => return Ok(Outcome::Stopped),
+            _ = &mut *stop => return Ok(Outcome::Stopped),
             received = wait => match received {
                 Some(received) => received,
                 None => return Ok(Outcome::Idle),
@@ -226,11 +237,10 @@ impl<S: Source> SinkDriver<S> {
         }
 
         let t0 = Instant::now();
-        let result = self
-            .sink
-            .write_batch(&events)
-            .await
-            .map_err(DriverError::Commit)?;
+        let Some(result) = self.commit(&events, stop).await? else {
+            // Stopped while the database was down: nothing settled, all of it comes again.
+            return Ok(Outcome::Stopped);
+        };
         let mut reasons: Vec<Option<String>> = vec![None; events.len()];
         for (i, reason) in result.rejected {
             reasons[i] = Some(reason);
@@ -293,6 +303,50 @@ impl<S: Source> SinkDriver<S> {
             latency,
             batch_limit,
         }))
+    }
+
+    /// Commits `events`, trying again with backoff while the failure is transient (the
+    /// batch stays unsettled meanwhile, so nothing is lost and the source holds it);
+    /// `Ok(None)` when `stop` completes first.
+    async fn commit(
+        &mut self,
+        events: &[crate::Event],
+        stop: &mut (impl Future + Unpin),
+    ) -> Result<Option<crate::Committed>, DriverError> {
+        let mut backoff = RETRY_FIRST;
+        let mut failures = 0u64;
+        loop {
+            let failure = match self.sink.write_batch(events).await {
+                Ok(committed) => {
+                    if failures > 0 {
+                        tracing::info!("commit succeeded after {failures} failed attempts");
+                    }
+                    self.stats.retrying = false;
+                    return Ok(Some(committed));
+                }
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(DriverError::Commit(e)),
+            };
+            failures += 1;
+            self.stats.commit_failures += 1;
+            self.stats.retrying = true;
+            tracing::warn!(
+                "commit of {} events failed: {failure}; trying again in {backoff:?}, the batch unacknowledged",
+                events.len()
+            );
+            tokio::select! {
+                biased;
+                _ = &mut *stop => return Ok(None),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RETRY_MAX);
+            if let Err(e) = self.sink.recover().await {
+                if !e.is_transient() {
+                    return Err(DriverError::Commit(e));
+                }
+                tracing::warn!("cannot reach the database yet: {e}");
+            }
+        }
     }
 
     /// Steps until the source ends or the idle limit passes; returns which.

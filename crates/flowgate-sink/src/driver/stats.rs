@@ -24,6 +24,10 @@ pub struct DriverStats {
     pub batch_limit: u64,
     /// How often a slow commit cut the batch limit.
     pub batch_limit_cuts: u64,
+    /// Commits that failed for a reason that may pass, and were tried again.
+    pub commit_failures: u64,
+    /// A failed commit is being tried again now.
+    pub retrying: bool,
     /// Commit latency (the sink's commit and any dead letters), in milliseconds.
     pub commit_latency_ms_p50: f64,
     /// See `commit_latency_ms_p50`.

@@ -34,9 +34,11 @@ Examples:
   flowgate consume --broker 127.0.0.1:7070 --topic logs --group tail --sink stdout --count 10
 
 Each batch is acknowledged only after the sink committed it; a consumer killed in between
-gets its batch redelivered, and the database sinks ignore ids they already hold. On SIGTERM
-or Ctrl-C it stops receiving, finishes the commit in flight, acknowledges it, and exits 0
-with its summary. Events the
+gets its batch redelivered, and the database sinks ignore ids they already hold. A commit
+that fails for a reason that may pass (a lost connection, a database restarting, a full
+disk, a lock timeout) is tried again with backoff, 100 ms doubling to 5 s, its batch
+unacknowledged; any other failure ends the consumer. On SIGTERM or Ctrl-C it stops
+receiving, finishes the commit in flight, acknowledges it, and exits 0 with its summary. Events the
 database refuses (e.g. payload=json and a payload that is not JSON) go to <table>_dead_letters
 with the reason after --max-attempts deliveries; the rest of their batch commits.";
 

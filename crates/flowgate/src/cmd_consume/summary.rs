@@ -36,6 +36,8 @@ pub(super) fn snapshot(
         retried: l.driver.retried,
         batch_limit: l.driver.batch_limit,
         commit_latency_ms_p99: l.driver.commit_latency_ms_p99,
+        commit_failures: l.driver.commit_failures,
+        sink_retrying: l.driver.retrying,
         e2e_latency_ms_p50: l.driver.e2e_latency_ms_p50,
         e2e_latency_ms_p99: l.driver.e2e_latency_ms_p99,
         stage: stage.into(),
