@@ -86,6 +86,12 @@ pub struct Log {
     active: Box<dyn FsFile>,
     /// Unacknowledged events and the segment holding each.
     live: HashMap<EventId, u64>,
+    /// Per producer id, the highest sequence number *written to this log*: what checkpoints
+    /// carry into each new segment, so a restart knows it after the segments holding the
+    /// events are gone. Not the topic's dedup high-water mark (`Topic`'s, of events
+    /// *accepted*), which runs ahead while appends wait in the writer's queue: a checkpoint
+    /// claiming an accepted event that was never written would, after a crash, tell its
+    /// producer to skip it, and it would be lost. Two facts, each with one owner.
     high: HashMap<u64, u64>,
     /// Records appended since the last commit.
     pending: Vec<u8>,
@@ -95,7 +101,9 @@ pub struct Log {
     /// The oldest event appended as spilled and not yet read back; every event after it is
     /// spilled too (or acknowledged, after a recovery).
     spill_cursor: Option<Position>,
-    /// Spilled events not yet read back.
+    /// Spilled events written and not yet read back: where [`Log::read_spilled`] stops. The
+    /// topic's own count of events on disk also covers spilled appends still in the writer's
+    /// queue; it is the one that bounds the topic, this one only the reads.
     spilled_pending: u64,
 }
 

@@ -30,7 +30,7 @@
 //! Items are opaque (`T`): the broker stores events as their encoded bytes and never decodes a
 //! payload. Each item carries its credit cost in bytes alongside.
 //!
-//! The amounts held and promised are [`tally`] counts, whose arithmetic reports a bug instead
+//! The amounts held and promised are tallies (`tally.rs`), whose arithmetic reports a bug instead
 //! of saturating: a topic whose books stop adding up refuses every further input with
 //! [`TopicError::Books`] and asks for nothing more.
 //!

@@ -1,6 +1,12 @@
 //! Spill mode: with a disk log holding every accepted event, the topic keeps at most its
 //! memory bound in memory, counts the rest "on disk", and asks for them back in acceptance
 //! order ([`Action::Load`]); and after a restart, what the log recovered is put back.
+//!
+//! The topic owns what it has accepted: its on-disk count and its dedup high-water marks
+//! cover events whose appends may still wait in the log's queue. The log owns what it has
+//! written (its own spilled count, where reads stop; its high-water marks, what its
+//! checkpoints say). They meet at a restart, when the log's recovery becomes the topic's
+//! [`Topic::restore`] and [`Topic::restore_spilled`].
 
 use super::{Action, Entry, Topic};
 use crate::credit::Credit;
