@@ -9,6 +9,7 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`server`] | [`Broker`]: bind, accept, stats |
+//! | `drain` | [`Broker::drain`]: a graceful stop |
 //! | `connection` | one connection's reader: a `ServerSession` fed frames and deadlines, its inputs dispatched to the topic |
 //! | `inputs` | a producer's batch into topic and store, confirmed once durable; ack rejections as notices |
 //! | `writer` | one connection's writer: the outbox to the socket, heartbeats, the stalled-reader deadline |
@@ -30,6 +31,7 @@ pub mod config;
 mod connection;
 pub mod dir_lock;
 pub mod disk;
+mod drain;
 mod encode_out;
 mod inputs;
 pub use flowgate_proto::names;
@@ -44,5 +46,6 @@ pub use auth::{TokenGrant, Tokens};
 pub use config::{BrokerConfig, ConfigError};
 pub use dir_lock::DirLock;
 pub use disk::{DiskOptions, DiskStorage};
-pub use server::{Broker, BrokerStats, DrainReport, RecoveryReport, Reporter};
+pub use drain::DrainReport;
+pub use server::{Broker, BrokerStats, RecoveryReport, Reporter};
 pub use storage::{Durable, MemoryStorage, RecoveredTopic, RoomFreed, Storage};
