@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use flowgate_core::{Credit, EventId, RECORD_OVERHEAD_BYTES};
@@ -60,6 +61,8 @@ struct TopicLog {
     disk_bytes: Arc<AtomicU64>,
     /// ...and the bytes of appends queued since, so room is never promised twice.
     queued_bytes: Arc<AtomicU64>,
+    /// Why the log cannot write now, while its writer tries again.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// What an event record takes on disk besides the event.
@@ -123,7 +126,12 @@ impl DiskStorage {
         let queued_bytes = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
         let sizes = (Arc::clone(&disk_bytes), Arc::clone(&queued_bytes));
-        let freed = (topic.to_string(), Arc::clone(&self.room_freed));
+        let failure = Arc::new(Mutex::new(None));
+        let freed = Watch {
+            topic: topic.to_string(),
+            room_freed: Arc::clone(&self.room_freed),
+            failure: Arc::clone(&failure),
+        };
         std::thread::Builder::new()
             .name(format!("log-{topic}"))
             .spawn(move || write_loop(log, rx, sizes, freed))?;
@@ -152,6 +160,7 @@ impl DiskStorage {
             jobs: tx,
             disk_bytes,
             queued_bytes,
+            failure,
         });
         Ok((log, found))
     }
@@ -249,6 +258,16 @@ impl Storage for DiskStorage {
         Some(self.options.max_disk_bytes.saturating_sub(used))
     }
 
+    fn failure(&self, topic: &str) -> Option<String> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.get(topic).and_then(|log| {
+            log.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })
+    }
+
     fn on_room_freed(&self, notify: RoomFreed) {
         let _ = self.room_freed.set(notify);
     }
@@ -269,22 +288,47 @@ impl TopicLog {
 /// The log's committed size and the bytes queued for it, shared with [`DiskStorage::room`].
 type Sizes = (Arc<AtomicU64>, Arc<AtomicU64>);
 
-/// The topic's name and who to tell when its log frees room.
-type Freed = (String, Arc<OnceLock<RoomFreed>>);
+/// What the writer thread tells the rest of the broker: its topic's name, who to tell when the
+/// log frees room, and why it cannot write.
+struct Watch {
+    topic: String,
+    room_freed: Arc<OnceLock<RoomFreed>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// The first wait before a failed log is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between attempts of a failed log.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The writer thread: rounds of (take queued jobs, commit once, answer) until the storage
 /// is dropped. A round that removed segments says so, so the topic grants the room at once.
-fn write_loop(
-    mut log: Log,
-    jobs: Receiver<Job>,
-    (disk_bytes, queued_bytes): Sizes,
-    (topic, room_freed): Freed,
-) {
-    while let Ok(first) = jobs.recv() {
+/// A log that cannot write (a full disk) is said so once, and tried again with backoff
+/// whether or not jobs come: each attempt cuts the failed write's torn tail
+/// ([`Log::recover`]) and writes what is kept in memory; the first that works is said too.
+fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Sizes, watch: Watch) {
+    let mut failing: Option<(Instant, Duration)> = None;
+    loop {
+        let first = match failing {
+            None => match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            },
+            Some((_, backoff)) => match jobs.recv_timeout(backoff) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        if failing.is_some() {
+            // Still failing if the disk refuses even this; the commit below then says so.
+            let _ = log.recover();
+        }
         let mut waiters = Vec::new();
         let mut loads = Vec::new();
         let mut appended = 0;
-        let mut next = Some(first);
+        let mut next = first;
         let mut taken = 0;
         while let Some(job) = next {
             match job {
@@ -311,6 +355,7 @@ fn write_loop(
         disk_bytes.store(log.disk_bytes(), Ordering::Relaxed);
         queued_bytes.fetch_sub(appended, Ordering::Relaxed);
         let freed = log.disk_bytes() < before + appended;
+        failing = watch.note(&result, log.failure(), failing);
         for tx in waiters {
             let answer = match &result {
                 Ok(()) => Ok(()),
@@ -325,8 +370,45 @@ fn write_loop(
                 .unwrap_or_default();
             done(records.into_iter().filter_map(|(_, d)| decode(d)).collect());
         }
-        if freed && let Some(notify) = room_freed.get() {
-            notify(&topic);
+        if freed && let Some(notify) = watch.room_freed.get() {
+            notify(&watch.topic);
+        }
+    }
+}
+
+impl Watch {
+    /// Records how the round went; says so when the log starts or stops failing. Returns
+    /// since when it fails and the next wait.
+    fn note(
+        &self,
+        result: &io::Result<()>,
+        failure: Option<&str>,
+        failing: Option<(Instant, Duration)>,
+    ) -> Option<(Instant, Duration)> {
+        let why = match (result, failure) {
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(()), Some(f)) => Some(f.to_string()),
+            (Ok(()), None) => None,
+        };
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = why.clone();
+        match (why, failing) {
+            (Some(why), None) => {
+                tracing::error!(
+                    topic = %self.topic,
+                    "the topic's log cannot write: {why}; nothing more is confirmed, trying again every {RETRY_FIRST:?} to {RETRY_MAX:?}"
+                );
+                Some((Instant::now(), RETRY_FIRST))
+            }
+            (Some(_), Some((since, backoff))) => Some((since, (backoff * 2).min(RETRY_MAX))),
+            (None, Some((since, _))) => {
+                tracing::info!(
+                    topic = %self.topic,
+                    "the topic's log writes again, after {:.1} s",
+                    since.elapsed().as_secs_f64()
+                );
+                None
+            }
+            (None, None) => None,
         }
     }
 }

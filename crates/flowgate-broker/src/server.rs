@@ -62,6 +62,8 @@ pub struct BrokerStats {
     /// Every topic's time split (by `StageState::of_bounded_stage`, through
     /// `Topic::stage_state`), by name, since the broker started.
     pub stages: Vec<(String, StageSplit)>,
+    /// Topics whose store cannot write now (a full disk), with why.
+    pub storage_failures: BTreeMap<String, String>,
 }
 
 /// What the broker found in its store at start-up.
@@ -215,6 +217,10 @@ impl Reporter {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             topics: all.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
+            storage_failures: all
+                .iter()
+                .filter_map(|(n, _, _)| Some((n.clone(), self.shared.storage.failure(n)?)))
+                .collect(),
             stages: all.into_iter().map(|(n, _, s)| (n, s)).collect(),
         }
     }

@@ -94,6 +94,12 @@ pub trait Storage: Send + Sync {
     /// A store whose room never grows by itself ignores it.
     fn on_room_freed(&self, _notify: RoomFreed) {}
 
+    /// Why `topic`'s store cannot write now (a full disk, say), while it tries again; `None`
+    /// when it writes.
+    fn failure(&self, _topic: &str) -> Option<String> {
+        None
+    }
+
     /// What a confirm means with this store.
     fn promise(&self) -> &'static str;
 }

@@ -119,6 +119,9 @@ pub struct TopicSnapshot {
     pub peak_bytes: u64,
     /// The topic's time split since the broker started.
     pub stage: StageSeconds,
+    /// Why the topic's store cannot write now (a full disk), while it tries again; `None`
+    /// when it writes.
+    pub storage_failure: Option<String>,
 }
 
 impl TopicSnapshot {
@@ -143,6 +146,7 @@ impl TopicSnapshot {
             peak_events: t.peak_events,
             peak_bytes: t.peak_bytes,
             stage: stage.into(),
+            storage_failure: None,
         }
     }
 

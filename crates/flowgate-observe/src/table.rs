@@ -210,6 +210,13 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         read: |t| topic(t, t.consumer_demand_events),
     },
     Metric {
+        name: "flowgate_topic_storage_failed",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "1 while the topic's log cannot write (a full disk): nothing more is confirmed, and the broker tries again with backoff; else 0",
+        read: |t| topic(t, u64::from(t.storage_failure.is_some())),
+    },
+    Metric {
         name: "flowgate_topic_busy_seconds",
         kind: Kind::Gauge,
         labels: &["topic"],

@@ -298,6 +298,43 @@ impl Log {
         }
     }
 
+    /// Why the log cannot write, if a write, sync, roll or reclaim failed and
+    /// [`Log::recover`] has not yet succeeded.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Makes a failed log usable again, for a failure that may pass (a full disk): cuts the
+    /// active segment back to what was last synced (a torn tail of the failed write goes),
+    /// and reopens it. What was appended and not yet committed is kept, and the next
+    /// [`Log::commit`] writes it. Nothing written before is trusted to the page cache: the
+    /// bytes kept were synced, the rest are written again from memory. Fails, still failed,
+    /// when the disk refuses even that.
+    pub fn recover(&mut self) -> io::Result<()> {
+        let Some(why) = self.failed.take() else {
+            return Ok(());
+        };
+        let reopened = match self.segments.back() {
+            Some(seg) => {
+                let path = self.dir.join(segment_name(seg.number));
+                self.fs
+                    .truncate(&path, seg.bytes)
+                    .and_then(|()| self.fs.open_append(&path))
+            }
+            None => Err(io::Error::other("the log has no segment")),
+        };
+        match reopened {
+            Ok(file) => {
+                self.active = file;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(why);
+                Err(e)
+            }
+        }
+    }
+
     /// Whether anything waits for a commit.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -473,9 +510,19 @@ fn start_segment(
     let mut marks: Vec<EventId> = high.iter().map(|(p, s)| EventId::new(*p, *s)).collect();
     marks.sort_unstable_by_key(|id| id.producer);
     Record::Checkpoint(marks).encode(&mut head);
-    let mut file = fs.open_append(&dir.join(segment_name(number)))?;
-    file.write_all(&head)?;
-    file.sync()?;
-    fs.sync_dir(dir)?;
-    Ok((file, head.len() as u64))
+    let path = dir.join(segment_name(number));
+    let started = fs.open_append(&path).and_then(|mut file| {
+        file.write_all(&head)?;
+        file.sync()?;
+        fs.sync_dir(dir)?;
+        Ok(file)
+    });
+    match started {
+        Ok(file) => Ok((file, head.len() as u64)),
+        Err(e) => {
+            // A half-made segment would be appended to by the next attempt: remove it.
+            let _ = fs.remove(&path);
+            Err(e)
+        }
+    }
 }

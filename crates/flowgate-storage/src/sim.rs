@@ -26,6 +26,8 @@ struct State {
     steps: u64,
     crash_at: Option<u64>,
     crashed: bool,
+    /// Writes fail as on a full disk: part of the data lands, then "no space left".
+    full: bool,
     rng: u64,
 }
 
@@ -83,6 +85,12 @@ impl SimFs {
     pub fn crash_after(&self, step: u64) {
         let mut s = self.lock();
         s.crash_at = Some(s.steps + step);
+    }
+
+    /// Makes the disk full (or not): while full, a write lands only in part and fails with
+    /// `StorageFull`; everything else goes on working.
+    pub fn set_full(&self, full: bool) {
+        self.lock().full = full;
     }
 
     /// Whether the simulated crash has happened.
@@ -144,6 +152,14 @@ impl FsFile for SimHandle {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut s = self.fs.lock();
         let torn = s.step()?;
+        if s.full {
+            let cut = (s.random() as usize) % (buf.len() + 1);
+            s.file(&self.path)?.data.extend_from_slice(&buf[..cut]);
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
         let cut = if torn {
             (s.random() as usize) % (buf.len() + 1)
         } else {

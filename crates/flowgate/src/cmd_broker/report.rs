@@ -121,7 +121,10 @@ pub(super) fn snapshot(stats: &BrokerStats, started: Instant) -> BrokerSnapshot 
             .topics
             .iter()
             .zip(&stats.stages)
-            .map(|((name, t), (_, stage))| TopicSnapshot::new(name, t, *stage))
+            .map(|((name, t), (_, stage))| TopicSnapshot {
+                storage_failure: stats.storage_failures.get(name).cloned(),
+                ..TopicSnapshot::new(name, t, *stage)
+            })
             .collect(),
     }
 }
