@@ -49,6 +49,8 @@ enum Job {
     Acks(Vec<EventId>),
     /// Read spilled events back (after this round's commit).
     Load(Credit, LoadDone),
+    /// The broker stopped: touch the files no more (a restarted broker may own them now).
+    Stop,
 }
 
 /// What a topic's credit counts for an event beyond its encoding: the credit overhead
@@ -258,6 +260,13 @@ impl Storage for DiskStorage {
         Some(self.options.max_disk_bytes.saturating_sub(used))
     }
 
+    fn close(&self) {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        for log in logs.values() {
+            log.send(Job::Stop);
+        }
+    }
+
     fn failure(&self, topic: &str) -> Option<String> {
         let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         logs.get(topic).and_then(|log| {
@@ -308,22 +317,29 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// whether or not jobs come: each attempt cuts the failed write's torn tail
 /// ([`Log::recover`]) and writes what is kept in memory; the first that works is said too.
 fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Sizes, watch: Watch) {
-    let mut failing: Option<(Instant, Duration)> = None;
+    // A log opened on a full disk starts failed.
+    let mut health = watch.note(&Ok(()), log.failure(), Health::Writing);
     loop {
-        let first = match failing {
+        let first = match health.wait() {
             None => match jobs.recv() {
                 Ok(job) => Some(job),
                 Err(_) => return,
             },
-            Some((_, backoff)) => match jobs.recv_timeout(backoff) {
+            Some(wait) => match jobs.recv_timeout(wait) {
                 Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             },
         };
-        if failing.is_some() {
+        if let Health::Failing { .. } = health {
             // Still failing if the disk refuses even this; the commit below then says so.
             let _ = log.recover();
+        }
+        if first.is_none() && !log.has_pending() {
+            // Nothing to write, so nothing to learn; a log that wrote again and has failed
+            // for nothing since has settled.
+            health = watch.settle(health);
+            continue;
         }
         let mut waiters = Vec::new();
         let mut loads = Vec::new();
@@ -342,6 +358,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
                 }
                 Job::Acks(ids) => log.append_acks(&ids),
                 Job::Load(room, done) => loads.push((room, done)),
+                Job::Stop => return,
             }
             taken += 1;
             next = if taken < MAX_JOBS_PER_ROUND {
@@ -355,7 +372,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
         disk_bytes.store(log.disk_bytes(), Ordering::Relaxed);
         queued_bytes.fetch_sub(appended, Ordering::Relaxed);
         let freed = log.disk_bytes() < before + appended;
-        failing = watch.note(&result, log.failure(), failing);
+        health = watch.note(&result, log.failure(), health);
         for tx in waiters {
             let answer = match &result {
                 Ok(()) => Ok(()),
@@ -376,39 +393,89 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
     }
 }
 
+/// Whether a log writes, as its writer thread tells it: a failure is said once, and the log
+/// counts as writing again only after [`SETTLE`] without a new failure (a nearly full disk
+/// takes some writes and refuses the next; that is one outage, not many).
+#[derive(Debug, Clone, Copy)]
+enum Health {
+    Writing,
+    /// Failing since then; the next attempt after the wait.
+    Failing {
+        since: Instant,
+        backoff: Duration,
+    },
+    /// Wrote again at `ok_since`, after failing since `since`.
+    Recovering {
+        since: Instant,
+        ok_since: Instant,
+    },
+}
+
+/// How long a log that wrote again must go without failing before it is said to write.
+const SETTLE: Duration = Duration::from_secs(1);
+
+impl Health {
+    /// How long to wait for a job before looking again; `None`: for as long as it takes.
+    fn wait(&self) -> Option<Duration> {
+        match self {
+            Health::Writing => None,
+            Health::Failing { backoff, .. } => Some(*backoff),
+            Health::Recovering { .. } => Some(SETTLE),
+        }
+    }
+}
+
 impl Watch {
-    /// Records how the round went; says so when the log starts or stops failing. Returns
-    /// since when it fails and the next wait.
-    fn note(
-        &self,
-        result: &io::Result<()>,
-        failure: Option<&str>,
-        failing: Option<(Instant, Duration)>,
-    ) -> Option<(Instant, Duration)> {
+    /// Records how a round went, says so when the log starts failing or has written again
+    /// for [`SETTLE`], and returns the log's health.
+    fn note(&self, result: &io::Result<()>, failure: Option<&str>, health: Health) -> Health {
         let why = match (result, failure) {
             (Err(e), _) => Some(e.to_string()),
             (Ok(()), Some(f)) => Some(f.to_string()),
             (Ok(()), None) => None,
         };
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = why.clone();
-        match (why, failing) {
-            (Some(why), None) => {
+        let now = Instant::now();
+        match (why, health) {
+            (Some(why), Health::Writing) => {
                 tracing::error!(
                     topic = %self.topic,
                     "the topic's log cannot write: {why}; nothing more is confirmed, trying again every {RETRY_FIRST:?} to {RETRY_MAX:?}"
                 );
-                Some((Instant::now(), RETRY_FIRST))
+                Health::Failing {
+                    since: now,
+                    backoff: RETRY_FIRST,
+                }
             }
-            (Some(_), Some((since, backoff))) => Some((since, (backoff * 2).min(RETRY_MAX))),
-            (None, Some((since, _))) => {
+            (Some(_), Health::Failing { since, backoff }) => Health::Failing {
+                since,
+                backoff: (backoff * 2).min(RETRY_MAX),
+            },
+            (Some(_), Health::Recovering { since, .. }) => Health::Failing {
+                since,
+                backoff: RETRY_FIRST,
+            },
+            (None, Health::Failing { since, .. }) => Health::Recovering {
+                since,
+                ok_since: now,
+            },
+            (None, recovering @ Health::Recovering { .. }) => self.settle(recovering),
+            (None, Health::Writing) => Health::Writing,
+        }
+    }
+
+    /// A log that has written again for [`SETTLE`] without failing is said to write.
+    fn settle(&self, health: Health) -> Health {
+        match health {
+            Health::Recovering { since, ok_since } if ok_since.elapsed() >= SETTLE => {
                 tracing::info!(
                     topic = %self.topic,
                     "the topic's log writes again, after {:.1} s",
-                    since.elapsed().as_secs_f64()
+                    ok_since.duration_since(since).as_secs_f64()
                 );
-                None
+                Health::Writing
             }
-            (None, None) => None,
+            other => other,
         }
     }
 }

@@ -2,7 +2,6 @@
 //! for what is in flight (confirms of accepted batches, acks of deliveries), then closes each
 //! connection after its last frames and lets its logs write the acks it took.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::server::{Broker, Shared};
@@ -75,14 +74,14 @@ impl Broker {
         while self.shared.open.load(Ordering::SeqCst) > 0 && written.elapsed() < CLOSE_WAIT {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        let shared = Arc::clone(&self.shared);
-        self.shutdown().await;
+        let shared = self.stop_serving().await;
         // The acks taken during the drain are queued to the logs behind everything else; a
         // barrier per topic returns once they are written, so a restart does not deliver
         // again what was acknowledged.
         for topic in &topics {
             let _ = shared.storage.append(&topic.name, &[], 0).wait().await;
         }
+        shared.storage.close();
         report
     }
 }

@@ -170,10 +170,16 @@ impl Broker {
         self.reporter().stats()
     }
 
-    /// Stops accepting and closes every connection at once.
+    /// Stops accepting, closes every connection at once, and closes the store.
     pub async fn shutdown(self) {
+        self.stop_serving().await.storage.close();
+    }
+
+    /// Stops accepting and closes every connection; the store stays open.
+    pub(crate) async fn stop_serving(self) -> Arc<Shared> {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        self.shared
     }
 }
 

@@ -94,6 +94,10 @@ pub trait Storage: Send + Sync {
     /// A store whose room never grows by itself ignores it.
     fn on_room_freed(&self, _notify: RoomFreed) {}
 
+    /// The broker has stopped: writers stop too, and nothing more is written (a store that
+    /// retries a failed write must not retry it into files a restarted broker now owns).
+    fn close(&self) {}
+
     /// Why `topic`'s store cannot write now (a full disk, say), while it tries again; `None`
     /// when it writes.
     fn failure(&self, _topic: &str) -> Option<String> {

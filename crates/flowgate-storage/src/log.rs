@@ -232,28 +232,43 @@ impl Log {
         recovery.high_water = high.iter().map(|(p, s)| EventId::new(*p, *s)).collect();
         recovery.high_water.sort_unstable_by_key(|id| id.producer);
 
-        // Appending always starts in a fresh segment, after whatever recovery cut.
+        // Appending starts in a fresh segment, after whatever recovery cut. On a full disk
+        // there may be no room for one: then the log opens failed, appending to its last
+        // segment once it recovers, and what it recovered is served meanwhile.
         let next = segments.back().map_or(1, |s| s.number + 1);
-        let active = start_segment(fs.as_ref(), dir, next, &high)?;
-        segments.push_back(Segment {
-            number: next,
-            bytes: active.1,
-            live: 0,
-        });
+        let (active, failed) = match start_segment(fs.as_ref(), dir, next, &high) {
+            Ok((file, bytes)) => {
+                segments.push_back(Segment {
+                    number: next,
+                    bytes,
+                    live: 0,
+                });
+                (file, None)
+            }
+            Err(e) => match segments.back() {
+                Some(last) => {
+                    let file = fs.open_append(&dir.join(segment_name(last.number)))?;
+                    (file, Some(format!("cannot start a new segment: {e}")))
+                }
+                None => return Err(e),
+            },
+        };
         let mut log = Log {
             fs,
             dir: dir.to_path_buf(),
             options,
             segments,
-            active: active.0,
+            active,
             live,
             high,
             pending: Vec::new(),
-            failed: None,
+            failed,
             spill_cursor,
             spilled_pending: recovery.spilled_events,
         };
-        log.reclaim()?;
+        if log.failed.is_none() {
+            log.reclaim()?;
+        }
         Ok((log, recovery))
     }
 
@@ -304,9 +319,9 @@ impl Log {
         self.failed.as_deref()
     }
 
-    /// Makes a failed log usable again, for a failure that may pass (a full disk): cuts the
-    /// active segment back to what was last synced (a torn tail of the failed write goes),
-    /// and reopens it. What was appended and not yet committed is kept, and the next
+    /// Makes a failed log usable again, for a failure that may pass (a full disk): removes
+    /// the closed segments that are fully acknowledged, cuts the active segment back to what
+    /// was last synced (a torn tail of the failed write goes), and reopens it. What was appended and not yet committed is kept, and the next
     /// [`Log::commit`] writes it. Nothing written before is trusted to the page cache: the
     /// bytes kept were synced, the rest are written again from memory. Fails, still failed,
     /// when the disk refuses even that.
@@ -314,6 +329,10 @@ impl Log {
         let Some(why) = self.failed.take() else {
             return Ok(());
         };
+        // Closed segments whose events are all acknowledged can go first: the acks are only
+        // in memory yet, but an acknowledged event is done, and a log that filled its own
+        // disk gets its room back this way.
+        let _ = self.reclaim();
         let reopened = match self.segments.back() {
             Some(seg) => {
                 let path = self.dir.join(segment_name(seg.number));

@@ -19,17 +19,9 @@ impl Drop for Mounted {
     }
 }
 
-fn storage_failure(metrics: &str) -> Option<String> {
-    let stats = get_json(metrics, "/stats");
-    stats["topics"][0]["storage_failure"]
-        .as_str()
-        .map(str::to_string)
-}
-
-#[test]
-fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
+/// Mounts an 8 MiB tmpfs at `dir/mnt`; `None` (and says why) when this is not root.
+fn tmpfs(dir: &std::path::Path) -> Option<(std::path::PathBuf, Mounted)> {
+    let mnt = dir.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
@@ -41,10 +33,16 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
             "SKIPPED: cannot mount a tmpfs (this test needs root): {}",
             String::from_utf8_lossy(&mounted.stderr).trim()
         );
-        return;
+        return None;
     }
-    let _mounted = Mounted(mnt.clone());
-    let log_path = dir.path().join("broker.log");
+    Some((mnt.clone(), Mounted(mnt)))
+}
+
+/// A disk broker on `data`, its log to `log`; its address and metrics address.
+fn disk_broker(
+    data: &std::path::Path,
+    log: &std::path::Path,
+) -> (std::process::Child, String, String) {
     let mut broker = Command::new(BIN)
         .args([
             "broker",
@@ -54,7 +52,7 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
             "127.0.0.1:0",
         ])
         .args(["--storage", "disk", "--data-dir"])
-        .arg(mnt.join("data"))
+        .arg(data)
         .args([
             "--capacity",
             "2000",
@@ -64,7 +62,7 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(broker.stdout.take().unwrap());
@@ -73,11 +71,46 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| {
+            panic!(
+                "the broker did not start: {}",
+                std::fs::read_to_string(log).unwrap()
+            )
+        })
         .to_string();
     line.clear();
     out.read_line(&mut line).unwrap();
     let metrics = line.trim().strip_prefix("metrics on ").unwrap().to_string();
+    (broker, addr, metrics)
+}
+
+/// Fills what is left of the disk under `path`.
+fn fill(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+}
+
+fn stop(mut broker: std::process::Child) {
+    drop(broker.stdin.take());
+    assert!(broker.wait().unwrap().success());
+}
+
+fn storage_failure(metrics: &str) -> Option<String> {
+    let stats = get_json(metrics, "/stats");
+    stats["topics"][0]["storage_failure"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mnt, _mounted)) = tmpfs(dir.path()) else {
+        return;
+    };
+    let log_path = dir.path().join("broker.log");
+    let (broker, addr, metrics) = disk_broker(&mnt.join("data"), &log_path);
 
     let db = dir.path().join("c.db");
     let consumer = spawn(&format!(
@@ -89,11 +122,7 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
     ));
     std::thread::sleep(Duration::from_secs(2));
     let filler = mnt.join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-    }
+    fill(&filler);
     let full_at = Instant::now();
     let mut seen = None;
     while seen.is_none() && full_at.elapsed() < Duration::from_secs(10) {
@@ -114,8 +143,7 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
     let resumed = freed_at.elapsed();
     assert!(finish(producer, Duration::from_secs(90)).success());
     assert!(finish(consumer, Duration::from_secs(90)).success());
-    drop(broker.stdin.take());
-    assert!(broker.wait().unwrap().success());
+    stop(broker);
     let log = std::fs::read_to_string(&log_path).unwrap();
     let failed: Vec<&str> = log
         .lines()
@@ -139,4 +167,65 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
         (30_000, 30_000),
         "every event once"
     );
+}
+
+#[test]
+fn a_broker_restarted_on_a_full_disk_starts_serves_its_backlog_and_takes_new_events_once_there_is_room()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mnt, _mounted)) = tmpfs(dir.path()) else {
+        return;
+    };
+    let data = mnt.join("data");
+    // A backlog of 5,000 confirmed events, nobody consuming.
+    let (broker, addr, _) = disk_broker(&data, &dir.path().join("b1.log"));
+    let producer = spawn(&format!(
+        "produce --broker {addr} --topic t --count 5000 --rate 20000 --payload-size 100B"
+    ));
+    assert!(finish(producer, Duration::from_secs(60)).success());
+    stop(broker);
+    let filler = mnt.join("filler");
+    fill(&filler);
+
+    let log_path = dir.path().join("b2.log");
+    let (broker, addr, metrics) = disk_broker(&data, &log_path);
+    let failure = storage_failure(&metrics);
+    assert!(failure.is_some(), "it started on a full disk and says so");
+    let db = dir.path().join("c.db");
+    let consumer = spawn(&format!(
+        "consume --broker {addr} --topic t --group g --sink sqlite:{} --idle-exit 6s",
+        db.display()
+    ));
+    let producer = spawn(&format!(
+        "produce --broker {addr} --topic t --count 100 --payload-size 100B"
+    ));
+    // The backlog is served while new events wait for room.
+    let started = Instant::now();
+    while (rows(&db).len() as u64) < 5_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the backlog was not served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(&filler).unwrap();
+    assert!(finish(producer, Duration::from_secs(60)).success());
+    assert!(finish(consumer, Duration::from_secs(60)).success());
+    stop(broker);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    eprintln!(
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("log "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let rows = rows(&db);
+    let distinct: std::collections::BTreeSet<_> = rows.iter().collect();
+    assert_eq!(
+        (rows.len(), distinct.len()),
+        (5_100, 5_100),
+        "the backlog and the new events, once"
+    );
+    assert_eq!(log.matches("log cannot write").count(), 1, "{log}");
 }
