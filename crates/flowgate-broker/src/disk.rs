@@ -85,8 +85,25 @@ impl DiskStorage {
     /// Disk storage on the real filesystem, holding the data directory's lock
     /// ([`DirLock`]): fails, naming the directory and the holder, while another broker
     /// uses it. What `flowgate broker --storage disk` uses.
-    pub fn locked(options: DiskOptions) -> io::Result<Self> {
+    ///
+    /// The segment size is capped at a quarter of `max_disk_bytes` and of the free space on
+    /// the data directory's filesystem, so a segment can always fill and close (and then be
+    /// reclaimed) before the disk or the limit runs out; a capped size is logged.
+    pub fn locked(mut options: DiskOptions) -> io::Result<Self> {
         let lock = DirLock::acquire(&options.data_dir)?;
+        let free = rustix::fs::statvfs(&options.data_dir)
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+            .ok();
+        let capped = cap_segment(options.segment_bytes, options.max_disk_bytes, free);
+        if capped < options.segment_bytes {
+            tracing::warn!(
+                "segments of {} bytes capped to {capped}: a quarter of --max-disk-bytes ({}) or of the free space ({}), so one can fill and close",
+                options.segment_bytes,
+                options.max_disk_bytes,
+                free.map_or("unknown".to_string(), |f| f.to_string())
+            );
+            options.segment_bytes = capped;
+        }
         Ok(DiskStorage {
             _lock: Some(lock),
             ..Self::with_fs(Arc::new(OsFs), options)
@@ -297,6 +314,17 @@ impl TopicLog {
 /// The log's committed size and the bytes queued for it, shared with [`DiskStorage::room`].
 type Sizes = (Arc<AtomicU64>, Arc<AtomicU64>);
 
+/// The smallest segment worth having: room for a header, a checkpoint and some events.
+const MIN_SEGMENT: u64 = 4096;
+
+/// The segment size to use: at most a quarter of the log's limit and of the free space, and
+/// no less than [`MIN_SEGMENT`].
+fn cap_segment(requested: u64, max_disk_bytes: u64, free: Option<u64>) -> u64 {
+    let by_limit = max_disk_bytes / 4;
+    let by_free = free.map_or(u64::MAX, |f| f / 4);
+    requested.min(by_limit).min(by_free).max(MIN_SEGMENT)
+}
+
 /// What the writer thread tells the rest of the broker: its topic's name, who to tell when the
 /// log frees room, and why it cannot write.
 struct Watch {
@@ -484,4 +512,29 @@ impl Watch {
 /// wrote the record.
 fn decode(data: Vec<u8>) -> Option<WireEvent> {
     WireEvent::decode(&mut Reader::new("log record", Bytes::from(data))).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_capped_by_a_quarter_of_the_limit_and_of_the_free_space() {
+        let mib = 1 << 20;
+        assert_eq!(
+            cap_segment(16 * mib, 1024 * mib, Some(10_000 * mib)),
+            16 * mib
+        );
+        assert_eq!(cap_segment(16 * mib, 8 * mib, None), 2 * mib, "the limit");
+        assert_eq!(
+            cap_segment(16 * mib, 1024 * mib, Some(8 * mib)),
+            2 * mib,
+            "the free space"
+        );
+        assert_eq!(
+            cap_segment(16 * mib, 1024 * mib, Some(0)),
+            MIN_SEGMENT,
+            "never below a page"
+        );
+    }
 }

@@ -229,3 +229,27 @@ fn a_broker_restarted_on_a_full_disk_starts_serves_its_backlog_and_takes_new_eve
     );
     assert_eq!(log.matches("log cannot write").count(), 1, "{log}");
 }
+
+#[test]
+fn segments_are_capped_to_a_quarter_of_the_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mnt, _mounted)) = tmpfs(dir.path()) else {
+        return;
+    };
+    let out = Command::new(BIN)
+        .args(["broker", "--listen", "127.0.0.1:0", "--duration", "300ms"])
+        .args(["--storage", "disk", "--data-dir"])
+        .arg(mnt.join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The default 16 MiB segment on an 8 MiB disk: at most 2 MiB, so one can fill and close.
+    let capped: u64 = stderr
+        .split("capped to ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cap said: {stderr}"));
+    assert!(capped <= 2 << 20 && capped >= 1 << 20, "{capped}");
+}
