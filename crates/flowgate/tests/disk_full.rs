@@ -251,5 +251,5 @@ fn segments_are_capped_to_a_quarter_of_the_free_space() {
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no cap said: {stderr}"));
-    assert!(capped <= 2 << 20 && capped >= 1 << 20, "{capped}");
+    assert!((1 << 20..=2 << 20).contains(&capped), "{capped}");
 }
