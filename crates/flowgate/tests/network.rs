@@ -194,6 +194,11 @@ fn bad_flags_and_unreachable_brokers_get_clear_errors() {
             "--max-frame",
             2,
         ),
+        (
+            "broker --listen 127.0.0.1:0 --max-frame 4095B",
+            "--max-frame 4.0 KiB (4095 bytes) must be between 4096 and 4294967295 bytes",
+            2,
+        ),
     ] {
         let out = Command::new(BIN)
             .args(args.split_whitespace())

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use flowgate_broker::{BrokerConfig, DiskOptions, DiskStorage, MemoryStorage, Storage};
 use flowgate_core::Credit;
-use flowgate_observe::units::human_bytes;
 
 use super::{BrokerArgs, StorageKind};
 
@@ -20,9 +19,11 @@ impl BrokerArgs {
             .filter(|m| *m >= flowgate_proto::MIN_MAX_FRAME)
             .with_context(|| {
                 format!(
-                    "--max-frame {} must be between {} and 4 GiB",
+                    "--max-frame {} ({} bytes) must be between {} and {} bytes",
                     self.max_frame,
-                    human_bytes(u64::from(flowgate_proto::MIN_MAX_FRAME))
+                    self.max_frame.0,
+                    flowgate_proto::MIN_MAX_FRAME,
+                    u32::MAX
                 )
             })?;
         let mut config = BrokerConfig {
