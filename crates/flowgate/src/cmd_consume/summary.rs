@@ -72,12 +72,13 @@ impl ConsumeSummary {
         let d = &self.driver;
         let rate = (d.committed - committed_before) as f64 / over.as_secs_f64();
         info!(
-            "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {:>6} commit p99 {:>6.1} ms dead letters {}",
+            "{:>6.1}s committed {:>9} ({rate:>7.0}/s) batch limit {:>6} commit p99 {:>6.1} ms dead letters {} failed commits retried {}",
             started.elapsed().as_secs_f64(),
             d.committed,
             d.batch_limit,
             d.commit_latency_ms_p99,
-            d.dead_lettered
+            d.dead_lettered,
+            d.commit_failures
         );
     }
 
