@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use flowgate_core::{Credit, EventId, RECORD_OVERHEAD_BYTES};
+use flowgate_core::{Backoff, Credit, EventId, Outage, RECORD_OVERHEAD_BYTES, Told};
 use flowgate_proto::WireEvent;
 use flowgate_proto::wire::Reader;
 use flowgate_storage::{EVENT_RECORD_OVERHEAD, Fs, Log, LogOptions, OsFs};
@@ -333,8 +333,8 @@ struct Watch {
     failure: Arc<Mutex<Option<String>>>,
 }
 
-/// The first wait before a failed log is tried again; it doubles up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The waits between attempts of a failed log: 100 ms, doubling up to [`RETRY_MAX`].
+const RETRY: Backoff = Backoff::new(Duration::from_millis(100), RETRY_MAX);
 
 /// The longest wait between attempts of a failed log.
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -346,9 +346,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// ([`Log::recover`]) and writes what is kept in memory; the first that works is said too.
 fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Sizes, watch: Watch) {
     // A log opened on a full disk starts failed.
-    let mut health = watch.note(&Ok(()), log.failure(), Health::Writing);
+    let mut outage = watch.note(&Ok(()), log.failure(), Outage::None);
     loop {
-        let first = match health.wait() {
+        let first = match outage.wait() {
             None => match jobs.recv() {
                 Ok(job) => Some(job),
                 Err(_) => return,
@@ -359,14 +359,14 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
                 Err(RecvTimeoutError::Disconnected) => return,
             },
         };
-        if let Health::Failing { .. } = health {
+        if let Outage::Failing { .. } = outage {
             // Still failing if the disk refuses even this; the commit below then says so.
             let _ = log.recover();
         }
         if first.is_none() && !log.has_pending() {
             // Nothing to write, so nothing to learn; a log that wrote again and has failed
             // for nothing since has settled.
-            health = watch.settle(health);
+            outage = watch.settle(outage);
             continue;
         }
         let mut waiters = Vec::new();
@@ -400,7 +400,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
         disk_bytes.store(log.disk_bytes(), Ordering::Relaxed);
         queued_bytes.fetch_sub(appended, Ordering::Relaxed);
         let freed = log.disk_bytes() < before + appended;
-        health = watch.note(&result, log.failure(), health);
+        outage = watch.note(&result, log.failure(), outage);
         for tx in waiters {
             let answer = match &result {
                 Ok(()) => Ok(()),
@@ -421,89 +421,42 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
     }
 }
 
-/// Whether a log writes, as its writer thread tells it: a failure is said once, and the log
-/// counts as writing again only after [`SETTLE`] without a new failure (a nearly full disk
-/// takes some writes and refuses the next; that is one outage, not many).
-#[derive(Debug, Clone, Copy)]
-enum Health {
-    Writing,
-    /// Failing since then; the next attempt after the wait.
-    Failing {
-        since: Instant,
-        backoff: Duration,
-    },
-    /// Wrote again at `ok_since`, after failing since `since`.
-    Recovering {
-        since: Instant,
-        ok_since: Instant,
-    },
-}
-
-/// How long a log that wrote again must go without failing before it is said to write.
-const SETTLE: Duration = Duration::from_secs(1);
-
-impl Health {
-    /// How long to wait for a job before looking again; `None`: for as long as it takes.
-    fn wait(&self) -> Option<Duration> {
-        match self {
-            Health::Writing => None,
-            Health::Failing { backoff, .. } => Some(*backoff),
-            Health::Recovering { .. } => Some(SETTLE),
-        }
-    }
-}
-
 impl Watch {
     /// Records how a round went, says so when the log starts failing or has written again
-    /// for [`SETTLE`], and returns the log's health.
-    fn note(&self, result: &io::Result<()>, failure: Option<&str>, health: Health) -> Health {
+    /// for `SETTLE`, and returns the log's outage.
+    fn note(&self, result: &io::Result<()>, failure: Option<&str>, outage: Outage) -> Outage {
         let why = match (result, failure) {
             (Err(e), _) => Some(e.to_string()),
             (Ok(()), Some(f)) => Some(f.to_string()),
             (Ok(()), None) => None,
         };
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = why.clone();
-        let now = Instant::now();
-        match (why, health) {
-            (Some(why), Health::Writing) => {
-                tracing::error!(
-                    topic = %self.topic,
-                    "the topic's log cannot write: {why}; nothing more is confirmed, trying again every {RETRY_FIRST:?} to {RETRY_MAX:?}"
-                );
-                Health::Failing {
-                    since: now,
-                    backoff: RETRY_FIRST,
-                }
-            }
-            (Some(_), Health::Failing { since, backoff }) => Health::Failing {
-                since,
-                backoff: (backoff * 2).min(RETRY_MAX),
-            },
-            (Some(_), Health::Recovering { since, .. }) => Health::Failing {
-                since,
-                backoff: RETRY_FIRST,
-            },
-            (None, Health::Failing { since, .. }) => Health::Recovering {
-                since,
-                ok_since: now,
-            },
-            (None, recovering @ Health::Recovering { .. }) => self.settle(recovering),
-            (None, Health::Writing) => Health::Writing,
+        let (outage, told) = outage.attempt(why.is_some(), Instant::now(), RETRY);
+        if let Some(why) = why.filter(|_| told == Some(Told::Began)) {
+            tracing::error!(
+                topic = %self.topic,
+                "the topic's log cannot write: {why}; nothing more is confirmed, trying again every {:?} to {RETRY_MAX:?}",
+                RETRY.peek()
+            );
         }
+        self.tell_ended(told);
+        outage
     }
 
-    /// A log that has written again for [`SETTLE`] without failing is said to write.
-    fn settle(&self, health: Health) -> Health {
-        match health {
-            Health::Recovering { since, ok_since } if ok_since.elapsed() >= SETTLE => {
-                tracing::info!(
-                    topic = %self.topic,
-                    "the topic's log writes again, after {:.1} s",
-                    ok_since.duration_since(since).as_secs_f64()
-                );
-                Health::Writing
-            }
-            other => other,
+    /// Nothing happened: an outage that has written again for `SETTLE` ends.
+    fn settle(&self, outage: Outage) -> Outage {
+        let (outage, told) = outage.settle(Instant::now());
+        self.tell_ended(told);
+        outage
+    }
+
+    fn tell_ended(&self, told: Option<Told>) {
+        if let Some(Told::Ended(after)) = told {
+            tracing::info!(
+                topic = %self.topic,
+                "the topic's log writes again, after {:.1} s",
+                after.as_secs_f64()
+            );
         }
     }
 }

@@ -12,23 +12,29 @@
 //! | [`queue`] | [`BoundedQueue`] with an [`OverflowPolicy`] and the counters of its ledger |
 //! | [`token_bucket`] | [`TokenBucket`]: rate + burst, time passed in |
 //! | [`topic`] | [`Topic`]: the broker's pure dispatch state machine (grants, deliveries, acks) |
+//! | [`backoff`] | [`Backoff`]: a doubling wait between attempts |
+//! | [`outage`] | [`Outage`]: a failure told once each way, ending only once it settles |
 //! | [`limit`] | [`AimdLimit`]: batch size learned from commit latency |
 //! | [`stage`] | [`StageClock`]: busy / backpressured / idle time; [`bottleneck`] names the limiting stage |
 //! | [`event`] | the [`Event`] record and its size in credit |
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod credit;
 pub mod event;
 pub mod limit;
+pub mod outage;
 pub mod queue;
 pub mod stage;
 pub mod token_bucket;
 pub mod topic;
 
+pub use backoff::Backoff;
 pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due};
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use limit::AimdLimit;
+pub use outage::{Outage, Told};
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use stage::{Limit, PipelineView, StageClock, StageSplit, StageState, bottleneck};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};

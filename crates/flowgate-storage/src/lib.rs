@@ -41,6 +41,9 @@
 //!    ends its segment there; the segment is truncated to its last good record and the count
 //!    of corrupt records and cut bytes is reported. Only I/O errors (permission denied, a
 //!    failing disk) stop it.
+//! 6. After a failed write or sync nothing unsynced is trusted: the log commits nothing until
+//!    [`Log::recover`] has cut the active segment back to what was last synced; what was
+//!    pending is then written again from memory (a full disk is waited out this way).
 //!
 //! # On-disk format
 //!

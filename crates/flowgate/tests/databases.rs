@@ -315,46 +315,13 @@ fn postgres_stopped_for_10_s_mid_run_the_consumer_rides_through_and_the_table_is
     broker.stop();
 }
 
-/// Mounts a tmpfs of `size` at `dir`; false (and says why) when this is not root.
-fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
-    let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "SKIPPED: cannot mount a tmpfs (this test needs root): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run mount: {e}");
-            false
-        }
-    }
-}
-
-/// Unmounts when dropped, so a failing test leaves no mount behind.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn sqlite_on_a_full_disk_waits_and_goes_on_when_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    if !mount_tmpfs(&mnt, "8m") {
+    let Some(mounted) = common::Tmpfs::mount(dir.path(), "8m") else {
         return;
-    }
-    let _mounted = Mounted(mnt.clone());
+    };
+    let mnt = mounted.0.clone();
     let broker = BrokerProc::start(dir.path(), "--capacity 1000");
     let db = mnt.join("c.db");
     let consumer = spawn(&format!(

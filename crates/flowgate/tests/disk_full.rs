@@ -8,35 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, finish, get_json, rows, spawn};
-
-/// Unmounts when dropped, so a failing test leaves no mount behind.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Mounts an 8 MiB tmpfs at `dir/mnt`; `None` (and says why) when this is not root.
-fn tmpfs(dir: &std::path::Path) -> Option<(std::path::PathBuf, Mounted)> {
-    let mnt = dir.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    if !mounted.status.success() {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs (this test needs root): {}",
-            String::from_utf8_lossy(&mounted.stderr).trim()
-        );
-        return None;
-    }
-    Some((mnt.clone(), Mounted(mnt)))
-}
+use common::{BIN, distinct_rows, finish, get_json, rows, spawn};
 
 /// A disk broker on `data`, its log to `log`; its address and metrics address.
 fn disk_broker(
@@ -106,9 +78,10 @@ fn storage_failure(metrics: &str) -> Option<String> {
 #[test]
 fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((mnt, _mounted)) = tmpfs(dir.path()) else {
+    let Some(mounted) = common::Tmpfs::mount(dir.path(), "8m") else {
         return;
     };
+    let mnt = mounted.0.clone();
     let log_path = dir.path().join("broker.log");
     let (broker, addr, metrics) = disk_broker(&mnt.join("data"), &log_path);
 
@@ -160,22 +133,17 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
     );
     assert_eq!(failed.len(), 1, "said once: {log}");
     assert_eq!(again.len(), 1, "said once: {log}");
-    let rows = rows(&db);
-    let distinct: std::collections::BTreeSet<_> = rows.iter().collect();
-    assert_eq!(
-        (rows.len(), distinct.len()),
-        (30_000, 30_000),
-        "every event once"
-    );
+    assert_eq!(distinct_rows(&db), 30_000, "every event once");
 }
 
 #[test]
 fn a_broker_restarted_on_a_full_disk_starts_serves_its_backlog_and_takes_new_events_once_there_is_room()
  {
     let dir = tempfile::tempdir().unwrap();
-    let Some((mnt, _mounted)) = tmpfs(dir.path()) else {
+    let Some(mounted) = common::Tmpfs::mount(dir.path(), "8m") else {
         return;
     };
+    let mnt = mounted.0.clone();
     let data = mnt.join("data");
     // A backlog of 5,000 confirmed events, nobody consuming.
     let (broker, addr, _) = disk_broker(&data, &dir.path().join("b1.log"));
@@ -220,11 +188,9 @@ fn a_broker_restarted_on_a_full_disk_starts_serves_its_backlog_and_takes_new_eve
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let rows = rows(&db);
-    let distinct: std::collections::BTreeSet<_> = rows.iter().collect();
     assert_eq!(
-        (rows.len(), distinct.len()),
-        (5_100, 5_100),
+        distinct_rows(&db),
+        5_100,
         "the backlog and the new events, once"
     );
     assert_eq!(log.matches("log cannot write").count(), 1, "{log}");
@@ -233,9 +199,10 @@ fn a_broker_restarted_on_a_full_disk_starts_serves_its_backlog_and_takes_new_eve
 #[test]
 fn segments_are_capped_to_a_quarter_of_the_free_space() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((mnt, _mounted)) = tmpfs(dir.path()) else {
+    let Some(mounted) = common::Tmpfs::mount(dir.path(), "8m") else {
         return;
     };
+    let mnt = mounted.0.clone();
     let out = Command::new(BIN)
         .args(["broker", "--listen", "127.0.0.1:0", "--duration", "300ms"])
         .args(["--storage", "disk", "--data-dir"])

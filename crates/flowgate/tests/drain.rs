@@ -6,19 +6,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
-use common::{BrokerProc, finish, json, rows, sigterm, spawn};
-
-/// Every row distinct, and how many.
-fn distinct_rows(db: &Path) -> u64 {
-    let all = rows(db);
-    let set: BTreeSet<_> = all.iter().collect();
-    assert_eq!(set.len(), all.len(), "a row is in the table twice");
-    all.len() as u64
-}
+use common::{BrokerProc, distinct_rows, finish, json, sigterm, spawn};
 
 #[test]
 fn a_consumer_given_sigterm_commits_and_acks_its_batch_in_flight_and_exits_0() {

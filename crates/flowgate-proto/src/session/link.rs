@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use flowgate_core::Backoff;
+
 use crate::session::{CONNECT_TIMEOUT, SessionError, heartbeat_every};
 use crate::{Frame, Heartbeat, Hello, Welcome};
 
@@ -34,7 +36,7 @@ pub(crate) struct Link {
     hello: Hello,
     state: State,
     /// The wait before the next dial after a failed one.
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Link {
@@ -43,7 +45,7 @@ impl Link {
         Link {
             hello,
             state: State::Down { retry_at: now },
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
         }
     }
 
@@ -78,11 +80,7 @@ impl Link {
     pub(crate) fn lost(&mut self, now: Instant) -> Instant {
         let retry_at = match self.state {
             State::Open { .. } => now,
-            _ => {
-                let at = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                at
-            }
+            _ => now + self.backoff.fail(),
         };
         self.state = State::Down { retry_at };
         retry_at
@@ -108,7 +106,7 @@ impl Link {
                         last_write: now,
                         heartbeat_due: false,
                     };
-                    self.backoff = BACKOFF_MIN;
+                    self.backoff.reset();
                     Ok(Some(*w))
                 }
                 Frame::Error(e) => Err(SessionError::Refused {

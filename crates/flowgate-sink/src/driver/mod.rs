@@ -30,7 +30,7 @@ pub mod verdict;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use flowgate_core::{AimdLimit, Credit};
+use flowgate_core::{AimdLimit, Backoff, Credit};
 
 use crate::{AnySink, DeadLetter, SinkError};
 pub use emulate::Emulation;
@@ -313,7 +313,7 @@ impl<S: Source> SinkDriver<S> {
         events: &[crate::Event],
         stop: &mut (impl Future + Unpin),
     ) -> Result<Option<crate::Committed>, DriverError> {
-        let mut backoff = RETRY_FIRST;
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         let mut failures = 0u64;
         loop {
             let failure = match self.sink.write_batch(events).await {
@@ -330,16 +330,16 @@ impl<S: Source> SinkDriver<S> {
             failures += 1;
             self.stats.commit_failures += 1;
             self.stats.retrying = true;
+            let wait = backoff.fail();
             tracing::warn!(
-                "commit of {} events failed: {failure}; trying again in {backoff:?}, the batch unacknowledged",
+                "commit of {} events failed: {failure}; trying again in {wait:?}, the batch unacknowledged",
                 events.len()
             );
             tokio::select! {
                 biased;
                 _ = &mut *stop => return Ok(None),
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            backoff = (backoff * 2).min(RETRY_MAX);
             if let Err(e) = self.sink.recover().await {
                 if !e.is_transient() {
                     return Err(DriverError::Commit(e));

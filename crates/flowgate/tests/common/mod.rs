@@ -154,6 +154,45 @@ pub fn rows(db: &Path) -> Vec<(u64, u64)> {
     .collect()
 }
 
+/// The consumer table's rows, asserted distinct; how many.
+pub fn distinct_rows(db: &Path) -> u64 {
+    let all = rows(db);
+    let set: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!(set.len(), all.len(), "a row is in the table twice");
+    all.len() as u64
+}
+
+/// A tmpfs the test mounted, unmounted when dropped so a failing test leaves no mount.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `dir/mnt`; `None`, and says SKIPPED, when this is not
+    /// root (mounting needs it).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs (this test needs root): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(mnt))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Rows in the consumer's table now (0 before it exists).
 pub fn row_count(db: &Path) -> u64 {
     let Ok(conn) = rusqlite::Connection::open(db) else {
