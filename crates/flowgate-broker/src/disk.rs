@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -65,6 +66,8 @@ struct TopicLog {
     queued_bytes: Arc<AtomicU64>,
     /// Why the log cannot write now, while its writer tries again.
     failure: Arc<Mutex<Option<String>>>,
+    /// The writer thread, joined by [`Storage::close`].
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What an event record takes on disk besides the event.
@@ -151,7 +154,7 @@ impl DiskStorage {
             room_freed: Arc::clone(&self.room_freed),
             failure: Arc::clone(&failure),
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name(format!("log-{topic}"))
             .spawn(move || write_loop(log, rx, sizes, freed))?;
         let mut found = RecoveredTopic {
@@ -180,6 +183,7 @@ impl DiskStorage {
             disk_bytes,
             queued_bytes,
             failure,
+            writer: Mutex::new(Some(writer)),
         });
         Ok((log, found))
     }
@@ -278,9 +282,22 @@ impl Storage for DiskStorage {
     }
 
     fn close(&self) {
-        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        for log in logs.values() {
-            log.send(Job::Stop);
+        let writers: Vec<JoinHandle<()>> = {
+            let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            logs.values()
+                .filter_map(|log| {
+                    log.send(Job::Stop);
+                    log.writer.lock().unwrap_or_else(|p| p.into_inner()).take()
+                })
+                .collect()
+        };
+        // Joined without the map's lock: a writer finishing its round tells its topic, which
+        // asks this store for its room. A writer between attempts of a failed log wakes for
+        // the stop at once; either way it is done with the files when this returns.
+        for writer in writers {
+            if writer.join().is_err() {
+                tracing::error!("a log writer panicked before it stopped");
+            }
         }
     }
 
@@ -340,7 +357,8 @@ const RETRY: Backoff = Backoff::new(Duration::from_millis(100), RETRY_MAX);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The writer thread: rounds of (take queued jobs, commit once, answer) until the storage
-/// is dropped. A round that removed segments says so, so the topic grants the room at once.
+/// is dropped. A round that removed segments or wrote queued appends says so, so the topic
+/// grants the room at once.
 /// A log that cannot write (a full disk) is said so once, and tried again with backoff
 /// whether or not jobs come: each attempt cuts the failed write's torn tail
 /// ([`Log::recover`]) and writes what is kept in memory; the first that works is said too.
@@ -399,7 +417,11 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
         let result = log.commit();
         disk_bytes.store(log.disk_bytes(), Ordering::Relaxed);
         queued_bytes.fetch_sub(appended, Ordering::Relaxed);
-        let freed = log.disk_bytes() < before + appended;
+        // Room grows on the log's own in two ways: acknowledged segments were removed, or
+        // queued appends were written, which no longer count against a spilling topic's
+        // memory. Either way the topic may grant again, and a producer that is waiting for
+        // that room has nothing else to send that would make it look.
+        let freed = log.disk_bytes() < before + appended || appended > 0;
         outage = watch.note(&result, log.failure(), outage);
         for tx in waiters {
             let answer = match &result {

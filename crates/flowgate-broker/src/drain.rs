@@ -81,7 +81,7 @@ impl Broker {
         for topic in &topics {
             let _ = shared.storage.append(&topic.name, &[], 0).wait().await;
         }
-        shared.storage.close();
+        shared.close_storage().await;
         report
     }
 }

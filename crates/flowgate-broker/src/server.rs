@@ -46,6 +46,17 @@ impl Shared {
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         *errors.entry(code.name()).or_default() += 1;
     }
+
+    /// Closes the store and waits, off the runtime's threads, until its writers stopped.
+    pub(crate) async fn close_storage(&self) {
+        let storage = Arc::clone(&self.storage);
+        if tokio::task::spawn_blocking(move || storage.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the store panicked");
+        }
+    }
 }
 
 /// What the broker has seen, for reports and tests.
@@ -172,7 +183,7 @@ impl Broker {
 
     /// Stops accepting, closes every connection at once, and closes the store.
     pub async fn shutdown(self) {
-        self.stop_serving().await.storage.close();
+        self.stop_serving().await.close_storage().await;
     }
 
     /// Stops accepting and closes every connection; the store stays open.

@@ -89,13 +89,16 @@ pub trait Storage: Send + Sync {
     /// Bytes of `topic`'s appends held in memory while they wait to be written.
     fn queued_bytes(&self, topic: &str) -> u64;
 
-    /// Registers who to tell, by topic name, when a topic's [`Storage::room`] grows on the
-    /// store's own (acknowledged segments removed): the broker then grants again at once.
+    /// Registers who to tell, by topic name, when a topic's [`Storage::room`] grows or its
+    /// [`Storage::queued_bytes`] shrink on the store's own (acknowledged segments removed,
+    /// queued appends written): the broker then grants again at once.
     /// A store whose room never grows by itself ignores it.
     fn on_room_freed(&self, _notify: RoomFreed) {}
 
     /// The broker has stopped: writers stop too, and nothing more is written (a store that
     /// retries a failed write must not retry it into files a restarted broker now owns).
+    /// Returns once they have stopped, so it may block for a round of writing: call it off
+    /// the async runtime's threads.
     fn close(&self) {}
 
     /// Why `topic`'s store cannot write now (a full disk, say), while it tries again; `None`

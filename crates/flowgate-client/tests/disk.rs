@@ -151,6 +151,62 @@ async fn a_disk_log_at_its_limit_holds_producers_until_acks_free_it() {
     assert_eq!((seen.len(), stats.confirmed_seq), (500, 500));
 }
 
+/// A spilling topic counts the appends its log has queued against memory. A slow disk lets
+/// them pile up to the whole memory bound, so the producer that sent them runs out of credit
+/// with nothing granted; the disk then writes them, and that alone must grant again: the
+/// producer has nothing left to send that would make the topic look. (It stalled for good
+/// under load before the log said so.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_waiting_on_a_slow_disk_is_granted_once_the_disk_catches_up() {
+    let fs = SimFs::new(7);
+    let storage = DiskStorage::with_fs(
+        Arc::new(fs.clone()),
+        DiskOptions {
+            data_dir: "/data".into(),
+            max_disk_bytes: 64 << 20,
+            segment_bytes: 1 << 20,
+        },
+    );
+    // Memory for 64 events of 1,000 bytes; the run is five times that.
+    let b = Broker::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        common::capacity(Credit::new(1_000, 64 << 10)),
+        Arc::new(storage),
+    )
+    .await
+    .unwrap();
+    let mut producer = Producer::connect(ProducerConfig::new(b.local_addr().to_string(), "t"))
+        .await
+        .unwrap();
+    let monitor = producer.monitor();
+    fs.hold_syncs(true);
+    let send = tokio::spawn(async move {
+        for _ in 0..320 {
+            producer.send(common::sized(1_000)).await.unwrap();
+        }
+        producer.close().await.unwrap()
+    });
+    // The producer spends what memory allows, and every append waits on the disk.
+    let mut sent = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = monitor.stats().sent;
+        if now == sent && now > 0 {
+            break;
+        }
+        sent = now;
+    }
+    assert!(sent < 320, "memory held the producer back: {sent} sent");
+    assert_eq!(monitor.stats().confirmed_seq, 0, "nothing is written yet");
+
+    fs.hold_syncs(false);
+    let stats = tokio::time::timeout(Duration::from_secs(20), send)
+        .await
+        .expect("granted again once the disk wrote what it held")
+        .unwrap();
+    assert_eq!(stats.confirmed_seq, 320);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_far_beyond_memory_waits_on_disk_and_arrives_in_order_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();

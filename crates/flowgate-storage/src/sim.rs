@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::fs::{Fs, FsFile};
 
@@ -28,6 +28,8 @@ struct State {
     crashed: bool,
     /// Writes fail as on a full disk: part of the data lands, then "no space left".
     full: bool,
+    /// Syncs wait, as on a disk that has stopped answering for a while.
+    syncs_held: bool,
     rng: u64,
 }
 
@@ -70,6 +72,8 @@ fn gone() -> io::Error {
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<State>>,
+    /// Wakes the syncs waiting while [`SimFs::hold_syncs`] holds them.
+    syncs_released: Arc<Condvar>,
 }
 
 impl SimFs {
@@ -91,6 +95,13 @@ impl SimFs {
     /// `StorageFull`; everything else goes on working.
     pub fn set_full(&self, full: bool) {
         self.lock().full = full;
+    }
+
+    /// Holds every sync (or lets them go): while held, a sync waits, as on a slow disk, so
+    /// writes pile up behind it.
+    pub fn hold_syncs(&self, held: bool) {
+        self.lock().syncs_held = held;
+        self.syncs_released.notify_all();
     }
 
     /// Whether the simulated crash has happened.
@@ -171,6 +182,13 @@ impl FsFile for SimHandle {
 
     fn sync(&mut self) -> io::Result<()> {
         let mut s = self.fs.lock();
+        while s.syncs_held {
+            s = self
+                .fs
+                .syncs_released
+                .wait(s)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         let torn = s.step()?;
         // A crash during fsync may come before or after the disk took the data.
         if !torn || s.random().is_multiple_of(2) {
