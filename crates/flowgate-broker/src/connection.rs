@@ -60,23 +60,28 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     let topic = shared.topics.get_or_create(&hello.topic);
     let outbox = Arc::new(Outbox::default());
     let attached = topic.apply(|t| {
+        let largest = t.topic.largest_grant();
         if hello.role == Role::Consumer {
-            t.topic
-                .attach_consumer(conn, &hello.group)
-                .map_err(|e| format!("topic '{}' is {e}", hello.topic))?;
+            session
+                .check_consumer_frame(largest)
+                .map_err(|r| (r.code, r.message))?;
+            t.topic.attach_consumer(conn, &hello.group).map_err(|e| {
+                let why = format!("topic '{}' is {e}", hello.topic);
+                (ErrorCode::GroupConflict, why)
+            })?;
             t.outboxes.insert(conn, Arc::clone(&outbox));
-            Ok((0, crate::storage::Durable::now()))
+            Ok((0, crate::storage::Durable::now(), largest))
         } else {
             t.outboxes.insert(conn, Arc::clone(&outbox));
             let resume = t.topic.attach_producer(conn, hello.producer_id);
             // The producer treats its resume point as confirmed, so it must be durable: a
             // barrier behind everything the topic accepted so far.
-            Ok((resume, shared.storage.append(&hello.topic, &[], 0)))
+            Ok((resume, shared.storage.append(&hello.topic, &[], 0), largest))
         }
     });
-    let resume_seq = match attached {
-        Ok((seq, durable)) => match durable.wait().await {
-            Ok(()) => seq,
+    let (resume_seq, largest) = match attached {
+        Ok((seq, durable, largest)) => match durable.wait().await {
+            Ok(()) => (seq, largest),
             Err(e) => {
                 topic.apply(|t| {
                     t.topic.detach_producer(conn);
@@ -86,13 +91,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
                 return refuse(&shared, wr, ErrorCode::StorageFailed, why).await;
             }
         },
-        Err(why) => return refuse(&shared, wr, ErrorCode::GroupConflict, why).await,
+        Err((code, why)) => return refuse(&shared, wr, code, why).await,
     };
     let writer_gone = Arc::new(Notify::new());
     let writer = tokio::spawn(write_loop(
         wr,
         Arc::clone(&outbox),
-        Frame::Welcome(session.welcome(resume_seq)),
+        Frame::Welcome(session.welcome(resume_seq, largest)),
         hello.max_frame,
         config.idle_timeout,
         Arc::clone(&writer_gone),

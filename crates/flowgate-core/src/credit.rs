@@ -323,6 +323,10 @@ pub struct Demand {
     target: Credit,
     /// Requested and not yet delivered.
     outstanding: Credit,
+    /// Bytes delivered beyond what was asked for, by an event sent alone; the next requests
+    /// pay them first, exactly as the sender counts them, so both sides agree however the
+    /// requests and deliveries cross on the wire.
+    debt: u64,
     /// Ask for more once `outstanding` falls to this share of `target` in either dimension.
     refill: Ratio,
 }
@@ -336,6 +340,7 @@ impl Demand {
         Ok(Demand {
             target,
             outstanding: Credit::ZERO,
+            debt: 0,
             refill,
         })
     }
@@ -384,7 +389,13 @@ impl Demand {
             return None;
         }
         request.events = request.events.max(1);
-        self.outstanding = self.outstanding.saturating_add(request);
+        // Asking for the debt too pays it in one request, and tops up to the target.
+        request.bytes = request.bytes.saturating_add(self.debt);
+        let (paid, rest) = pay_debt(self.debt, request.bytes);
+        self.debt -= paid;
+        self.outstanding = self
+            .outstanding
+            .saturating_add(Credit::new(request.events, rest));
         Some(request)
     }
 
@@ -399,18 +410,34 @@ impl Demand {
     }
 
     /// Records a delivery. Receiving more than was asked for is a protocol violation by the
-    /// sender: it fails and changes nothing.
+    /// sender: it fails and changes nothing. The one exception is a single event larger than
+    /// the bytes outstanding, which a sender may send alone to a receiver holding nothing
+    /// (else an item beyond the target's bytes could never come): it uses up the bytes.
     pub fn on_delivered(&mut self, events: u64, bytes: u64) -> Result<(), CreditError> {
         let delivered = Credit::new(events, bytes);
-        if events > self.outstanding.events || bytes > self.outstanding.bytes {
+        let alone = events == 1;
+        if events > self.outstanding.events || (bytes > self.outstanding.bytes && !alone) {
             return Err(CreditError::Overdelivered {
                 delivered,
                 outstanding: self.outstanding,
             });
         }
+        self.debt += bytes.saturating_sub(self.outstanding.bytes);
         self.outstanding = self.outstanding.saturating_sub(delivered);
         Ok(())
     }
+
+    /// Bytes delivered beyond what was asked for, which the next requests pay first.
+    pub fn debt(&self) -> u64 {
+        self.debt
+    }
+}
+
+/// A request of `bytes` against a receiver's `debt` of bytes sent beyond its demand: what the
+/// debt takes, and what is left to add to the demand. Sender and receiver both apply it.
+pub fn pay_debt(debt: u64, bytes: u64) -> (u64, u64) {
+    let paid = debt.min(bytes);
+    (paid, bytes - paid)
 }
 
 #[cfg(test)]
@@ -427,6 +454,20 @@ mod tests {
         assert_eq!(d.poll_top_up(), Some(Credit::new(1, 400)));
         assert_eq!(d.outstanding(), Credit::new(100, 1000));
         assert_eq!(d.poll_top_up(), None, "nothing more once at the target");
+    }
+
+    #[test]
+    fn an_item_delivered_alone_beyond_the_bytes_is_a_debt_the_next_requests_pay() {
+        let mut d = Demand::new(Credit::new(10, 100), REFILL_AT_HALF).unwrap();
+        assert_eq!(d.poll_request(), Some(Credit::new(10, 100)));
+        // Two items would be an overdelivery; one alone is the exception.
+        assert!(d.on_delivered(2, 500).is_err());
+        d.on_delivered(1, 500).unwrap();
+        assert_eq!((d.outstanding(), d.debt()), (Credit::new(9, 0), 400));
+        // The next request asks for the debt as well: the sender counts 400 of its bytes
+        // against the debt, and so does the receiver, which is back at its target.
+        assert_eq!(d.poll_request(), Some(Credit::new(1, 500)));
+        assert_eq!((d.outstanding(), d.debt()), (Credit::new(10, 100), 0));
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub mod token_bucket;
 pub mod topic;
 
 pub use backoff::Backoff;
-pub use credit::{Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due};
+pub use credit::{
+    Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due, pay_debt,
+};
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use limit::AimdLimit;
 pub use outage::{Outage, Told};

@@ -80,6 +80,8 @@ struct Model {
     /// Highest sequence number the topic confirmed per producer id.
     confirmed: BTreeMap<u64, u64>,
     consumers: BTreeMap<ConnId, Credit>,
+    /// Bytes an event given alone cost beyond a consumer's demand; its requests pay them.
+    debt: BTreeMap<ConnId, u64>,
     /// Delivered and not yet settled, per consumer: delivery id -> (attempt, item, bytes).
     held: BTreeMap<ConnId, BTreeMap<u64, (u32, Item, u64)>>,
     accepted: BTreeSet<Item>,
@@ -178,14 +180,22 @@ fn apply(
                     .consumers
                     .get_mut(&consumer)
                     .expect("delivery to an attached consumer");
+                // The one exception to demand: a consumer holding nothing may be given one
+                // event alone that is larger than the bytes it asked for.
+                let holds_nothing = model.held.get(&consumer).is_none_or(|h| h.is_empty());
+                let alone = deliveries.len() == 1 && holds_nothing;
                 for d in deliveries {
                     let bytes = model.sizes[&d.item];
                     prop_assert!(
-                        demand.events >= 1 && demand.bytes >= bytes,
+                        demand.events >= 1 && (demand.bytes >= bytes || alone),
                         "delivered beyond demand"
                     );
                     demand.events -= 1;
-                    demand.bytes -= bytes;
+                    if demand.bytes != u64::MAX {
+                        *model.debt.entry(consumer).or_default() +=
+                            bytes.saturating_sub(demand.bytes);
+                    }
+                    demand.bytes = demand.bytes.saturating_sub(bytes);
                     prop_assert!(!model.acked.contains(&d.item), "an acked event came back");
                     model
                         .held
@@ -336,6 +346,7 @@ proptest! {
                 Op::DetachConsumer(i) => {
                     topic.detach_consumer(consumer_conn(i));
                     model.consumers.remove(&consumer_conn(i));
+                    model.debt.remove(&consumer_conn(i));
                     model.held.remove(&consumer_conn(i));
                 }
                 Op::Request { consumer, events, bytes } => {
@@ -346,7 +357,10 @@ proptest! {
                         _ if events == 0 => prop_assert_eq!(result, Err(TopicError::ZeroRequest)),
                         Some(demand) => {
                             prop_assert!(result.is_ok());
-                            *demand = demand.saturating_add(credit);
+                            let debt = model.debt.entry(conn).or_default();
+                            let (paid, bytes) = flowgate_core::pay_debt(*debt, credit.bytes);
+                            *debt -= paid;
+                            *demand = demand.saturating_add(Credit::new(credit.events, bytes));
                         }
                         None => prop_assert_eq!(result, Err(TopicError::UnknownConnection(conn))),
                     }

@@ -63,14 +63,22 @@ fn frame() -> impl Strategy<Value = Frame> {
                     }
                 )
             ),
-        (any::<u16>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(v, m, r, i)| {
-            Frame::Welcome(Welcome {
-                version: v,
-                max_frame: m,
-                resume_seq: r,
-                idle_timeout_ms: i,
-            })
-        }),
+        (
+            any::<u16>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>()
+        )
+            .prop_map(|(v, m, r, i, l)| {
+                Frame::Welcome(Welcome {
+                    version: v,
+                    max_frame: m,
+                    resume_seq: r,
+                    idle_timeout_ms: i,
+                    largest_payload: l,
+                })
+            }),
         prop::collection::vec(event(), 0..6).prop_map(|events| Frame::Publish(Publish { events })),
         any::<u64>().prop_map(|s| Frame::Confirm(Confirm { up_to_seq: s })),
         (any::<u64>(), any::<u64>()).prop_map(|(e, b)| Frame::Credit(Grant {

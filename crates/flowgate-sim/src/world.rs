@@ -253,12 +253,12 @@ impl World {
                         .or_default() += 1;
                 }
                 c.session.ack(batch.iter().map(|d| d.tag));
-                // Now and then a new prefetch, as an adaptive limit sets after a commit; never
-                // below the largest event, which could then never be delivered.
+                // Now and then a new prefetch, as an adaptive limit sets after a commit; at
+                // times below the largest event, which then comes alone.
                 if self.scenario.vary_prefetch && self.rng.chance(0.2) {
                     let cap = self.scenario.capacity.bytes;
                     let events = self.rng.range(1, 500);
-                    let bytes = self.rng.range(cap, 4 * cap);
+                    let bytes = self.rng.range(cap / 8, 4 * cap);
                     let _ = c.session.set_prefetch(Credit::new(events, bytes));
                 }
                 self.flush(Client::Consumer(j));

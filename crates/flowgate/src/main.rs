@@ -10,6 +10,7 @@ mod cmd_produce;
 mod cmd_top;
 mod dial_args;
 mod fail;
+mod frame_flag;
 mod logging;
 mod shutdown;
 

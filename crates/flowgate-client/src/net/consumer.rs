@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use flowgate_core::Credit;
-use flowgate_proto::{ConsumerSession, DEFAULT_MAX_FRAME, Hello};
+use flowgate_proto::{ConsumerSession, Hello};
 
 pub use flowgate_proto::session::{ConsumerStats, Delivery, DeliveryTag};
 
@@ -22,6 +22,11 @@ use crate::net::dial::{ClientTls, Dial};
 use crate::net::driver;
 use crate::net::error::ClientError;
 use crate::net::shared;
+
+/// The largest frame a consumer accepts unless told otherwise: 64 MiB. It only guards against
+/// absurd length claims (the prefetch bounds what is in flight), so it is well above any
+/// usual `--max-frame` of a broker.
+pub const CONSUMER_MAX_FRAME: u32 = 64 << 20;
 
 /// How to reach the broker and how much to take at once.
 #[derive(Debug, Clone)]
@@ -34,7 +39,8 @@ pub struct ConsumerConfig {
     pub group: String,
     /// The most this consumer has requested but not yet taken, in events and bytes.
     pub prefetch: Credit,
-    /// The largest frame this consumer accepts.
+    /// The largest frame this consumer accepts. The broker refuses a consumer that could not
+    /// read the largest event of its topic delivered alone.
     pub max_frame: u32,
     /// The token for a broker that requires one.
     pub token: Option<String>,
@@ -43,7 +49,8 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// Defaults: a prefetch of 1,000 events / 8 MiB.
+    /// Defaults: a prefetch of 1,000 events / 8 MiB, frames of up to 64 MiB (enough for any
+    /// broker's `--max-frame` up to that).
     pub fn new(
         addr: impl Into<String>,
         topic: impl Into<String>,
@@ -54,7 +61,7 @@ impl ConsumerConfig {
             topic: topic.into(),
             group: group.into(),
             prefetch: Credit::new(1_000, 8 << 20),
-            max_frame: DEFAULT_MAX_FRAME,
+            max_frame: CONSUMER_MAX_FRAME,
             token: None,
             tls: None,
         }

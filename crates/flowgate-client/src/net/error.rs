@@ -35,7 +35,7 @@ pub enum ClientError {
     /// The event can never be sent: it is larger than one frame to this broker may carry.
     /// Nothing was sent; the producer goes on.
     #[error(
-        "event of {payload} payload bytes (and {key} key bytes) exceeds the largest this broker accepts: {largest} bytes"
+        "event of {payload} payload bytes (and {key} key bytes) exceeds the largest this topic accepts: {largest} bytes"
     )]
     EventTooLarge {
         /// Its payload's bytes.

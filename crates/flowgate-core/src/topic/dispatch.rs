@@ -4,7 +4,7 @@
 use super::{
     Action, ConnId, ConsumerSlot, Delivery, Entry, MAX_EVENTS_PER_TURN, Topic, TopicError,
 };
-use crate::credit::Credit;
+use crate::credit::{Credit, pay_debt};
 
 impl<T: Clone> Topic<T> {
     /// Adds consumer demand (cumulative, saturating). Zero events is an error.
@@ -17,7 +17,11 @@ impl<T: Clone> Topic<T> {
             .consumers
             .get_mut(&conn)
             .ok_or(TopicError::UnknownConnection(conn))?;
-        slot.demand = slot.demand.saturating_add(credit);
+        let (paid, bytes) = pay_debt(slot.debt, credit.bytes);
+        slot.debt -= paid;
+        slot.demand = slot
+            .demand
+            .saturating_add(Credit::new(credit.events, bytes));
         Ok(())
     }
 
@@ -41,8 +45,12 @@ impl<T: Clone> Topic<T> {
 
     pub(super) fn deliver(&mut self, actions: &mut Vec<Action<T>>) {
         while let Some(front_bytes) = self.ready.front().map(|e| e.bytes) {
-            let Some(conn) = self.next_consumer(front_bytes) else {
-                return;
+            let (conn, alone) = match self.next_consumer(front_bytes) {
+                Some(conn) => (conn, false),
+                None => match self.lone_taker() {
+                    Some(conn) => (conn, true),
+                    None => return,
+                },
             };
             let Some(slot) = self.consumers.get_mut(&conn) else {
                 return;
@@ -51,13 +59,17 @@ impl<T: Clone> Topic<T> {
             let mut moved = Credit::ZERO;
             while (deliveries.len() as u64) < MAX_EVENTS_PER_TURN {
                 match self.ready.front() {
-                    Some(e) if slot.demand.admits(e.bytes) => {}
+                    Some(_) if alone && deliveries.is_empty() => {}
+                    Some(e) if !alone && slot.demand.admits(e.bytes) => {}
                     _ => break,
                 }
                 let Some(entry) = self.ready.pop_front() else {
                     break;
                 };
                 let cost = Credit::new(1, entry.bytes);
+                if slot.demand.bytes != u64::MAX {
+                    slot.debt += entry.bytes.saturating_sub(slot.demand.bytes);
+                }
                 slot.demand = spend(slot.demand, cost);
                 moved = moved.saturating_add(cost);
                 self.stats.delivered += 1;
@@ -69,6 +81,7 @@ impl<T: Clone> Topic<T> {
                     attempt: entry.attempt,
                     item: entry.item.clone(),
                 });
+                slot.held += 1;
                 self.unacked.insert(entry.delivery_id, (conn, entry));
             }
             let booked = self.ready_total.take(moved);
@@ -91,6 +104,21 @@ impl<T: Clone> Topic<T> {
             .range(after.saturating_add(1)..)
             .find_map(admits)
             .or_else(|| self.consumers.range(..=after).find_map(admits))
+    }
+
+    /// When no consumer's demand admits the front event: the first consumer after the last
+    /// one served that holds nothing and asks for at least one event, which may take it
+    /// alone. Without this an event larger than every consumer's byte demand (a prefetch
+    /// below the event) would wait at the front for ever, and everything behind it too.
+    fn lone_taker(&self) -> Option<ConnId> {
+        let after = self.last_served.unwrap_or(0);
+        let free = |(id, c): (&ConnId, &ConsumerSlot)| {
+            (c.held == 0 && c.demand.events >= 1).then_some(*id)
+        };
+        self.consumers
+            .range(after.saturating_add(1)..)
+            .find_map(free)
+            .or_else(|| self.consumers.range(..=after).find_map(free))
     }
 
     pub(super) fn take_unacked(
@@ -119,6 +147,9 @@ impl<T: Clone> Topic<T> {
         }
         let booked = self.unacked_total.take(Credit::new(1, entry.bytes));
         self.book(booked);
+        if let Some(slot) = self.consumers.get_mut(&conn) {
+            slot.held = slot.held.saturating_sub(1);
+        }
         Ok(entry)
     }
 
@@ -132,7 +163,8 @@ impl<T: Clone> Topic<T> {
     }
 }
 
-/// Spends `cost` from a demand, leaving unbounded dimensions unbounded.
+/// Spends `cost` from a demand, leaving unbounded dimensions unbounded. An event delivered
+/// alone may cost more bytes than are left: they are all used up (the rest is a debt).
 fn spend(demand: Credit, cost: Credit) -> Credit {
     Credit {
         events: if demand.events == u64::MAX {
@@ -143,7 +175,7 @@ fn spend(demand: Credit, cost: Credit) -> Credit {
         bytes: if demand.bytes == u64::MAX {
             u64::MAX
         } else {
-            demand.bytes - cost.bytes
+            demand.bytes.saturating_sub(cost.bytes)
         },
     }
 }

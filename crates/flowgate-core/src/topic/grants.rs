@@ -59,7 +59,8 @@ impl<T: Clone> Topic<T> {
     }
 
     /// The most bytes one grant can ever carry: the capacity, or in spill mode the memory bound.
-    fn largest_grant(&self) -> u64 {
+    /// No larger event can ever be published (the broker announces it in `WELCOME`).
+    pub fn largest_grant(&self) -> u64 {
         match self.memory {
             Some(memory) => memory.bytes.min(self.capacity.bytes),
             None => self.capacity.bytes,

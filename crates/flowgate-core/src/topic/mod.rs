@@ -6,7 +6,11 @@
 //!
 //! * `ready + unacked + credit granted to producers <= capacity`, in events and in bytes, so
 //!   a producer that only publishes within its credit can never overfill the topic;
-//! * a consumer never receives more than it requested (its demand);
+//! * a consumer never receives more than it requested (its demand), with one exception: a
+//!   consumer that holds nothing and asks for at least one event may be given the front
+//!   event alone when it is larger than the bytes it asked for (an event beyond its prefetch
+//!   would otherwise wait for ever); the bytes beyond its demand are a debt its next
+//!   requests pay first;
 //! * every accepted event is, at every moment, exactly one of: ready, unacked (delivered to a
 //!   live consumer, attempt n), or acked. A nack or a consumer's departure puts its unacked
 //!   events back at the front of the ready queue with attempt n + 1;
@@ -155,6 +159,11 @@ struct ProducerSlot {
 #[derive(Debug, Default)]
 struct ConsumerSlot {
     demand: Credit,
+    /// Deliveries it holds unacked.
+    held: u64,
+    /// Bytes an event given alone cost beyond its demand, which its next requests pay first
+    /// (as its `Demand` counts them).
+    debt: u64,
 }
 
 /// A bounded topic: ready queue, unacked deliveries, producers' credit, consumers' demand.

@@ -229,6 +229,50 @@ fn a_consumer_gets_no_more_than_it_asked_for() {
 }
 
 #[test]
+fn an_event_larger_than_the_byte_demand_goes_alone_to_a_consumer_holding_nothing() {
+    let mut t = topic(100);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    // 500 bytes, then two small ones; the consumer asks for 100 bytes at a time.
+    t.publish(P, vec![(1, 1, 500), (2, 2, 10), (3, 3, 10)])
+        .unwrap();
+    t.request(C, Credit::new(5, 100)).unwrap();
+    let got = delivered(&t.poll_actions(), C);
+    assert_eq!(
+        got.iter().map(|d| d.2).collect::<Vec<_>>(),
+        vec![1],
+        "alone"
+    );
+    assert!(
+        delivered(&t.poll_actions(), C).is_empty(),
+        "its byte demand is used up: nothing more while it holds that one"
+    );
+    // The 400 bytes beyond its demand are a debt its next requests pay first, as its own
+    // `Demand` counts them.
+    t.request(C, Credit::new(1, 100)).unwrap();
+    assert!(
+        delivered(&t.poll_actions(), C).is_empty(),
+        "300 bytes still owed"
+    );
+    t.request(C, Credit::new(1, 400)).unwrap();
+    let next = delivered(&t.poll_actions(), C);
+    assert_eq!(
+        next.iter().map(|d| d.2).collect::<Vec<_>>(),
+        vec![2, 3],
+        "small events within what it asked for since"
+    );
+    // Another large one waits while the consumer holds anything at all.
+    t.publish(P, vec![(4, 4, 500)]).unwrap();
+    t.ack(C, got[0].0, got[0].1).unwrap();
+    t.ack(C, next[0].0, next[0].1).unwrap();
+    assert!(delivered(&t.poll_actions(), C).is_empty(), "it holds one");
+    t.ack(C, next[1].0, next[1].1).unwrap();
+    let last = delivered(&t.poll_actions(), C);
+    assert_eq!(last.iter().map(|d| d.2).collect::<Vec<_>>(), vec![4]);
+}
+
+#[test]
 fn unacked_events_count_against_capacity_until_acked() {
     let mut t = topic(4);
     t.attach_producer(P, 7);

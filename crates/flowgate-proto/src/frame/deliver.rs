@@ -31,6 +31,18 @@ impl Deliver {
         12 + event.encoded_len()
     }
 
+    /// The length (type byte and body, as a frame's length prefix counts it) of a `DELIVER`
+    /// of one event whose key and payload take `payload` bytes.
+    pub const fn lone_frame_len(payload: u64) -> u64 {
+        (1 + 4 + 12 + WireEvent::MIN_ENCODED) as u64 + payload
+    }
+
+    /// The largest key plus payload a lone `DELIVER` within `max_frame` can carry. A
+    /// `PUBLISH` of the same event is 12 bytes smaller, so it fits too.
+    pub const fn largest_lone_payload(max_frame: u32) -> u64 {
+        (max_frame as u64).saturating_sub(Self::lone_frame_len(0))
+    }
+
     pub(crate) fn encode_body(&self, buf: &mut BytesMut) {
         Self::encode_items(&self.deliveries, buf);
     }

@@ -1,5 +1,5 @@
 //! `WELCOME` (broker → client, answer to `HELLO`): `version u16 | max_frame u32 | resume_seq u64
-//! | idle_timeout_ms u32`.
+//! | idle_timeout_ms u32 | largest_payload u64`.
 
 use bytes::{BufMut, BytesMut};
 
@@ -19,6 +19,9 @@ pub struct Welcome {
     /// The broker disconnects a client it hears nothing from for this long; clients send
     /// `HEARTBEAT` well within it.
     pub idle_timeout_ms: u32,
+    /// The largest key plus payload one event of this topic may carry: what a lone `DELIVER`
+    /// within the broker's frame limit can hold, and no more than the topic can ever grant.
+    pub largest_payload: u64,
 }
 
 impl Welcome {
@@ -27,6 +30,7 @@ impl Welcome {
         buf.put_u32(self.max_frame);
         buf.put_u64(self.resume_seq);
         buf.put_u32(self.idle_timeout_ms);
+        buf.put_u64(self.largest_payload);
     }
 
     pub(crate) fn decode_body(mut r: Reader) -> Result<Self, ProtoError> {
@@ -35,6 +39,7 @@ impl Welcome {
             max_frame: r.u32("max_frame")?,
             resume_seq: r.u64("resume_seq")?,
             idle_timeout_ms: r.u32("idle_timeout_ms")?,
+            largest_payload: r.u64("largest_payload")?,
         };
         r.finish()?;
         Ok(w)

@@ -75,8 +75,11 @@ pub struct ConsumerSession {
     session: u64,
     demand: Demand,
     inbox: VecDeque<Delivery>,
-    /// The bytes in `inbox`, by `Event::size_bytes`.
+    /// The bytes in `inbox`, by `Event::size_bytes`, but for an event given alone.
     inbox_bytes: u64,
+    /// The inbox's first delivery came alone, larger than the bytes asked for: it was
+    /// counted against the demand on receipt (its excess a debt), not when taken.
+    counted_alone: bool,
     acks: Vec<Settle>,
     nacks: Vec<Settle>,
     stats: ConsumerStats,
@@ -94,6 +97,7 @@ impl ConsumerSession {
             demand: Demand::new(prefetch, REFILL_AT_HALF)?,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
+            counted_alone: false,
             acks: Vec::new(),
             nacks: Vec::new(),
             stats: ConsumerStats::default(),
@@ -113,10 +117,11 @@ impl ConsumerSession {
         let max = usize::try_from(self.demand.target().events).unwrap_or(usize::MAX);
         let n = self.inbox.len().min(max);
         let batch: Vec<Delivery> = self.inbox.drain(..n).collect();
-        let bytes: u64 = batch.iter().map(|d| d.event.size_bytes()).sum();
+        let skip = usize::from(std::mem::take(&mut self.counted_alone) && n > 0);
+        let bytes: u64 = batch[skip..].iter().map(|d| d.event.size_bytes()).sum();
         self.inbox_bytes -= bytes;
         // Cannot fail: deliveries are admitted only within demand (checked on receipt).
-        let _ = self.demand.on_delivered(batch.len() as u64, bytes);
+        let _ = self.demand.on_delivered((n - skip) as u64, bytes);
         self.stats.received += batch.len() as u64;
         self.stats.redelivered += batch.iter().filter(|d| d.tag.attempt() > 1).count() as u64;
         batch
@@ -179,6 +184,7 @@ impl ConsumerSession {
         self.nacks.clear();
         self.inbox.clear();
         self.inbox_bytes = 0;
+        self.counted_alone = false;
         if let Ok(fresh) = Demand::new(self.demand.target(), REFILL_AT_HALF) {
             self.demand = fresh;
         }
@@ -219,7 +225,15 @@ impl ClientSession for ConsumerSession {
                 let bytes: u64 = d.deliveries.iter().map(|x| x.event.credit_bytes()).sum();
                 let outstanding = self.demand.outstanding();
                 let count = d.deliveries.len() as u64;
-                if self.inbox.len() as u64 + count > outstanding.events
+                let waiting = (self.inbox.len() - usize::from(self.counted_alone)) as u64;
+                // The one exception (docs/protocol.md): an event alone, larger than the
+                // bytes asked for, to a consumer holding nothing. It is counted now, so
+                // what was asked for meanwhile is still there for what comes next.
+                let alone = count == 1 && self.inbox.is_empty() && bytes > outstanding.bytes;
+                if alone && outstanding.events >= 1 {
+                    let _ = self.demand.on_delivered(1, bytes);
+                    self.counted_alone = true;
+                } else if waiting + count > outstanding.events
                     || self.inbox_bytes + bytes > outstanding.bytes
                 {
                     return Err(SessionError::Protocol(format!(
@@ -228,7 +242,9 @@ impl ClientSession for ConsumerSession {
                 }
                 for x in d.deliveries {
                     let event = x.event.to_event();
-                    self.inbox_bytes += event.size_bytes();
+                    if !alone {
+                        self.inbox_bytes += event.size_bytes();
+                    }
                     self.inbox.push_back(Delivery {
                         event,
                         tag: DeliveryTag {

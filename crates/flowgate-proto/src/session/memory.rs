@@ -30,7 +30,8 @@ pub fn apply(
                     0
                 }
             };
-            out.push((conn, Frame::Welcome(session.welcome(resume))));
+            let largest = topic.largest_grant();
+            out.push((conn, Frame::Welcome(session.welcome(resume, largest))));
         }
         Input::Publish(events) => {
             let batch = events

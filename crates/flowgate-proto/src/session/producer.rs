@@ -101,9 +101,9 @@ impl ProducerSession {
         self.resend.is_empty() && self.window.admits(bytes)
     }
 
-    /// The largest payload (with no key) one event may carry to this broker: what fits one
-    /// `PUBLISH` frame under the frame limit its `WELCOME` announced, less the frame's header,
-    /// its count and the event's fixed fields. `None` before the first `WELCOME`.
+    /// The largest key plus payload one event may carry to this topic, as its `WELCOME`
+    /// announced: what a lone `DELIVER` within the broker's frame limit holds, and what one
+    /// grant of the topic can cover. `None` before the first `WELCOME`.
     pub fn largest_payload(&self) -> Option<u64> {
         self.largest_payload
     }
@@ -223,10 +223,7 @@ impl ClientSession for ProducerSession {
     /// Takes a frame from the broker.
     fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
         if let Some(welcome) = self.link.on_frame(now, &frame)? {
-            // A frame's length counts its type byte and body: here the batch's count and one
-            // event's fixed fields besides its payload.
-            let framing = (1 + 4 + WireEvent::MIN_ENCODED) as u64;
-            self.largest_payload = Some(u64::from(welcome.max_frame).saturating_sub(framing));
+            self.largest_payload = Some(welcome.largest_payload);
             self.welcomed(welcome.resume_seq);
             return Ok(());
         }

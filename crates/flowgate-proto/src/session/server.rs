@@ -6,11 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use flowgate_core::Credit;
+use flowgate_core::{Credit, RECORD_OVERHEAD_BYTES};
 
 use crate::{
-    Blocked, ErrorCode, Frame, Hello, MIN_MAX_FRAME, Role, Settle, VERSION, Welcome, WireEvent,
-    names,
+    Blocked, Deliver, ErrorCode, Frame, Hello, MIN_MAX_FRAME, Role, Settle, VERSION, Welcome,
+    WireEvent, names,
 };
 
 /// The broker's limits for a connection.
@@ -97,16 +97,49 @@ impl ServerSession {
         }
     }
 
-    /// The `WELCOME` for this connection: the broker's limits and the producer's resume point
+    /// The `WELCOME` for this connection: the broker's limits, the largest event of a topic
+    /// whose largest grant is `largest_grant` credit bytes, and the producer's resume point
     /// (0 for a consumer).
-    pub fn welcome(&self, resume_seq: u64) -> Welcome {
+    pub fn welcome(&self, resume_seq: u64, largest_grant: u64) -> Welcome {
         Welcome {
             version: VERSION,
             max_frame: self.limits.max_frame,
             resume_seq,
             idle_timeout_ms: u32::try_from(self.limits.idle_timeout.as_millis())
                 .unwrap_or(u32::MAX),
+            largest_payload: self.largest_payload(largest_grant),
         }
+    }
+
+    /// The largest key plus payload an event may carry to a topic whose largest grant is
+    /// `largest_grant` credit bytes: it must fit a lone `DELIVER` within the broker's frame
+    /// limit, and its credit cost must fit one grant.
+    pub fn largest_payload(&self, largest_grant: u64) -> u64 {
+        Deliver::largest_lone_payload(self.limits.max_frame)
+            .min(largest_grant.saturating_sub(RECORD_OVERHEAD_BYTES))
+    }
+
+    /// A consumer must be able to read the largest event of its topic delivered alone;
+    /// otherwise it would refuse that frame, and get it again, for ever. Refused at `HELLO`
+    /// with the numbers.
+    pub fn check_consumer_frame(&self, largest_grant: u64) -> Result<(), Refusal> {
+        let Some(hello) = self.hello().filter(|h| h.role == Role::Consumer) else {
+            return Ok(());
+        };
+        let largest = self.largest_payload(largest_grant);
+        let needed = Deliver::lone_frame_len(largest);
+        if u64::from(hello.max_frame) < needed {
+            return Err(Refusal::new(
+                ErrorCode::FrameTooLarge,
+                format!(
+                    "this topic accepts events of up to {largest} bytes of key and payload, which \
+                     take a {needed}-byte DELIVER frame; the consumer's max_frame is {} bytes: \
+                     raise it to at least {needed}",
+                    hello.max_frame
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Takes a frame from the peer. `Ok(None)` for a frame that needs nothing (a heartbeat);

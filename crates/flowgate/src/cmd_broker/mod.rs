@@ -60,9 +60,10 @@ pub(crate) struct BrokerArgs {
     /// TOML file declaring topics (and default capacity); see the crate docs for the format.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Largest frame accepted from a peer.
-    #[arg(long, default_value = "1MiB", value_name = "SIZE")]
-    max_frame: Size,
+    /// Largest frame accepted from a peer. Events take at most this, less 49 bytes of
+    /// framing, and consumers must accept frames this large.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = crate::frame_flag::max_frame)]
+    max_frame: u32,
     /// A connection must send HELLO within this.
     #[arg(long, default_value = "5s")]
     handshake_timeout: Span,

@@ -14,21 +14,9 @@ impl BrokerArgs {
         if self.capacity == 0 || self.capacity_bytes.0 == 0 {
             anyhow::bail!("--capacity and --capacity-bytes must be at least 1");
         }
-        let max_frame = u32::try_from(self.max_frame.0)
-            .ok()
-            .filter(|m| *m >= flowgate_proto::MIN_MAX_FRAME)
-            .with_context(|| {
-                format!(
-                    "--max-frame {} ({} bytes) must be between {} and {} bytes",
-                    self.max_frame,
-                    self.max_frame.0,
-                    flowgate_proto::MIN_MAX_FRAME,
-                    u32::MAX
-                )
-            })?;
         let mut config = BrokerConfig {
             default_capacity: Credit::new(self.capacity, self.capacity_bytes.0),
-            max_frame,
+            max_frame: self.max_frame,
             handshake_timeout: self.handshake_timeout.0,
             idle_timeout: self.idle_timeout.0,
             ..BrokerConfig::default()

@@ -64,9 +64,14 @@ pub(crate) struct ConsumeArgs {
     /// The largest batch: events requested ahead of processing at most.
     #[arg(long, default_value_t = 1000, value_name = "EVENTS", value_parser = clap::value_parser!(u64).range(1..))]
     prefetch: u64,
-    /// Bytes requested ahead of processing at most.
+    /// Bytes requested ahead of processing at most. An event larger than this still comes,
+    /// alone, when nothing else is held.
     #[arg(long, default_value = "8MiB", value_name = "SIZE")]
     prefetch_bytes: Size,
+    /// The largest frame accepted from the broker: at least the broker's --max-frame, or the
+    /// broker refuses this consumer, naming both.
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = crate::frame_flag::max_frame)]
+    max_frame: u32,
     /// Keep commits at most this slow: a slower commit halves the batch size, a faster full
     /// one grows it by an eighth.
     #[arg(long, default_value = "250ms")]
@@ -105,6 +110,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
         .with_context(|| format!("cannot open sink {url}"))?;
     let config = ConsumerConfig {
         prefetch: Credit::new(args.prefetch, args.prefetch_bytes.0),
+        max_frame: args.max_frame,
         token: args.dial.token(),
         tls: args.dial.tls()?,
         ..ConsumerConfig::new(&args.dial.broker, &args.topic, &args.group)

@@ -167,9 +167,10 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
     let largest = producer.largest_payload();
     if args.from.is_none() && args.payload_size.0 > largest {
         return Err(bad_input(format!(
-            "--payload-size {} ({} bytes) is larger than the largest event the broker at {} \
-             accepts: {largest} bytes of payload (one frame of its limit, less framing); nothing was sent",
-            args.payload_size, args.payload_size.0, args.dial.broker
+            "--payload-size {} ({} bytes) is larger than the largest event topic '{}' at {} \
+             accepts: {largest} bytes of payload (what one frame of the broker's limit and one \
+             grant of the topic hold); nothing was sent",
+            args.payload_size, args.payload_size.0, args.topic, args.dial.broker
         )));
     }
     let pid = producer.producer_id();
