@@ -94,14 +94,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
         Err((code, why)) => return refuse(&shared, wr, code, why).await,
     };
     let writer_gone = Arc::new(Notify::new());
-    let writer = tokio::spawn(write_loop(
+    let mut writer = Writer(tokio::spawn(write_loop(
         wr,
         Arc::clone(&outbox),
         Frame::Welcome(session.welcome(resume_seq, largest)),
         hello.max_frame,
         config.idle_timeout,
         Arc::clone(&writer_gone),
-    ));
+    )));
 
     let end = tokio::select! {
         end = read_loop(&shared, &mut session, &mut reader, &topic, &outbox, conn) => end,
@@ -123,7 +123,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
         }
         End::Gone => outbox.close(),
     }
-    let _ = writer.await;
+    let _ = (&mut writer.0).await;
+}
+
+/// The connection's writer task, aborted if the connection's task is (a broker shutting down
+/// aborts them all): otherwise it would hold the socket open, and the peer would never learn
+/// that the broker has gone.
+struct Writer(tokio::task::JoinHandle<()>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The now the sessions take, on tokio's clock.

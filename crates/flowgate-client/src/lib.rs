@@ -19,6 +19,6 @@ pub mod net;
 pub use backend::{AnyConsumer, AnyProducer, BrokerAddr, Monitor, Publish, Subscribe};
 pub use net::{
     ClientError, ClientTls, Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery,
-    DeliveryTag, Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError,
-    unix_now_us,
+    DeliveryTag, Permit, Producer, ProducerConfig, ProducerMonitor, ProducerStats, SendError,
+    TrySendError, unix_now_us,
 };

@@ -105,7 +105,10 @@ impl Scenario {
                     commit_ns: (rng.range(0, 2) * MS, rng.range(2, 20) * MS),
                     // At times below the largest event, which then comes alone (the lone
                     // delivery, docs/protocol.md).
-                    prefetch: Credit::new(rng.range(1, 500), rng.range(bytes_cap / 8, 4 * bytes_cap)),
+                    prefetch: Credit::new(
+                        rng.range(1, 500),
+                        rng.range(bytes_cap / 8, 4 * bytes_cap),
+                    ),
                     start_ns: if late {
                         rng.range(1_000, 3_000) * MS
                     } else {

@@ -4,7 +4,7 @@
 use flowgate_core::{Credit, Event, EventId};
 
 use super::{BrokerAddr, Monitor, Publish, Subscribe};
-use crate::net::error::ClientError;
+use crate::net::error::{ClientError, SendError};
 use crate::{
     Consumer, ConsumerConfig, ConsumerStats, Delivery, DeliveryTag, Producer, ProducerConfig,
     ProducerStats,
@@ -41,7 +41,7 @@ impl Publish for AnyProducer {
         }
     }
 
-    async fn send(&mut self, event: Event) -> Result<EventId, ClientError> {
+    async fn send(&mut self, event: Event) -> Result<EventId, SendError> {
         match self {
             AnyProducer::Flowgate(p) => p.send(event).await,
         }

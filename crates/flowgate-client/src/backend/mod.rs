@@ -21,7 +21,7 @@ use flowgate_core::{Credit, Event, EventId};
 
 pub use any::{AnyConsumer, AnyProducer};
 
-use crate::net::error::ClientError;
+use crate::net::error::{ClientError, SendError};
 use crate::{ConsumerStats, Delivery, DeliveryTag, ProducerStats};
 
 /// Where the events go, by scheme.
@@ -110,13 +110,14 @@ pub trait Publish: Send + Sized {
     fn producer_id(&self) -> u64;
     /// The largest payload one event may carry; larger ones are refused before sending.
     fn largest_payload(&self) -> u64;
-    /// Sends an event once there is credit for it; returns the id it was given.
-    fn send(&mut self, event: Event) -> impl Future<Output = Result<EventId, ClientError>> + Send;
+    /// Sends an event once there is credit for it; returns the id it was given. On failure
+    /// the event comes back with the reason.
+    fn send(&mut self, event: Event) -> impl Future<Output = Result<EventId, SendError>> + Send;
     /// Sends a payload as a new event (no key, created now).
     fn send_payload(
         &mut self,
         payload: Vec<u8>,
-    ) -> impl Future<Output = Result<EventId, ClientError>> + Send {
+    ) -> impl Future<Output = Result<EventId, SendError>> + Send {
         self.send(Event {
             id: EventId::default(),
             key: None,

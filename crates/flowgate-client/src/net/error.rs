@@ -1,5 +1,6 @@
 //! The client's error: opaque enough to grow, specific enough to act on.
 
+use flowgate_core::Event;
 use flowgate_proto::ErrorCode;
 
 /// Why a producer or consumer operation failed.
@@ -32,6 +33,14 @@ pub enum ClientError {
     /// The handle was closed.
     #[error("closed")]
     Closed,
+    /// An event larger than the [`Permit`](crate::net::Permit) it was sent with reserved.
+    #[error("event of {needed} credit bytes exceeds the {reserved} the permit reserved")]
+    BeyondPermit {
+        /// What the permit reserved.
+        reserved: u64,
+        /// What the event costs ([`Event::size_bytes`]).
+        needed: u64,
+    },
     /// The event can never be sent: it is larger than one frame to this broker may carry.
     /// Nothing was sent; the producer goes on.
     #[error(
@@ -45,6 +54,24 @@ pub enum ClientError {
         /// The most payload plus key bytes one event may carry to this broker.
         largest: u64,
     },
+}
+
+/// A send that failed: the event, handed back as it was given, and why (tokio's `SendError`
+/// convention). A caller may keep it, send it elsewhere, or retry on a new producer.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct SendError {
+    /// The event, untouched: no id was given to it.
+    pub event: Event,
+    /// Why it was not sent.
+    pub reason: ClientError,
+}
+
+impl From<SendError> for ClientError {
+    /// Drops the event and keeps the reason, for callers that give up on it.
+    fn from(e: SendError) -> Self {
+        e.reason
+    }
 }
 
 impl ClientError {
@@ -68,6 +95,10 @@ impl ClientError {
             ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
             ClientError::Tls(m) => ClientError::Tls(m.clone()),
             ClientError::Closed => ClientError::Closed,
+            ClientError::BeyondPermit { reserved, needed } => ClientError::BeyondPermit {
+                reserved: *reserved,
+                needed: *needed,
+            },
             ClientError::Address(m) => ClientError::Address(m.clone()),
             ClientError::EventTooLarge {
                 payload,

@@ -15,5 +15,7 @@ pub use consumer::{
     Consumer, ConsumerConfig, ConsumerMonitor, ConsumerStats, Delivery, DeliveryTag,
 };
 pub use dial::ClientTls;
-pub use error::ClientError;
-pub use producer::{Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError};
+pub use error::{ClientError, SendError};
+pub use producer::{
+    Permit, Producer, ProducerConfig, ProducerMonitor, ProducerStats, TrySendError,
+};

@@ -5,7 +5,7 @@ use flowgate_core::{Credit, Event, EventId};
 
 use crate::backend::{Monitor, Publish, Subscribe};
 use crate::net::{
-    ClientError, Consumer, ConsumerStats, Delivery, DeliveryTag, Producer, ProducerStats,
+    ClientError, Consumer, ConsumerStats, Delivery, DeliveryTag, Producer, ProducerStats, SendError,
 };
 
 impl Publish for Producer {
@@ -17,7 +17,7 @@ impl Publish for Producer {
         Producer::largest_payload(self)
     }
 
-    async fn send(&mut self, event: Event) -> Result<EventId, ClientError> {
+    async fn send(&mut self, event: Event) -> Result<EventId, SendError> {
         Producer::send(self, event).await
     }
 

@@ -134,7 +134,7 @@ impl Run {
         {
             self.first_seq = id.seq;
         }
-        Some(sent)
+        Some(sent.map_err(ClientError::from))
     }
 
     /// Events sent so far.

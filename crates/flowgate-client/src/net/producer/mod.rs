@@ -21,7 +21,7 @@ pub use flowgate_proto::session::ProducerStats;
 use crate::net::clock::{now, unix_now_us};
 use crate::net::dial::{ClientTls, Dial};
 use crate::net::driver;
-use crate::net::error::ClientError;
+use crate::net::error::{ClientError, SendError};
 use crate::net::shared;
 
 /// How to reach the broker and publish.
@@ -124,20 +124,45 @@ impl Producer {
     }
 
     /// Sends one event; the producer assigns its id (this producer, next sequence number) and,
-    /// if zero, its creation time. Waits while there is no credit.
+    /// if zero, its creation time. Waits while there is no credit. On failure the event comes
+    /// back in the [`SendError`], as it was given.
     ///
     /// # Cancel safety
     /// Cancel safe: the event is taken only once it is paid for; dropping the future before
-    /// that drops the event, and nothing is half-sent.
-    pub async fn send(&mut self, event: Event) -> Result<EventId, ClientError> {
-        self.check_size(&event)?;
+    /// that drops the event, and nothing is half-sent. A caller that must not lose the event
+    /// to a cancelled wait uses [`Producer::reserve`] and builds it once credit is there.
+    pub async fn send(&mut self, event: Event) -> Result<EventId, SendError> {
+        if let Err(reason) = self.check_size(event.payload.len() as u64, key_len(&event)) {
+            return Err(SendError { event, reason });
+        }
         let bytes = event.size_bytes();
-        poll_fn(|cx| self.poll_credit(cx, bytes)).await?;
-        self.enqueue(event).map_err(|_| ClientError::Closed)
+        if let Err(reason) = poll_fn(|cx| self.poll_credit(cx, bytes)).await {
+            return Err(SendError { event, reason });
+        }
+        self.enqueue(event).map_err(|event| SendError {
+            event,
+            reason: ClientError::Closed,
+        })
+    }
+
+    /// Waits for credit for one event of up to `size_bytes` (its [`Event::size_bytes`]) and
+    /// returns a permit that sends it at once: the event need not exist until there is room
+    /// for it, and a cancelled wait loses nothing.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is taken until [`Permit::send`].
+    pub async fn reserve(&mut self, size_bytes: u64) -> Result<Permit<'_>, ClientError> {
+        let payload = size_bytes.saturating_sub(flowgate_core::RECORD_OVERHEAD_BYTES);
+        self.check_size(payload, 0)?;
+        poll_fn(|cx| self.poll_credit(cx, size_bytes)).await?;
+        Ok(Permit {
+            producer: self,
+            reserved: size_bytes,
+        })
     }
 
     /// Sends a payload as a new event (no key, created now).
-    pub async fn send_payload(&mut self, payload: Vec<u8>) -> Result<EventId, ClientError> {
+    pub async fn send_payload(&mut self, payload: Vec<u8>) -> Result<EventId, SendError> {
         let event = Event {
             id: EventId::default(),
             key: None,
@@ -152,7 +177,7 @@ impl Producer {
         if let Some(e) = self.failure() {
             return Err(TrySendError::Failed(event, e));
         }
-        if let Err(e) = self.check_size(&event) {
+        if let Err(e) = self.check_size(event.payload.len() as u64, key_len(&event)) {
             return Err(TrySendError::Failed(event, e));
         }
         self.enqueue(event).map_err(TrySendError::NoCredit)
@@ -207,11 +232,9 @@ impl Producer {
         self.shared.lock().session.largest_payload().unwrap_or(0)
     }
 
-    /// Refuses an event no frame to this broker can carry.
-    fn check_size(&self, event: &Event) -> Result<(), ClientError> {
+    /// Refuses an event larger than the topic accepts.
+    fn check_size(&self, payload: u64, key: u64) -> Result<(), ClientError> {
         let largest = self.largest_payload();
-        let payload = event.payload.len() as u64;
-        let key = event.key.as_ref().map_or(0, |k| k.len() as u64);
         if payload + key > largest {
             return Err(ClientError::EventTooLarge {
                 payload,
@@ -272,6 +295,39 @@ impl Producer {
         self.shared.driver.notify_one();
         Ok(id)
     }
+}
+
+/// Credit for one event, held by [`Producer::reserve`]: [`Permit::send`] sends without
+/// waiting. Dropping it gives nothing up (credit is spent only by a send).
+pub struct Permit<'a> {
+    producer: &'a mut Producer,
+    reserved: u64,
+}
+
+impl Permit<'_> {
+    /// Sends `event`, which may cost at most what was reserved; a larger one, or one the
+    /// producer can no longer send, comes back with the reason.
+    pub fn send(self, event: Event) -> Result<EventId, SendError> {
+        let needed = event.size_bytes();
+        if needed > self.reserved {
+            let reason = ClientError::BeyondPermit {
+                reserved: self.reserved,
+                needed,
+            };
+            return Err(SendError { event, reason });
+        }
+        if let Some(reason) = self.producer.failure() {
+            return Err(SendError { event, reason });
+        }
+        self.producer.enqueue(event).map_err(|event| SendError {
+            event,
+            reason: ClientError::Closed,
+        })
+    }
+}
+
+fn key_len(event: &Event) -> u64 {
+    event.key.as_ref().map_or(0, |k| k.len() as u64)
 }
 
 /// Reads a producer's stats; cheap to clone.

@@ -22,7 +22,7 @@ impl futures_sink::Sink<Event> for Producer {
     }
 
     fn start_send(mut self: Pin<&mut Self>, event: Event) -> Result<(), ClientError> {
-        self.check_size(&event)?;
+        self.check_size(event.payload.len() as u64, super::key_len(&event))?;
         if let Err(event) = self.enqueue(event) {
             self.parked = Some(event);
         }
