@@ -1,6 +1,10 @@
 //! Broker configuration: defaults from flags, topics declared in a TOML file.
 //!
 //! ```toml
+//! # Only the topics declared below exist; a client naming another is refused.
+//! # (By default a topic is created on first use, up to --max-topics.)
+//! create_topics = false
+//!
 //! [defaults]
 //! capacity_events = 10000
 //! capacity_bytes = 67108864
@@ -22,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use flowgate_core::Credit;
+use flowgate_core::{Credit, MarkLimits};
 use serde::Deserialize;
 
 use crate::auth::{TokenGrant, Tokens};
@@ -36,6 +40,18 @@ pub struct BrokerConfig {
     pub default_capacity: Credit,
     /// Topics with their own capacity, by name.
     pub topics: BTreeMap<String, Credit>,
+    /// Whether a client naming an undeclared topic creates it (up to `max_topics`), or is
+    /// refused.
+    pub create_topics: bool,
+    /// The most topics the broker holds, declared, recovered and created together; a client
+    /// that would create one more is refused.
+    pub max_topics: usize,
+    /// The most connections open at once; one more is refused with an `ERROR` and closed,
+    /// and the open ones are not disturbed.
+    pub max_connections: usize,
+    /// How long and how many producer ids each topic remembers for deduplication after their
+    /// producers leave.
+    pub marks: MarkLimits,
     /// The largest frame the broker accepts (and announces in `WELCOME`).
     pub max_frame: u32,
     /// A connection must complete `HELLO` within this.
@@ -54,6 +70,10 @@ impl Default for BrokerConfig {
         BrokerConfig {
             default_capacity: Credit::new(10_000, 64 << 20),
             topics: BTreeMap::new(),
+            create_topics: true,
+            max_topics: 1000,
+            max_connections: 10_000,
+            marks: MarkLimits::default(),
             max_frame: flowgate_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
@@ -95,6 +115,7 @@ pub enum ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    create_topics: Option<bool>,
     defaults: Option<Capacity>,
     #[serde(default)]
     topic: Vec<TopicDecl>,
@@ -160,6 +181,9 @@ impl BrokerConfig {
             path: String::new(),
             message,
         };
+        if let Some(create) = file.create_topics {
+            self.create_topics = create;
+        }
         if let Some(d) = file.defaults {
             self.default_capacity =
                 capacity("[defaults]", d.capacity_events, d.capacity_bytes).map_err(invalid)?;
@@ -226,6 +250,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.capacity_of("orders"), Credit::new(7, 700));
         assert_eq!(c.capacity_of("other"), Credit::new(5, 500));
+    }
+
+    #[test]
+    fn topic_creation_on_first_use_can_be_turned_off() {
+        let mut c = BrokerConfig::default();
+        assert!(c.create_topics);
+        c.load_str("create_topics = false\n").unwrap();
+        assert!(!c.create_topics);
+        let e = c.load_str("create_topics = \"no\"\n");
+        assert!(e.unwrap_err().to_string().contains("create_topics"));
     }
 
     #[test]

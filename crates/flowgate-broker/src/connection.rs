@@ -24,6 +24,22 @@ use crate::topics::TopicHandle;
 use crate::transport::{self, Accepted, ReadHalf};
 use crate::writer::{refuse, write_loop};
 
+/// Refuses a connection past `--max-connections` with `too-many-connections` (after the TLS
+/// handshake, if the broker has TLS, so the client can read it).
+pub(crate) async fn refuse_busy(shared: Arc<Shared>, stream: TcpStream) {
+    let config = &shared.config;
+    let deadline = Instant::now() + config.handshake_timeout;
+    if let Accepted::Ready(_, wr) | Accepted::Refused(wr, ..) =
+        transport::accept(stream, config.tls.as_ref(), deadline).await
+    {
+        let why = format!(
+            "the broker has {} connections open, its limit (--max-connections); try again later",
+            config.max_connections
+        );
+        refuse(&shared, wr, ErrorCode::TooManyConnections, why).await;
+    }
+}
+
 /// Why a session ended.
 pub(crate) enum End {
     /// The peer left, or the socket failed.
@@ -57,7 +73,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     if let Err(why) = config.tokens.check(&hello.token, hello.role, &hello.topic) {
         return refuse(&shared, wr, ErrorCode::Unauthorized, why).await;
     }
-    let topic = shared.topics.get_or_create(&hello.topic);
+    let topic = match shared.topics.open(&hello.topic) {
+        Ok(topic) => topic,
+        Err(e) => return refuse(&shared, wr, ErrorCode::UnknownTopic, e.to_string()).await,
+    };
     let outbox = Arc::new(Outbox::default());
     let attached = topic.apply(|t| {
         let largest = t.topic.largest_grant();

@@ -48,6 +48,8 @@ enum Job {
         oneshot::Sender<io::Result<()>>,
     ),
     Acks(Vec<EventId>),
+    /// Producer ids the topic forgot: no more checkpoints carry them.
+    Forget(Vec<u64>),
     /// Read spilled events back (after this round's commit).
     Load(Credit, LoadDone),
     /// The broker stopped: touch the files no more (a restarted broker may own them now).
@@ -267,6 +269,12 @@ impl Storage for DiskStorage {
         }
     }
 
+    fn forget_producers(&self, topic: &str, producers: Vec<u64>) {
+        if let Ok(log) = self.log(topic) {
+            log.send(Job::Forget(producers));
+        }
+    }
+
     fn queued_bytes(&self, topic: &str) -> u64 {
         let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         logs.get(topic)
@@ -403,6 +411,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
                     waiters.push(tx);
                 }
                 Job::Acks(ids) => log.append_acks(&ids),
+                Job::Forget(ids) => log.forget_producers(&ids),
                 Job::Load(room, done) => loads.push((room, done)),
                 Job::Stop => return,
             }

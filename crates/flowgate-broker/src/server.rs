@@ -261,6 +261,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 }
                 let conn = next_conn;
                 next_conn += 1;
+                if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections as u64 {
+                    // Told why, without a session or a topic: the open connections go on.
+                    sessions.spawn(connection::refuse_busy(Arc::clone(&shared), stream));
+                    continue;
+                }
                 shared.accepted.fetch_add(1, Ordering::Relaxed);
                 shared.open.fetch_add(1, Ordering::Relaxed);
                 let shared = Arc::clone(&shared);

@@ -86,6 +86,9 @@ pub trait Storage: Send + Sync {
     /// beyond the topic's capacity.
     fn room(&self, topic: &str) -> Option<u64>;
 
+    /// The topic forgot these producer ids' dedup marks; a store that keeps marks may too.
+    fn forget_producers(&self, _topic: &str, _producers: Vec<u64>) {}
+
     /// Bytes of `topic`'s appends held in memory while they wait to be written.
     fn queued_bytes(&self, topic: &str) -> u64;
 

@@ -1,4 +1,5 @@
-//! The broker's topics: a registry that creates a topic on first use, and per topic the pure
+//! The broker's topics: a registry that creates a topic on first use (within its limits), and
+//! per topic the pure
 //! [`Topic`] state machine plus the outboxes of its connections. Every input goes through
 //! [`TopicHandle::apply`], which runs the state machine under the topic's lock and routes the
 //! actions it returns to the right outboxes before the lock is released.
@@ -44,6 +45,7 @@ impl TopicHandle {
     /// Runs `f` on the topic, then routes whatever it now wants sent.
     pub fn apply<R>(&self, f: impl FnOnce(&mut TopicInner) -> R) -> R {
         let mut inner = self.lock();
+        inner.topic.tick(self.epoch.elapsed());
         let result = f(&mut inner);
         self.route(&mut inner);
         result
@@ -56,6 +58,10 @@ impl TopicHandle {
         let queued = self.storage.queued_bytes(&self.name);
         inner.topic.limit_grants(room, queued);
         let actions = inner.topic.poll_actions();
+        let forgotten = inner.topic.take_forgotten_ids();
+        if !forgotten.is_empty() {
+            self.storage.forget_producers(&self.name, forgotten);
+        }
         if let Some(e) = inner.topic.broken()
             && !inner.broken_logged
         {
@@ -123,6 +129,26 @@ impl TopicHandle {
     }
 }
 
+/// Why a topic a client named cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoSuchTopic {
+    /// The broker creates only the topics its config declares.
+    #[error(
+        "topic '{0}' does not exist, and this broker serves only the topics its config declares (create_topics = false)"
+    )]
+    NotDeclared(String),
+    /// Creating it would pass the broker's limit.
+    #[error(
+        "topic '{name}' does not exist, and this broker already holds {limit} topics (--max-topics {limit})"
+    )]
+    TooMany {
+        /// The topic named.
+        name: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
 /// All topics, created on first use.
 pub(crate) struct Topics {
     config: BrokerConfig,
@@ -149,6 +175,7 @@ impl Topics {
         for name in declared {
             topics.get_or_create(&name);
         }
+        // What a store holds is served even past the limits, which bound only new topics.
         for found in recovered {
             let topic = topics.get_or_create(&found.name);
             topic.apply(|t| {
@@ -182,14 +209,40 @@ impl Topics {
             .collect()
     }
 
-    /// The topic called `name`, created with its configured capacity if new.
-    pub fn get_or_create(&self, name: &str) -> Arc<TopicHandle> {
+    /// The topic a client named: one that exists, or a new one if the broker creates topics
+    /// and holds fewer than its limit.
+    pub fn open(&self, name: &str) -> Result<Arc<TopicHandle>, NoSuchTopic> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(topic) = map.get(name) {
+            return Ok(Arc::clone(topic));
+        }
+        if !self.config.create_topics {
+            return Err(NoSuchTopic::NotDeclared(name.to_string()));
+        }
+        if map.len() >= self.config.max_topics {
+            return Err(NoSuchTopic::TooMany {
+                name: name.to_string(),
+                limit: self.config.max_topics,
+            });
+        }
+        Ok(self.create(&mut map, name))
+    }
+
+    /// The topic called `name`, created with its configured capacity if new.
+    fn get_or_create(&self, name: &str) -> Arc<TopicHandle> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(name) {
+            Some(topic) => Arc::clone(topic),
+            None => self.create(&mut map, name),
+        }
+    }
+
+    fn create(&self, map: &mut HashMap<String, Arc<TopicHandle>>, name: &str) -> Arc<TopicHandle> {
         Arc::clone(map.entry(name.to_string()).or_insert_with(|| {
             let memory = self.config.capacity_of(name);
             // A store that keeps events beyond memory bounds the topic; memory keeps the
             // configured capacity and the rest spills.
-            let topic = match self.storage.capacity() {
+            let mut topic = match self.storage.capacity() {
                 Some(disk) => {
                     let mut t = Topic::new(disk);
                     t.spill_beyond(memory);
@@ -197,6 +250,7 @@ impl Topics {
                 }
                 None => Topic::new(memory),
             };
+            topic.set_mark_limits(self.config.marks);
             Arc::new_cyclic(|me| TopicHandle {
                 name: name.to_string(),
                 inner: Mutex::new(TopicInner {

@@ -40,4 +40,6 @@ pub use outage::{Outage, Told};
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use stage::{Limit, PipelineView, StageClock, StageSplit, StageState, bottleneck};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
-pub use topic::{Action, BooksError, ConnId, Delivery, Published, Topic, TopicError, TopicStats};
+pub use topic::{
+    Action, BooksError, ConnId, Delivery, MarkLimits, Published, Topic, TopicError, TopicStats,
+};

@@ -117,6 +117,10 @@ pub struct TopicSnapshot {
     pub peak_events: u64,
     /// The most bytes held at once.
     pub peak_bytes: u64,
+    /// Producer ids whose dedup mark the topic remembers now.
+    pub producer_ids: u64,
+    /// Producer ids forgotten (idle past `--dedup-ttl`, or past `--dedup-max-ids`).
+    pub producer_ids_forgotten: u64,
     /// The topic's time split since the broker started.
     pub stage: StageSeconds,
     /// Why the topic's store cannot write now (a full disk), while it tries again; `None`
@@ -145,6 +149,8 @@ impl TopicSnapshot {
             consumer_demand_events: t.consumer_demand.events,
             peak_events: t.peak_events,
             peak_bytes: t.peak_bytes,
+            producer_ids: t.producer_ids,
+            producer_ids_forgotten: t.producer_ids_forgotten,
             stage: stage.into(),
             storage_failure: None,
         }

@@ -126,6 +126,20 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         read: |t| topic(t, t.duplicates),
     },
     Metric {
+        name: "flowgate_topic_producer_ids",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "producer ids whose dedup mark the topic remembers now",
+        read: |t| topic(t, t.producer_ids),
+    },
+    Metric {
+        name: "flowgate_topic_producer_ids_forgotten_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "producer ids forgotten, idle past --dedup-ttl or past --dedup-max-ids",
+        read: |t| topic(t, t.producer_ids_forgotten),
+    },
+    Metric {
         name: "flowgate_topic_delivered_total",
         kind: Kind::Counter,
         labels: &["topic"],

@@ -46,6 +46,11 @@ pub enum ErrorCode {
     EventTooLarge,
     /// A producer handed back more credit than it was granted.
     CreditMismatch,
+    /// The topic does not exist and the broker creates no more: it serves only declared
+    /// topics, or holds as many as its limit allows.
+    UnknownTopic,
+    /// The broker has as many connections open as its limit allows; try again later.
+    TooManyConnections,
     /// A code this version does not know (from a newer peer).
     Other(u16),
 }
@@ -73,6 +78,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 17,
             ErrorCode::EventTooLarge => 18,
             ErrorCode::CreditMismatch => 19,
+            ErrorCode::UnknownTopic => 20,
+            ErrorCode::TooManyConnections => 21,
             ErrorCode::Other(n) => n,
         }
     }
@@ -99,6 +106,8 @@ impl ErrorCode {
             17 => ErrorCode::Unauthorized,
             18 => ErrorCode::EventTooLarge,
             19 => ErrorCode::CreditMismatch,
+            20 => ErrorCode::UnknownTopic,
+            21 => ErrorCode::TooManyConnections,
             n => ErrorCode::Other(n),
         }
     }
@@ -125,6 +134,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::EventTooLarge => "event-too-large",
             ErrorCode::CreditMismatch => "credit-mismatch",
+            ErrorCode::UnknownTopic => "unknown-topic",
+            ErrorCode::TooManyConnections => "too-many-connections",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -166,14 +177,14 @@ mod tests {
 
     #[test]
     fn every_code_round_trips_through_its_number() {
-        for n in 0..=20u16 {
+        for n in 0..=22u16 {
             assert_eq!(ErrorCode::from_wire(n).to_wire(), n);
         }
     }
 
     #[test]
     fn only_ack_rejections_are_not_fatal() {
-        let not_fatal: Vec<u16> = (1..=19)
+        let not_fatal: Vec<u16> = (1..=21)
             .filter(|n| !ErrorCode::from_wire(*n).is_fatal())
             .collect();
         assert_eq!(not_fatal, vec![9, 10]);

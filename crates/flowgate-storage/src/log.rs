@@ -297,6 +297,15 @@ impl Log {
         Record::Event(id, data.to_vec()).encode(&mut self.pending);
     }
 
+    /// Stops carrying these producer ids' marks into new segments' checkpoints: their topic
+    /// has forgotten them (idle past its TTL, or past its cap). Events of theirs still in the
+    /// log bring their marks back at a restart.
+    pub fn forget_producers(&mut self, producers: &[u64]) {
+        for p in producers {
+            self.high.remove(p);
+        }
+    }
+
     /// Buffers acknowledgements. Ids not held (already acked, or never here) are ignored.
     pub fn append_acks(&mut self, ids: &[EventId]) {
         let mut held = Vec::with_capacity(ids.len());

@@ -32,7 +32,7 @@ impl<T: Clone> Topic<T> {
         let producer_id = slot.producer_id;
         // A producer id the topic has no record of (a broker that restarted without a disk
         // log) may resume anywhere: the topic cannot know what came before.
-        let known = self.high_seq.get(&producer_id).copied();
+        let known = self.marks.high(producer_id);
         let mut high = known.unwrap_or(0);
         // A batch is a contiguous run of sequence numbers starting at or below the next one
         // expected (an overlap is a retry). Validate it whole before changing anything.
@@ -79,7 +79,7 @@ impl<T: Clone> Topic<T> {
             }
             out.accepted += 1;
         }
-        self.high_seq.insert(producer_id, high);
+        self.marks.set_high(producer_id, high);
         out.confirm_up_to = high;
         self.stats.accepted += out.accepted;
         self.stats.spilled += out.spilled;

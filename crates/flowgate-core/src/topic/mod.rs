@@ -16,9 +16,9 @@
 //!   events back at the front of the ready queue with attempt n + 1;
 //! * a producer's events are accepted in sequence order with no gap; a sequence number at or
 //!   below the highest already accepted from that producer id is a duplicate (a retry) and is
-//!   dropped and counted, never stored twice. A producer id the topic has never seen may
-//!   start at any sequence number (after a broker restart without a disk log, it resumes
-//!   where it was);
+//!   dropped and counted, never stored twice. A producer id the topic has never seen, or has
+//!   forgotten ([`MarkLimits`]: idle past a TTL, or pushed out by the cap), may start at any
+//!   sequence number (after a broker restart without a disk log, it resumes where it was);
 //! * with a grant limit set ([`Topic::limit_grants`], room left in the broker's disk log),
 //!   credit outstanding to producers never exceeds it in bytes (in spill mode, nor the memory
 //!   bound less what the log still holds in memory);
@@ -51,6 +51,7 @@
 //! | `grants.rs` | free space, who is granted it, `BLOCKED` |
 //! | `dispatch.rs` | demand, round-robin deliveries, acks, nacks, redelivery |
 //! | `dedup.rs` | a producer's batch: credit, sequence numbers, the high-water mark |
+//! | `marks.rs` | the high-water marks per producer id, bounded by an idle TTL and a cap |
 //! | `spill.rs` | spill mode and restore |
 //! | `stats.rs` | counters, levels, the stage state |
 //! | `tally.rs` | the checked tallies and [`BooksError`] |
@@ -60,17 +61,21 @@ mod dedup;
 mod dispatch;
 mod error;
 mod grants;
+mod marks;
 mod spill;
 mod stats;
 mod tally;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use crate::credit::Credit;
 
 pub use error::TopicError;
+pub use marks::MarkLimits;
+use marks::Marks;
 pub use stats::TopicStats;
 pub use tally::BooksError;
 use tally::Tally;
@@ -184,8 +189,9 @@ pub struct Topic<T> {
     /// Where the next round of grants starts: the first producer the last round passed over
     /// for lack of room, else the one after the last granted (so turns go round).
     grant_from: ConnId,
-    /// Highest sequence number accepted per producer id (the dedup high-water mark).
-    high_seq: HashMap<u64, u64>,
+    /// Highest sequence number accepted per producer id (the dedup high-water marks),
+    /// bounded by an idle TTL and a cap.
+    marks: Marks,
     next_delivery_id: u64,
     /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
     grant_room: Option<u64>,
@@ -219,7 +225,7 @@ impl<T: Clone> Topic<T> {
             group: None,
             last_served: None,
             grant_from: 0,
-            high_seq: HashMap::new(),
+            marks: Marks::default(),
             next_delivery_id: 1,
             grant_room: None,
             queued: 0,
@@ -259,7 +265,7 @@ impl<T: Clone> Topic<T> {
                 waiting: true,
             },
         );
-        self.high_seq.get(&producer_id).copied().unwrap_or(0)
+        self.marks.attach(producer_id).unwrap_or(0)
     }
 
     /// Detaches a producer; its unused credit returns to the free space.
@@ -267,7 +273,25 @@ impl<T: Clone> Topic<T> {
         if let Some(slot) = self.producers.remove(&conn) {
             let booked = self.granted_total.take(slot.credit.get());
             self.book(booked);
+            self.marks.detach(slot.producer_id);
         }
+    }
+
+    /// How long and how many producer ids the topic remembers after their producers leave
+    /// (a returning producer's retries are deduplicated only while its id is remembered).
+    pub fn set_mark_limits(&mut self, limits: MarkLimits) {
+        self.marks.set_limits(limits);
+    }
+
+    /// Tells the topic the time, since any fixed epoch (the topic reads no clock): producer
+    /// ids idle past their TTL are forgotten.
+    pub fn tick(&mut self, now: Duration) {
+        self.marks.tick(now);
+    }
+
+    /// The producer ids forgotten since the last call, for a store that keeps their marks.
+    pub fn take_forgotten_ids(&mut self) -> Vec<u64> {
+        self.marks.take_forgotten()
     }
 
     /// Attaches a consumer connection of `group`, with no demand. One group consumes a

@@ -50,8 +50,7 @@ impl<T: Clone> Topic<T> {
         items: impl IntoIterator<Item = (T, u64)>,
     ) {
         for (producer_id, seq) in high_water {
-            let high = self.high_seq.entry(producer_id).or_default();
-            *high = (*high).max(seq);
+            self.marks.restore(producer_id, seq);
         }
         for (item, bytes) in items {
             self.push_ready(item, bytes);

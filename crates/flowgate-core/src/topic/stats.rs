@@ -42,6 +42,11 @@ pub struct TopicStats {
     pub on_disk: u64,
     /// Their bytes.
     pub on_disk_bytes: u64,
+    /// Producer ids whose dedup high-water mark the topic remembers now.
+    pub producer_ids: u64,
+    /// Producer ids forgotten, idle past the TTL or pushed out by the cap, over the topic's
+    /// life.
+    pub producer_ids_forgotten: u64,
 }
 
 impl<T: Clone> Topic<T> {
@@ -49,6 +54,8 @@ impl<T: Clone> Topic<T> {
     /// `on_disk` what only the disk does.
     pub fn stats(&self) -> TopicStats {
         TopicStats {
+            producer_ids: self.marks.len() as u64,
+            producer_ids_forgotten: self.marks.forgotten_total(),
             on_disk: self.on_disk.get().events,
             on_disk_bytes: self.on_disk.get().bytes,
             ready: self.ready_total.get().events,

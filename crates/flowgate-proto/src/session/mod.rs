@@ -99,7 +99,8 @@ impl SessionError {
 }
 
 /// True for the broker's refusals that a reconnect cannot fix: bad names, wrong version, a
-/// group conflict, a malformed frame, no authority, an event or frame no limit will admit.
+/// group conflict, a malformed frame, no authority, an event or frame no limit will admit, a
+/// topic the broker will not create. (A broker at its connection limit is worth retrying.)
 pub fn refusal_is_permanent(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -110,6 +111,7 @@ pub fn refusal_is_permanent(code: ErrorCode) -> bool {
             | ErrorCode::Unauthorized
             | ErrorCode::EventTooLarge
             | ErrorCode::FrameTooLarge
+            | ErrorCode::UnknownTopic
     )
 }
 

@@ -70,6 +70,22 @@ pub(crate) struct BrokerArgs {
     /// A connection that sends nothing for this long is closed.
     #[arg(long, default_value = "30s")]
     idle_timeout: Span,
+    /// The most topics the broker holds; a client naming one more is refused (unknown-topic).
+    /// Set `create_topics = false` in the --config file to serve only declared topics.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_topics: u64,
+    /// The most connections open at once; one more is refused (too-many-connections), and
+    /// the open ones go on.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// A producer id is remembered for deduplication this long after its last connection
+    /// closed; a producer returning later may have its unconfirmed retries stored twice.
+    #[arg(long, default_value = "1h")]
+    dedup_ttl: Span,
+    /// The most producer ids a topic remembers for deduplication; past it the longest idle
+    /// are forgotten first (ids connected now never are).
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    dedup_max_ids: u64,
     /// How often to print per-topic figures to stderr.
     #[arg(long, default_value = "1s")]
     stats_every: Span,

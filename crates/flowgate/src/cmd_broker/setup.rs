@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use flowgate_broker::{BrokerConfig, DiskOptions, DiskStorage, MemoryStorage, Storage};
-use flowgate_core::Credit;
+use flowgate_core::{Credit, MarkLimits};
 
 use super::{BrokerArgs, StorageKind};
 
@@ -19,6 +19,12 @@ impl BrokerArgs {
             max_frame: self.max_frame,
             handshake_timeout: self.handshake_timeout.0,
             idle_timeout: self.idle_timeout.0,
+            max_topics: usize::try_from(self.max_topics).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            marks: MarkLimits {
+                idle_ttl: self.dedup_ttl.0,
+                max_ids: usize::try_from(self.dedup_max_ids).unwrap_or(usize::MAX),
+            },
             ..BrokerConfig::default()
         };
         if let Some(path) = &self.config {

@@ -1,0 +1,263 @@
+//! The dedup table: each producer id's high-water mark, kept while the id is attached and for
+//! an idle TTL after it leaves, and never more ids than a cap (the longest idle go first).
+//! Producer ids are random per process, so without both bounds the table would grow by one
+//! entry for every producer the broker ever met.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+/// How long, and how many, producer ids a topic remembers once their producers have left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkLimits {
+    /// An id whose last producer left this long ago is forgotten.
+    pub idle_ttl: Duration,
+    /// The most ids remembered; past it, the longest idle are forgotten first. Ids with a
+    /// producer attached are never forgotten, so the table can exceed this only by them.
+    pub max_ids: usize,
+}
+
+impl Default for MarkLimits {
+    fn default() -> Self {
+        MarkLimits {
+            idle_ttl: Duration::from_secs(3600),
+            max_ids: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    /// The highest sequence number accepted; `None` until the first publish.
+    high: Option<u64>,
+    /// Producer connections with this id attached now.
+    attached: u32,
+    /// When the last one left, while none is attached.
+    idle_since: Option<Duration>,
+}
+
+/// The table, on a clock the topic is told ([`Marks::tick`]).
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    map: HashMap<u64, Mark>,
+    /// `(idle since, id)` of every id with no producer attached, longest idle first.
+    idle: BTreeSet<(Duration, u64)>,
+    limits: MarkLimits,
+    now: Duration,
+    /// Ids forgotten since [`Marks::take_forgotten`] last ran.
+    forgotten: Vec<u64>,
+    forgotten_total: u64,
+}
+
+impl Marks {
+    pub fn set_limits(&mut self, limits: MarkLimits) {
+        self.limits = limits;
+        self.expire();
+    }
+
+    /// Moves the clock to `now` (never back) and forgets ids idle past the TTL.
+    pub fn tick(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.expire();
+    }
+
+    /// A producer with `id` attached; its high-water mark, if the id is remembered.
+    pub fn attach(&mut self, id: u64) -> Option<u64> {
+        let mark = self.map.entry(id).or_insert(Mark {
+            high: None,
+            attached: 0,
+            idle_since: None,
+        });
+        if let Some(since) = mark.idle_since.take() {
+            self.idle.remove(&(since, id));
+        }
+        mark.attached += 1;
+        let high = mark.high;
+        self.enforce_cap();
+        high
+    }
+
+    /// A producer with `id` left; once none is attached the id starts its idle time.
+    pub fn detach(&mut self, id: u64) {
+        let Some(mark) = self.map.get_mut(&id) else {
+            return;
+        };
+        mark.attached = mark.attached.saturating_sub(1);
+        if mark.attached == 0 {
+            if mark.high.is_none() {
+                // It never published: nothing to remember.
+                self.map.remove(&id);
+                return;
+            }
+            mark.idle_since = Some(self.now);
+            self.idle.insert((self.now, id));
+            self.enforce_cap();
+        }
+    }
+
+    /// The highest sequence number accepted from `id`, if remembered.
+    pub fn high(&self, id: u64) -> Option<u64> {
+        self.map.get(&id).and_then(|m| m.high)
+    }
+
+    /// Records `high` for an attached id.
+    pub fn set_high(&mut self, id: u64, high: u64) {
+        if let Some(mark) = self.map.get_mut(&id) {
+            mark.high = Some(high);
+        }
+    }
+
+    /// Puts back a mark a store recovered: idle from now, as if its producer had just left.
+    pub fn restore(&mut self, id: u64, seq: u64) {
+        let now = self.now;
+        let mark = self.map.entry(id).or_insert(Mark {
+            high: None,
+            attached: 0,
+            idle_since: None,
+        });
+        mark.high = Some(mark.high.map_or(seq, |h| h.max(seq)));
+        if mark.attached == 0 && mark.idle_since.is_none() {
+            mark.idle_since = Some(now);
+            self.idle.insert((now, id));
+        }
+        self.enforce_cap();
+    }
+
+    /// Ids remembered now.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Ids forgotten over the table's life.
+    pub fn forgotten_total(&self) -> u64 {
+        self.forgotten_total
+    }
+
+    /// The ids forgotten since the last call, for a store that keeps marks too.
+    pub fn take_forgotten(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.forgotten)
+    }
+
+    fn expire(&mut self) {
+        while let Some(&(since, id)) = self.idle.first() {
+            if self.now.saturating_sub(since) < self.limits.idle_ttl {
+                break;
+            }
+            self.forget_first_idle(since, id);
+        }
+        self.enforce_cap();
+    }
+
+    fn enforce_cap(&mut self) {
+        while self.map.len() > self.limits.max_ids {
+            let Some(&(since, id)) = self.idle.first() else {
+                break;
+            };
+            self.forget_first_idle(since, id);
+        }
+    }
+
+    fn forget_first_idle(&mut self, since: Duration, id: u64) {
+        self.idle.remove(&(since, id));
+        self.map.remove(&id);
+        self.forgotten.push(id);
+        self.forgotten_total += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(ttl_secs: u64, max_ids: usize) -> MarkLimits {
+        MarkLimits {
+            idle_ttl: Duration::from_secs(ttl_secs),
+            max_ids,
+        }
+    }
+
+    fn published(marks: &mut Marks, id: u64, high: u64) {
+        marks.attach(id);
+        marks.set_high(id, high);
+        marks.detach(id);
+    }
+
+    #[test]
+    fn an_idle_id_is_forgotten_after_the_ttl_and_an_attached_one_never() {
+        let mut m = Marks::default();
+        m.set_limits(limits(10, 100));
+        published(&mut m, 1, 5);
+        m.attach(2);
+        m.set_high(2, 7);
+        m.tick(Duration::from_secs(9));
+        assert_eq!(m.high(1), Some(5));
+        m.tick(Duration::from_secs(10));
+        assert_eq!(m.high(1), None);
+        m.tick(Duration::from_secs(1000));
+        assert_eq!(m.high(2), Some(7), "attached ids stay");
+        assert_eq!(m.take_forgotten(), vec![1]);
+        assert_eq!(m.take_forgotten(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn returning_within_the_ttl_keeps_the_mark_and_restarts_the_idle_time() {
+        let mut m = Marks::default();
+        m.set_limits(limits(10, 100));
+        published(&mut m, 1, 5);
+        m.tick(Duration::from_secs(8));
+        assert_eq!(m.attach(1), Some(5));
+        m.detach(1);
+        m.tick(Duration::from_secs(17));
+        assert_eq!(m.high(1), Some(5));
+        m.tick(Duration::from_secs(18));
+        assert_eq!(m.high(1), None);
+    }
+
+    #[test]
+    fn past_the_cap_the_longest_idle_go_first() {
+        let mut m = Marks::default();
+        m.set_limits(limits(3600, 3));
+        for id in 1..=5 {
+            m.tick(Duration::from_secs(id));
+            published(&mut m, id, id * 10);
+        }
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.take_forgotten(), vec![1, 2]);
+        assert_eq!(m.high(3), Some(30));
+        assert_eq!(m.forgotten_total(), 2);
+    }
+
+    #[test]
+    fn attached_ids_are_never_evicted_by_the_cap() {
+        let mut m = Marks::default();
+        m.set_limits(limits(3600, 2));
+        for id in 1..=4 {
+            m.attach(id);
+            m.set_high(id, 1);
+        }
+        assert_eq!(m.len(), 4);
+        m.detach(1);
+        assert_eq!(m.len(), 3, "the first to go idle is over the cap at once");
+        assert_eq!(m.high(1), None);
+    }
+
+    #[test]
+    fn an_id_that_never_published_leaves_nothing_behind() {
+        let mut m = Marks::default();
+        m.attach(9);
+        m.detach(9);
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.forgotten_total(), 0);
+    }
+
+    #[test]
+    fn restored_marks_are_idle_from_the_restore() {
+        let mut m = Marks::default();
+        m.set_limits(limits(10, 100));
+        m.tick(Duration::from_secs(100));
+        m.restore(4, 40);
+        m.restore(4, 30);
+        assert_eq!(m.high(4), Some(40));
+        m.tick(Duration::from_secs(109));
+        assert_eq!(m.attach(4), Some(40));
+    }
+}
