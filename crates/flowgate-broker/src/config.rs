@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     /// The most connections open at once; one more is refused with an `ERROR` and closed,
     /// and the open ones are not disturbed.
     pub max_connections: usize,
+    /// How long a delivery may stay unsettled before the broker takes it back and gives it to
+    /// another consumer of the group; `None` waits for ever.
+    pub ack_wait: Option<Duration>,
     /// How long and how many producer ids each topic remembers for deduplication after their
     /// producers leave.
     pub marks: MarkLimits,
@@ -74,6 +77,7 @@ impl Default for BrokerConfig {
             max_topics: 1000,
             max_connections: 10_000,
             marks: MarkLimits::default(),
+            ack_wait: Some(Duration::from_secs(30)),
             max_frame: flowgate_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),

@@ -240,6 +240,15 @@ async fn read_loop(
                 });
                 notice_rejections(shared, outbox, rejected);
             }
+            Input::Progress(items) => {
+                let rejected = topic.apply(|t| {
+                    items
+                        .iter()
+                        .filter_map(|s| t.topic.progress(conn, s.delivery_id, s.attempt).err())
+                        .collect::<Vec<_>>()
+                });
+                notice_rejections(shared, outbox, rejected);
+            }
             // The session yields HELLO once, before this loop.
             Input::Hello(_) => {}
         }

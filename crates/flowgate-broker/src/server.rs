@@ -101,6 +101,8 @@ pub struct Broker {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
+    /// Tells the topics the time ([`tick_loop`]).
+    ticker: tokio::task::JoinHandle<()>,
 }
 
 impl Broker {
@@ -149,12 +151,14 @@ impl Broker {
             }
         }));
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
+        let ticker = tokio::spawn(tick_loop(Arc::downgrade(&shared)));
         Ok(Broker {
             shared,
             recovery,
             local_addr,
             stop,
             accept,
+            ticker,
         })
     }
 
@@ -190,6 +194,7 @@ impl Broker {
     pub(crate) async fn stop_serving(self) -> Arc<Shared> {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        self.ticker.abort();
         self.shared
     }
 }
@@ -239,6 +244,24 @@ impl Reporter {
                 .filter_map(|(n, _, _)| Some((n.clone(), self.shared.storage.failure(n)?)))
                 .collect(),
             stages: all.into_iter().map(|(n, _, s)| (n, s)).collect(),
+        }
+    }
+}
+
+/// Tells every topic the time, often enough that ack deadlines and the dedup table's TTL
+/// pass on topics no input wakes.
+async fn tick_loop(shared: std::sync::Weak<Shared>) {
+    let every = match shared.upgrade() {
+        Some(s) => s.topics.tick_every(),
+        None => return,
+    };
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match shared.upgrade() {
+            Some(s) => s.topics.tick_all(),
+            None => return,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flowgate_core::{Action, ConnId, StageClock, StageSplit, StageState, Topic, TopicStats};
 use flowgate_proto::WireEvent;
@@ -251,6 +251,7 @@ impl Topics {
                 None => Topic::new(memory),
             };
             topic.set_mark_limits(self.config.marks);
+            topic.set_ack_wait(self.config.ack_wait);
             Arc::new_cyclic(|me| TopicHandle {
                 name: name.to_string(),
                 inner: Mutex::new(TopicInner {
@@ -264,6 +265,20 @@ impl Topics {
                 me: Weak::clone(me),
             })
         }))
+    }
+
+    /// Tells every topic the time, so deadlines pass on a topic with no traffic too.
+    pub fn tick_all(&self) {
+        for topic in self.all() {
+            topic.apply(|_| ());
+        }
+    }
+
+    /// How often [`Topics::tick_all`] should run: a tenth of the ack wait, between 10 ms
+    /// and 1 s, so a deadline is acted on within a tenth of it.
+    pub fn tick_every(&self) -> Duration {
+        let wait = self.config.ack_wait.unwrap_or(Duration::from_secs(10));
+        (wait / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
     /// Every topic's name, stats and stage split, sorted by name.

@@ -97,6 +97,8 @@ pub struct TopicSnapshot {
     pub acked: u64,
     /// Events refused by consumers.
     pub nacked: u64,
+    /// Deliveries taken back because their ack deadline (`--ack-wait`) passed.
+    pub ack_timeouts: u64,
     /// Events queued for delivery.
     pub ready: u64,
     /// Bytes queued for delivery (in memory).
@@ -139,6 +141,7 @@ impl TopicSnapshot {
             redelivered: t.redelivered,
             acked: t.acked,
             nacked: t.nacked,
+            ack_timeouts: t.ack_timeouts,
             ready: t.ready,
             ready_bytes: t.ready_bytes,
             on_disk: t.on_disk,

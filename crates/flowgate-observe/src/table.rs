@@ -126,6 +126,13 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         read: |t| topic(t, t.duplicates),
     },
     Metric {
+        name: "flowgate_topic_ack_timeouts_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "deliveries taken back because their ack deadline (--ack-wait) passed",
+        read: |t| topic(t, t.ack_timeouts),
+    },
+    Metric {
         name: "flowgate_topic_producer_ids",
         kind: Kind::Gauge,
         labels: &["topic"],

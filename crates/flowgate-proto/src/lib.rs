@@ -39,7 +39,7 @@ pub use error::ProtoError;
 pub use event::WireEvent;
 pub use frame::{
     Ack, Blocked, Confirm, Deliver, DeliveredEvent, ErrorFrame, Frame, FrameType, Grant, Heartbeat,
-    Hello, Nack, Publish, Request, Role, Settle, Welcome,
+    Hello, Nack, Progress, Publish, Request, Role, Settle, Welcome,
 };
 pub use session::{ConsumerSession, ProducerSession, ServerSession, SessionError};
 

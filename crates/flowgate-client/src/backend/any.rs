@@ -121,6 +121,12 @@ impl Subscribe for AnyConsumer {
         }
     }
 
+    fn progress(&mut self, tags: Vec<DeliveryTag>) {
+        match self {
+            AnyConsumer::Flowgate(c) => c.progress(tags),
+        }
+    }
+
     fn set_prefetch(&mut self, prefetch: Credit) {
         match self {
             AnyConsumer::Flowgate(c) => c.set_prefetch(prefetch),

@@ -148,6 +148,8 @@ pub trait Subscribe: Send + Sized {
     fn ack(&mut self, tags: Vec<DeliveryTag>);
     /// These deliveries are refused: deliver them again.
     fn nack(&mut self, tags: Vec<DeliveryTag>);
+    /// These deliveries are still being worked on: restart their ack deadline.
+    fn progress(&mut self, tags: Vec<DeliveryTag>);
     /// How much to ask for ahead of processing from now on.
     fn set_prefetch(&mut self, prefetch: Credit);
     /// Sends what is pending, then closes.

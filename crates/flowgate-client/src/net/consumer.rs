@@ -138,6 +138,13 @@ impl Consumer {
         self.shared.driver.notify_one();
     }
 
+    /// Says these deliveries are still being worked on (a long commit): the broker restarts
+    /// their ack deadline instead of taking them back and giving them to another consumer.
+    pub fn progress(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
+        self.shared.lock().session.progress(tags);
+        self.shared.driver.notify_one();
+    }
+
     /// Sends pending acks, then closes the connection; unacked deliveries are redelivered to
     /// other consumers.
     pub async fn close(mut self) -> ConsumerStats {

@@ -60,6 +60,10 @@ impl Subscribe for Consumer {
         Consumer::nack(self, tags);
     }
 
+    fn progress(&mut self, tags: Vec<DeliveryTag>) {
+        Consumer::progress(self, tags);
+    }
+
     fn set_prefetch(&mut self, prefetch: Credit) {
         Consumer::set_prefetch(self, prefetch);
     }

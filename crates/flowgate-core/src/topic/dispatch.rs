@@ -29,6 +29,7 @@ impl<T: Clone> Topic<T> {
     /// (so a store can forget it).
     pub fn ack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<T, TopicError> {
         self.check_books()?;
+        self.alive(conn);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.acked += 1;
         Ok(entry.item)
@@ -37,6 +38,7 @@ impl<T: Clone> Topic<T> {
     /// Refuses a delivery: the event goes back to the front of the ready queue, attempt + 1.
     pub fn nack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<(), TopicError> {
         self.check_books()?;
+        self.alive(conn);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.nacked += 1;
         self.requeue_front(entry);
@@ -44,6 +46,7 @@ impl<T: Clone> Topic<T> {
     }
 
     pub(super) fn deliver(&mut self, actions: &mut Vec<Action<T>>) {
+        let due = self.due_now();
         while let Some(front_bytes) = self.ready.front().map(|e| e.bytes) {
             let (conn, alone) = match self.next_consumer(front_bytes) {
                 Some(conn) => (conn, false),
@@ -63,7 +66,7 @@ impl<T: Clone> Topic<T> {
                     Some(e) if !alone && slot.demand.admits(e.bytes) => {}
                     _ => break,
                 }
-                let Some(entry) = self.ready.pop_front() else {
+                let Some(mut entry) = self.ready.pop_front() else {
                     break;
                 };
                 let cost = Credit::new(1, entry.bytes);
@@ -82,6 +85,11 @@ impl<T: Clone> Topic<T> {
                     item: entry.item.clone(),
                 });
                 slot.held += 1;
+                if let Some(due) = due {
+                    entry.due = due;
+                    self.deadlines
+                        .push_back((due, entry.delivery_id, entry.attempt));
+                }
                 self.unacked.insert(entry.delivery_id, (conn, entry));
             }
             let booked = self.ready_total.take(moved);
@@ -99,7 +107,9 @@ impl<T: Clone> Topic<T> {
     /// The next consumer after the last one served whose demand admits an item of `bytes`.
     fn next_consumer(&self, bytes: u64) -> Option<ConnId> {
         let after = self.last_served.unwrap_or(0);
-        let admits = |(id, c): (&ConnId, &ConsumerSlot)| c.demand.admits(bytes).then_some(*id);
+        let admits = |(id, c): (&ConnId, &ConsumerSlot)| {
+            (!c.stalled && c.demand.admits(bytes)).then_some(*id)
+        };
         self.consumers
             .range(after.saturating_add(1)..)
             .find_map(admits)
@@ -113,7 +123,7 @@ impl<T: Clone> Topic<T> {
     fn lone_taker(&self) -> Option<ConnId> {
         let after = self.last_served.unwrap_or(0);
         let free = |(id, c): (&ConnId, &ConsumerSlot)| {
-            (c.held == 0 && c.demand.events >= 1).then_some(*id)
+            (!c.stalled && c.held == 0 && c.demand.events >= 1).then_some(*id)
         };
         self.consumers
             .range(after.saturating_add(1)..)

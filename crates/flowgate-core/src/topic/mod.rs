@@ -50,6 +50,7 @@
 //! |---|---|
 //! | `grants.rs` | free space, who is granted it, `BLOCKED` |
 //! | `dispatch.rs` | demand, round-robin deliveries, acks, nacks, redelivery |
+//! | `deadline.rs` | ack deadlines: deliveries taken back from a consumer that does not settle |
 //! | `dedup.rs` | a producer's batch: credit, sequence numbers, the high-water mark |
 //! | `marks.rs` | the high-water marks per producer id, bounded by an idle TTL and a cap |
 //! | `spill.rs` | spill mode and restore |
@@ -57,6 +58,7 @@
 //! | `tally.rs` | the checked tallies and [`BooksError`] |
 //! | `error.rs` | [`TopicError`] |
 
+mod deadline;
 mod dedup;
 mod dispatch;
 mod error;
@@ -147,6 +149,8 @@ struct Entry<T> {
     bytes: u64,
     delivery_id: u64,
     attempt: u32,
+    /// While unacked with an ack wait set: when it is taken back.
+    due: Duration,
 }
 
 #[derive(Debug)]
@@ -169,6 +173,9 @@ struct ConsumerSlot {
     /// Bytes an event given alone cost beyond its demand, which its next requests pay first
     /// (as its `Demand` counts them).
     debt: u64,
+    /// A delivery of its passed its ack deadline, and it has settled nothing since: it gets
+    /// no deliveries.
+    stalled: bool,
 }
 
 /// A bounded topic: ready queue, unacked deliveries, producers' credit, consumers' demand.
@@ -193,6 +200,12 @@ pub struct Topic<T> {
     /// bounded by an idle TTL and a cap.
     marks: Marks,
     next_delivery_id: u64,
+    /// How long a delivery may stay unsettled ([`Topic::set_ack_wait`]).
+    ack_wait: Option<Duration>,
+    /// `(due, delivery id, attempt)` of unacked deliveries, in the order they fall due.
+    deadlines: VecDeque<(Duration, u64, u32)>,
+    /// The time the topic was last told ([`Topic::tick`]).
+    now: Duration,
     /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
     grant_room: Option<u64>,
     /// Bytes of accepted events held in memory outside the topic (waiting to be written).
@@ -227,6 +240,9 @@ impl<T: Clone> Topic<T> {
             grant_from: 0,
             marks: Marks::default(),
             next_delivery_id: 1,
+            ack_wait: None,
+            deadlines: VecDeque::new(),
+            now: Duration::ZERO,
             grant_room: None,
             queued: 0,
             memory: None,
@@ -284,9 +300,12 @@ impl<T: Clone> Topic<T> {
     }
 
     /// Tells the topic the time, since any fixed epoch (the topic reads no clock): producer
-    /// ids idle past their TTL are forgotten.
+    /// ids idle past their TTL are forgotten, and deliveries past their ack deadline are
+    /// taken back. Never moves back.
     pub fn tick(&mut self, now: Duration) {
-        self.marks.tick(now);
+        self.now = self.now.max(now);
+        self.marks.tick(self.now);
+        self.expire_deliveries();
     }
 
     /// The producer ids forgotten since the last call, for a store that keeps their marks.

@@ -8,6 +8,8 @@
 //! checkpoints say). They meet at a restart, when the log's recovery becomes the topic's
 //! [`Topic::restore`] and [`Topic::restore_spilled`].
 
+use std::time::Duration;
+
 use super::{Action, Entry, Topic};
 use crate::credit::Credit;
 
@@ -67,6 +69,7 @@ impl<T: Clone> Topic<T> {
             bytes,
             delivery_id,
             attempt: 1,
+            due: Duration::ZERO,
         });
         let booked = self.ready_total.add(Credit::new(1, bytes));
         self.book(booked);

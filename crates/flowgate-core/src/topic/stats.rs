@@ -20,6 +20,8 @@ pub struct TopicStats {
     pub acked: u64,
     /// Events nacked by consumers.
     pub nacked: u64,
+    /// Deliveries taken back because their ack deadline passed.
+    pub ack_timeouts: u64,
     /// Events ready now.
     pub ready: u64,
     /// Bytes ready now.

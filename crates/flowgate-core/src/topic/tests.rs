@@ -476,3 +476,82 @@ fn a_store_handing_back_more_than_was_spilled_breaks_the_books_and_the_topic_sto
             .ends_with("the topic takes no more work")
     );
 }
+
+/// A topic with `wait` as its ack wait (if any) whose consumer `C` holds events 1..=n.
+fn consumer_holding(wait: Option<Duration>, n: u64) -> (Topic<u64>, Vec<(u64, u32, u64)>) {
+    let mut t = topic(100);
+    t.set_ack_wait(wait);
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=n)).unwrap();
+    t.request(C, Credit::new(10, 10_000)).unwrap();
+    let held = delivered(&t.poll_actions(), C);
+    assert_eq!(held.len() as u64, n);
+    (t, held)
+}
+
+#[test]
+fn a_delivery_past_its_ack_deadline_goes_to_another_consumer_and_its_holder_gets_nothing_more() {
+    let secs = Duration::from_secs;
+    let (mut t, held) = consumer_holding(Some(secs(30)), 3);
+    t.attach_consumer(5, "g").unwrap();
+    t.request(5, Credit::new(10, 10_000)).unwrap();
+    t.tick(secs(29));
+    assert!(delivered(&t.poll_actions(), 5).is_empty(), "not yet due");
+    t.tick(secs(30));
+    let again = delivered(&t.poll_actions(), 5);
+    assert_eq!(
+        again,
+        held.iter().map(|d| (d.0, 2, d.2)).collect::<Vec<_>>(),
+        "in order, attempt 2"
+    );
+    assert_eq!(t.stats().ack_timeouts, 3);
+    assert_eq!(t.stats().unacked, 3);
+    // The late holder's ack is refused: the delivery is another consumer's now.
+    assert_eq!(
+        t.ack(C, held[0].0, 1),
+        Err(TopicError::UnknownDelivery(held[0].0))
+    );
+    t.detach_consumer(5);
+    t.publish(P, batch(4..=4)).unwrap();
+    // Its refused ack still showed it alive, so it may have the redeliveries now.
+    let back = delivered(&t.poll_actions(), C);
+    assert_eq!(back.len(), 4);
+}
+
+#[test]
+fn a_stalled_consumer_gets_nothing_until_it_settles_or_shows_progress() {
+    let secs = Duration::from_secs;
+    let (mut t, held) = consumer_holding(Some(secs(10)), 1);
+    let id = held[0].0;
+    t.tick(secs(10));
+    assert!(delivered(&t.poll_actions(), C).is_empty(), "stalled");
+    assert_eq!(t.stats().ready, 1);
+    assert_eq!(t.progress(C, id, 1), Err(TopicError::UnknownDelivery(id)));
+    // The failed progress still showed it alive.
+    assert_eq!(delivered(&t.poll_actions(), C), vec![(id, 2, 1)]);
+}
+
+#[test]
+fn progress_restarts_the_deadline() {
+    let secs = Duration::from_secs;
+    let (mut t, held) = consumer_holding(Some(secs(10)), 1);
+    let (id, attempt, _) = held[0];
+    t.tick(secs(8));
+    t.progress(C, id, attempt).unwrap();
+    t.tick(secs(17));
+    assert_eq!(t.stats().ack_timeouts, 0);
+    t.ack(C, id, attempt).unwrap();
+    t.tick(secs(100));
+    assert_eq!(t.stats().ack_timeouts, 0);
+    assert_eq!(t.stats().acked, 1);
+}
+
+#[test]
+fn without_an_ack_wait_a_delivery_is_held_for_ever() {
+    let (mut t, _) = consumer_holding(None, 1);
+    t.tick(Duration::from_secs(1_000_000));
+    assert_eq!(t.stats().unacked, 1);
+    assert_eq!(t.stats().ack_timeouts, 0);
+}

@@ -14,6 +14,7 @@
 //! | 0x0A | `ERROR` | either | `error.rs` |
 //! | 0x0B | `HEARTBEAT` | either | `heartbeat.rs` |
 //! | 0x0C | `BLOCKED` | producer → broker | `blocked.rs` |
+//! | 0x0D | `PROGRESS` | consumer → broker | `progress.rs` |
 
 mod ack;
 mod blocked;
@@ -25,6 +26,7 @@ mod grant;
 mod heartbeat;
 mod hello;
 mod nack;
+mod progress;
 mod publish;
 mod request;
 mod settle;
@@ -41,6 +43,7 @@ pub use grant::Grant;
 pub use heartbeat::Heartbeat;
 pub use hello::Hello;
 pub use nack::Nack;
+pub use progress::Progress;
 pub use publish::Publish;
 pub use request::Request;
 pub use settle::Settle;
@@ -106,6 +109,8 @@ pub enum FrameType {
     Heartbeat = 0x0B,
     /// `BLOCKED`
     Blocked = 0x0C,
+    /// `PROGRESS`
+    Progress = 0x0D,
 }
 
 impl FrameType {
@@ -124,6 +129,7 @@ impl FrameType {
             0x0A => FrameType::Error,
             0x0B => FrameType::Heartbeat,
             0x0C => FrameType::Blocked,
+            0x0D => FrameType::Progress,
             _ => return None,
         })
     }
@@ -143,6 +149,7 @@ impl FrameType {
             FrameType::Error => "ERROR",
             FrameType::Heartbeat => "HEARTBEAT",
             FrameType::Blocked => "BLOCKED",
+            FrameType::Progress => "PROGRESS",
         }
     }
 }
@@ -174,6 +181,8 @@ pub enum Frame {
     Heartbeat(Heartbeat),
     /// See [`Blocked`].
     Blocked(Blocked),
+    /// See [`Progress`].
+    Progress(Progress),
 }
 
 impl Frame {
@@ -192,6 +201,7 @@ impl Frame {
             Frame::Error(_) => FrameType::Error,
             Frame::Heartbeat(_) => FrameType::Heartbeat,
             Frame::Blocked(_) => FrameType::Blocked,
+            Frame::Progress(_) => FrameType::Progress,
         }
     }
 
@@ -209,6 +219,7 @@ impl Frame {
             Frame::Error(f) => f.encode_body(buf),
             Frame::Heartbeat(_) => {}
             Frame::Blocked(f) => f.encode_body(buf),
+            Frame::Progress(f) => f.encode_body(buf),
         }
     }
 
@@ -227,6 +238,7 @@ impl Frame {
             FrameType::Error => Frame::Error(ErrorFrame::decode_body(r)?),
             FrameType::Heartbeat => Frame::Heartbeat(Heartbeat::decode_body(r)?),
             FrameType::Blocked => Frame::Blocked(Blocked::decode_body(r)?),
+            FrameType::Progress => Frame::Progress(Progress::decode_body(r)?),
         })
     }
 }

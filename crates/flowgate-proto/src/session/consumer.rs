@@ -11,7 +11,7 @@ use flowgate_core::{Credit, CreditError, Demand, Event, REFILL_AT_HALF};
 
 use crate::session::link::{self, Link};
 use crate::session::{ClientSession, SessionError};
-use crate::{Ack, Frame, Hello, Nack, Request, Settle};
+use crate::{Ack, Frame, Hello, Nack, Progress, Request, Settle};
 
 /// Settles one delivery: names the connection it came on, the delivery and the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +82,8 @@ pub struct ConsumerSession {
     counted_alone: bool,
     acks: Vec<Settle>,
     nacks: Vec<Settle>,
+    /// Deliveries still being worked on, whose ack deadline the broker should restart.
+    progress: Vec<Settle>,
     stats: ConsumerStats,
     closing: bool,
     events: VecDeque<ConsumerEvent>,
@@ -100,6 +102,7 @@ impl ConsumerSession {
             counted_alone: false,
             acks: Vec::new(),
             nacks: Vec::new(),
+            progress: Vec::new(),
             stats: ConsumerStats::default(),
             closing: false,
             events: VecDeque::new(),
@@ -136,6 +139,18 @@ impl ConsumerSession {
     /// Refuses deliveries: the broker redelivers them first in line.
     pub fn nack(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
         self.settle(tags, false);
+    }
+
+    /// Says these deliveries are still being worked on (a long commit): the broker restarts
+    /// their ack deadline (`--ack-wait`) instead of taking them back. Tags from an earlier
+    /// connection are ignored: the broker has taken those back already.
+    pub fn progress(&mut self, tags: impl IntoIterator<Item = DeliveryTag>) {
+        let session = self.session;
+        self.progress.extend(
+            tags.into_iter()
+                .filter(|t| t.session == session)
+                .map(|t| t.settle),
+        );
     }
 
     /// Changes the prefetch: a smaller one takes effect as outstanding demand drains, a
@@ -182,6 +197,7 @@ impl ConsumerSession {
         self.stats.stale_settles += (self.acks.len() + self.nacks.len()) as u64;
         self.acks.clear();
         self.nacks.clear();
+        self.progress.clear();
         self.inbox.clear();
         self.inbox_bytes = 0;
         self.counted_alone = false;
@@ -278,7 +294,7 @@ impl ClientSession for ConsumerSession {
         self.link.poll_timeout()
     }
 
-    /// The next frame to send: `HELLO` or a heartbeat, then acks, nacks, and a `REQUEST` when
+    /// The next frame to send: `HELLO` or a heartbeat, then acks, nacks, progress, and a `REQUEST` when
     /// demand has fallen to the refill point, or is below the prefetch at all while the inbox
     /// is empty (none once closing).
     fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
@@ -295,6 +311,10 @@ impl ClientSession for ConsumerSession {
         } else if !self.nacks.is_empty() {
             Frame::Nack(Nack {
                 items: std::mem::take(&mut self.nacks),
+            })
+        } else if !self.progress.is_empty() {
+            Frame::Progress(Progress {
+                items: std::mem::take(&mut self.progress),
             })
         } else if self.closing {
             return None;

@@ -63,6 +63,13 @@ pub fn apply(
                 }
             }
         }
+        Input::Progress(items) => {
+            for s in items {
+                if let Err(e) = topic.progress(conn, s.delivery_id, s.attempt) {
+                    out.push((conn, notice(&e)));
+                }
+            }
+        }
         Input::Leave => {}
     }
     route(topic, out);

@@ -59,6 +59,8 @@ pub enum Input {
     Ack(Vec<Settle>),
     /// A consumer refuses.
     Nack(Vec<Settle>),
+    /// A consumer is still working on these: restart their ack deadline.
+    Progress(Vec<Settle>),
     /// The peer said goodbye with an `ERROR`; end the connection quietly.
     Leave,
 }
@@ -184,6 +186,7 @@ impl ServerSession {
             (Role::Consumer, Frame::Request(r)) => Input::Request(r.credit),
             (Role::Consumer, Frame::Ack(a)) => Input::Ack(a.items),
             (Role::Consumer, Frame::Nack(n)) => Input::Nack(n.items),
+            (Role::Consumer, Frame::Progress(p)) => Input::Progress(p.items),
             (role, other) => {
                 return Err(Refusal::new(
                     ErrorCode::UnexpectedFrame,

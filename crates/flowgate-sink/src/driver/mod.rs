@@ -60,6 +60,10 @@ pub struct DriverConfig {
     pub idle_exit: Option<Duration>,
     /// Emulate a database slower than the real sink.
     pub emulation: Option<Emulation>,
+    /// While a batch is being committed (the emulated pace, the write, retries of a failed
+    /// one), tell the source this often that it is in progress, so a broker's ack deadline
+    /// (`--ack-wait`, 30 s by default) does not take it back. Keep it well below that.
+    pub progress_every: Duration,
 }
 
 impl DriverConfig {
@@ -72,6 +76,7 @@ impl DriverConfig {
             max_attempts: 3,
             idle_exit: None,
             emulation: None,
+            progress_every: Duration::from_secs(10),
         }
     }
 }
@@ -231,13 +236,16 @@ impl<S: Source> SinkDriver<S> {
         self.latencies.delivered(Instant::now());
         let n = events.len() as u64;
         self.stats.received += n;
+        let every = self.config.progress_every;
         if let Some(pace) = &mut self.pace {
             let started = self.started;
-            pace.absorb(n, || started.elapsed()).await;
+            let absorb = pace.absorb(n, || started.elapsed());
+            with_progress(&mut self.source, &tags, every, absorb).await;
         }
 
         let t0 = Instant::now();
-        let Some(result) = self.commit(&events, stop).await? else {
+        let commit = commit(&mut self.sink, &mut self.stats, &events, stop);
+        let Some(result) = with_progress(&mut self.source, &tags, every, commit).await? else {
             // Stopped while the database was down: nothing settled, all of it comes again.
             return Ok(Outcome::Stopped);
         };
@@ -305,50 +313,6 @@ impl<S: Source> SinkDriver<S> {
         }))
     }
 
-    /// Commits `events`, trying again with backoff while the failure is transient (the
-    /// batch stays unsettled meanwhile, so nothing is lost and the source holds it);
-    /// `Ok(None)` when `stop` completes first.
-    async fn commit(
-        &mut self,
-        events: &[crate::Event],
-        stop: &mut (impl Future + Unpin),
-    ) -> Result<Option<crate::Committed>, DriverError> {
-        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
-        let mut failures = 0u64;
-        loop {
-            let failure = match self.sink.write_batch(events).await {
-                Ok(committed) => {
-                    if failures > 0 {
-                        tracing::info!("commit succeeded after {failures} failed attempts");
-                    }
-                    self.stats.retrying = false;
-                    return Ok(Some(committed));
-                }
-                Err(e) if e.is_transient() => e,
-                Err(e) => return Err(DriverError::Commit(e)),
-            };
-            failures += 1;
-            self.stats.commit_failures += 1;
-            self.stats.retrying = true;
-            let wait = backoff.fail();
-            tracing::warn!(
-                "commit of {} events failed: {failure}; trying again in {wait:?}, the batch unacknowledged",
-                events.len()
-            );
-            tokio::select! {
-                biased;
-                _ = &mut *stop => return Ok(None),
-                () = tokio::time::sleep(wait) => {}
-            }
-            if let Err(e) = self.sink.recover().await {
-                if !e.is_transient() {
-                    return Err(DriverError::Commit(e));
-                }
-                tracing::warn!("cannot reach the database yet: {e}");
-            }
-        }
-    }
-
     /// Steps until the source ends or the idle limit passes; returns which.
     ///
     /// With a stop: `run_until(&mut stop)` steps until `stop` completes too.
@@ -385,5 +349,69 @@ impl<S: Source> SinkDriver<S> {
     /// Ends the driver, handing back the source (to close it) and the sink.
     pub fn into_parts(self) -> (S, AnySink) {
         (self.source, self.sink)
+    }
+}
+
+/// Commits `events`, trying again with backoff while the failure is transient (the
+/// batch stays unsettled meanwhile, so nothing is lost and the source holds it);
+/// `Ok(None)` when `stop` completes first.
+async fn commit(
+    sink: &mut AnySink,
+    stats: &mut DriverStats,
+    events: &[crate::Event],
+    stop: &mut (impl Future + Unpin),
+) -> Result<Option<crate::Committed>, DriverError> {
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+    let mut failures = 0u64;
+    loop {
+        let failure = match sink.write_batch(events).await {
+            Ok(committed) => {
+                if failures > 0 {
+                    tracing::info!("commit succeeded after {failures} failed attempts");
+                }
+                stats.retrying = false;
+                return Ok(Some(committed));
+            }
+            Err(e) if e.is_transient() => e,
+            Err(e) => return Err(DriverError::Commit(e)),
+        };
+        failures += 1;
+        stats.commit_failures += 1;
+        stats.retrying = true;
+        let wait = backoff.fail();
+        tracing::warn!(
+            "commit of {} events failed: {failure}; trying again in {wait:?}, the batch unacknowledged",
+            events.len()
+        );
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return Ok(None),
+            () = tokio::time::sleep(wait) => {}
+        }
+        if let Err(e) = sink.recover().await {
+            if !e.is_transient() {
+                return Err(DriverError::Commit(e));
+            }
+            tracing::warn!("cannot reach the database yet: {e}");
+        }
+    }
+}
+
+/// Runs `work` (a batch's commit), telling `source` every `every` that `tags` are still in
+/// progress, so an ack deadline does not take the batch back while it is being written.
+async fn with_progress<S: Source, R>(
+    source: &mut S,
+    tags: &[S::Tag],
+    every: Duration,
+    work: impl Future<Output = R>,
+) -> R {
+    tokio::pin!(work);
+    let start = tokio::time::Instant::now() + every;
+    let mut ticks = tokio::time::interval_at(start, every);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticks.tick() => source.progress(tags),
+        }
     }
 }

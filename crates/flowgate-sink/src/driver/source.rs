@@ -39,6 +39,10 @@ pub trait Source: Send {
     /// Asks for at most `limit` ahead of processing from now on: the sink's pace becomes the
     /// source's demand.
     fn set_demand(&mut self, limit: Credit);
+
+    /// These deliveries are still being committed: a source with ack deadlines restarts
+    /// theirs, so a long commit keeps its batch.
+    fn progress(&mut self, tags: &[Self::Tag]);
 }
 
 impl<C: Subscribe> Source for C {
@@ -69,6 +73,10 @@ impl<C: Subscribe> Source for C {
 
     fn set_demand(&mut self, limit: Credit) {
         self.set_prefetch(limit);
+    }
+
+    fn progress(&mut self, tags: &[DeliveryTag]) {
+        Subscribe::progress(self, tags.to_vec());
     }
 }
 
@@ -118,4 +126,7 @@ impl Source for Pipe {
         // Cannot fail: the driver never asks for nothing.
         let _ = self.0.set_prefetch(limit);
     }
+
+    /// Events leave the pipe when received: there is no deadline to restart.
+    fn progress(&mut self, _tags: &[Taken]) {}
 }

@@ -70,6 +70,12 @@ pub(crate) struct BrokerArgs {
     /// A connection that sends nothing for this long is closed.
     #[arg(long, default_value = "30s")]
     idle_timeout: Span,
+    /// A delivery not acknowledged within this is taken back and given to another consumer
+    /// of its group (counted as an ack timeout); its consumer gets nothing more until it
+    /// settles something. A consumer that is still committing says so (PROGRESS) to keep it.
+    /// "0s" waits for ever.
+    #[arg(long, default_value = "30s")]
+    ack_wait: Span,
     /// The most topics the broker holds; a client naming one more is refused (unknown-topic).
     /// Set `create_topics = false` in the --config file to serve only declared topics.
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

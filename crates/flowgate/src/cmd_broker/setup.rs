@@ -19,6 +19,7 @@ impl BrokerArgs {
             max_frame: self.max_frame,
             handshake_timeout: self.handshake_timeout.0,
             idle_timeout: self.idle_timeout.0,
+            ack_wait: Some(self.ack_wait.0).filter(|w| !w.is_zero()),
             max_topics: usize::try_from(self.max_topics).unwrap_or(usize::MAX),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             marks: MarkLimits {

@@ -79,6 +79,11 @@ pub(crate) struct ConsumeArgs {
     /// Deliveries of an event the database refuses before it is dead-lettered.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
+    /// While a batch is being committed, tell the broker this often that it is still in
+    /// progress, so its --ack-wait (30 s by default) does not hand the batch to another
+    /// consumer. Keep it well below the broker's --ack-wait.
+    #[arg(long, default_value = "10s")]
+    progress_every: Span,
     /// Stop after committing this many events.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -154,6 +159,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
             max_attempts: args.max_attempts,
             idle_exit: args.idle_exit.map(|d| d.0),
             emulation,
+            progress_every: args.progress_every.0,
         },
     )?;
     let mut s = ConsumeSummary::default();
