@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     /// The most connections open at once; one more is refused with an `ERROR` and closed,
     /// and the open ones are not disturbed.
     pub max_connections: usize,
+    /// The memory the broker may use: as its resident set nears this, every topic's grants
+    /// shrink together (`governor`). `None`: no governor.
+    pub memory_budget: Option<u64>,
     /// How long a delivery may stay unsettled before the broker takes it back and gives it to
     /// another consumer of the group; `None` waits for ever.
     pub ack_wait: Option<Duration>,
@@ -78,6 +81,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             marks: MarkLimits::default(),
             ack_wait: Some(Duration::from_secs(30)),
+            memory_budget: None,
             max_frame: flowgate_proto::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),

@@ -50,6 +50,8 @@ enum Job {
     Acks(Vec<EventId>),
     /// Producer ids the topic forgot: no more checkpoints carry them.
     Forget(Vec<u64>),
+    /// Events whose next delivery is a later attempt.
+    Attempts(Vec<(EventId, u32)>),
     /// Read spilled events back (after this round's commit).
     Load(Credit, LoadDone),
     /// The broker stopped: touch the files no more (a restarted broker may own them now).
@@ -174,9 +176,12 @@ impl DiskStorage {
                 recovery.spilled_bytes + CREDIT_OVER_ENCODED * recovery.spilled_events,
             ),
         };
-        for (_, data) in recovery.events {
+        for (id, data) in recovery.events {
             match decode(data) {
-                Some(e) => found.events.push(e),
+                Some(e) => {
+                    let attempt = recovery.attempts.get(&id).copied().unwrap_or(1);
+                    found.events.push((e, attempt));
+                }
                 None => found.corrupt_records += 1,
             }
         }
@@ -266,6 +271,12 @@ impl Storage for DiskStorage {
     fn ack(&self, topic: &str, acked: &[EventId]) {
         if let Ok(log) = self.log(topic) {
             log.send(Job::Acks(acked.to_vec()));
+        }
+    }
+
+    fn record_attempts(&self, topic: &str, attempts: Vec<(EventId, u32)>) {
+        if let Ok(log) = self.log(topic) {
+            log.send(Job::Attempts(attempts));
         }
     }
 
@@ -412,6 +423,7 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
                 }
                 Job::Acks(ids) => log.append_acks(&ids),
                 Job::Forget(ids) => log.forget_producers(&ids),
+                Job::Attempts(entries) => log.append_attempts(&entries),
                 Job::Load(room, done) => loads.push((room, done)),
                 Job::Stop => return,
             }
@@ -444,7 +456,11 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
             let (records, _) = log
                 .read_spilled(room.events.max(1), room.bytes)
                 .unwrap_or_default();
-            done(records.into_iter().filter_map(|(_, d)| decode(d)).collect());
+            let events = records
+                .into_iter()
+                .filter_map(|(id, d)| Some((decode(d)?, log.attempt_of(id))))
+                .collect();
+            done(events);
         }
         if freed && let Some(notify) = watch.room_freed.get() {
             notify(&watch.topic);

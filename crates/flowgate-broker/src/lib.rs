@@ -22,6 +22,7 @@
 //! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
 //! | [`disk`] | [`DiskStorage`]: a log per topic, a group-commit writer thread per log |
 //! | [`dir_lock`] | [`DirLock`]: one broker per data directory |
+//! | [`governor`] | the memory governor: a budget (flag or cgroup), the resident set sampled, one pool of bytes all topics lease from |
 //! | [`names`] | topic and group name rules (re-exported from `flowgate-proto`, where the handshake checks them) |
 
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod dir_lock;
 pub mod disk;
 mod drain;
 mod encode_out;
+pub mod governor;
 mod inputs;
 pub use flowgate_proto::names;
 mod outbox;
@@ -47,5 +49,6 @@ pub use config::{BrokerConfig, ConfigError};
 pub use dir_lock::DirLock;
 pub use disk::{DiskOptions, DiskStorage};
 pub use drain::DrainReport;
-pub use server::{Broker, BrokerStats, RecoveryReport, Reporter};
+pub use governor::{BudgetSource, cgroup_limit};
+pub use server::{Broker, BrokerStats, MemoryStats, RecoveryReport, Reporter};
 pub use storage::{Durable, MemoryStorage, RecoveredTopic, RoomFreed, Storage};

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::governor::{self, Governor};
 use crate::storage::Storage;
 use crate::topics::Topics;
 
@@ -22,6 +23,8 @@ use crate::topics::Topics;
 pub(crate) struct Shared {
     pub config: BrokerConfig,
     pub topics: Topics,
+    /// The memory pool every topic leases from, with a budget.
+    pub governor: Option<Arc<Governor>>,
     pub storage: Arc<dyn Storage>,
     pub(crate) open: AtomicU64,
     accepted: AtomicU64,
@@ -75,6 +78,23 @@ pub struct BrokerStats {
     pub stages: Vec<(String, StageSplit)>,
     /// Topics whose store cannot write now (a full disk), with why.
     pub storage_failures: BTreeMap<String, String>,
+    /// The memory governor, when the broker has a budget.
+    pub memory: Option<MemoryStats>,
+}
+
+/// The memory governor's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryStats {
+    /// The budget.
+    pub budget: u64,
+    /// Bytes all topics may hold and promise now.
+    pub pool: u64,
+    /// Bytes they hold and have promised.
+    pub held: u64,
+    /// The resident set at the last sample.
+    pub rss: u64,
+    /// The highest resident set sampled.
+    pub peak_rss: u64,
 }
 
 /// What the broker found in its store at start-up.
@@ -103,6 +123,8 @@ pub struct Broker {
     accept: tokio::task::JoinHandle<()>,
     /// Tells the topics the time ([`tick_loop`]).
     ticker: tokio::task::JoinHandle<()>,
+    /// Samples memory for the governor ([`govern_loop`]).
+    governing: tokio::task::JoinHandle<()>,
 }
 
 impl Broker {
@@ -130,8 +152,15 @@ impl Broker {
         };
         let listener = listen(addr)?;
         let local_addr = listener.local_addr()?;
+        let governor = config.memory_budget.map(Governor::new);
         let shared = Arc::new(Shared {
-            topics: Topics::new(config.clone(), Arc::clone(&storage), recovered),
+            topics: Topics::new(
+                config.clone(),
+                Arc::clone(&storage),
+                recovered,
+                governor.clone(),
+            ),
+            governor,
             config,
             storage,
             open: AtomicU64::new(0),
@@ -152,6 +181,7 @@ impl Broker {
         }));
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped));
         let ticker = tokio::spawn(tick_loop(Arc::downgrade(&shared)));
+        let governing = tokio::spawn(govern_loop(Arc::downgrade(&shared)));
         Ok(Broker {
             shared,
             recovery,
@@ -159,6 +189,7 @@ impl Broker {
             stop,
             accept,
             ticker,
+            governing,
         })
     }
 
@@ -195,6 +226,7 @@ impl Broker {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         self.ticker.abort();
+        self.governing.abort();
         self.shared
     }
 }
@@ -244,6 +276,16 @@ impl Reporter {
                 .filter_map(|(n, _, _)| Some((n.clone(), self.shared.storage.failure(n)?)))
                 .collect(),
             stages: all.into_iter().map(|(n, _, s)| (n, s)).collect(),
+            memory: self.shared.governor.as_ref().map(|g| {
+                let (pool, held, rss, peak_rss) = g.figures();
+                MemoryStats {
+                    budget: g.budget(),
+                    pool,
+                    held,
+                    rss,
+                    peak_rss,
+                }
+            }),
         }
     }
 }
@@ -262,6 +304,21 @@ async fn tick_loop(shared: std::sync::Weak<Shared>) {
         match shared.upgrade() {
             Some(s) => s.topics.tick_all(),
             None => return,
+        }
+    }
+}
+
+/// Samples the resident set for the memory governor; when the pool grows, every topic grants
+/// again at once.
+async fn govern_loop(shared: std::sync::Weak<Shared>) {
+    let mut interval = tokio::time::interval(governor::SAMPLE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(s) = shared.upgrade() else { return };
+        let Some(g) = &s.governor else { return };
+        if g.sample() {
+            s.topics.tick_all();
         }
     }
 }

@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 pub struct RecoveredTopic {
     /// The topic.
     pub name: String,
-    /// Accepted, unacknowledged events, in acceptance order: the first ones, as many as the
-    /// topic keeps in memory.
-    pub events: Vec<WireEvent>,
+    /// Accepted, unacknowledged events, in acceptance order, each with the attempt its next
+    /// delivery is: the first ones, as many as the topic keeps in memory.
+    pub events: Vec<(WireEvent, u32)>,
     /// The rest, left on disk to be loaded when there is room (events, credit bytes).
     pub spilled: Credit,
     /// Every producer's highest accepted sequence number, as (producer id, seq).
@@ -54,8 +54,9 @@ impl Durable {
     }
 }
 
-/// Events read back from a store: the answer to [`Storage::load`].
-pub type LoadDone = Box<dyn FnOnce(Vec<WireEvent>) + Send>;
+/// Events read back from a store, each with the attempt its next delivery is: the answer to
+/// [`Storage::load`].
+pub type LoadDone = Box<dyn FnOnce(Vec<(WireEvent, u32)>) + Send>;
 
 /// A store for accepted, not yet acknowledged events.
 pub trait Storage: Send + Sync {
@@ -85,6 +86,10 @@ pub trait Storage: Send + Sync {
     /// Bytes `topic` can still take (a disk log's limit minus its size); `None`: no limit
     /// beyond the topic's capacity.
     fn room(&self, topic: &str) -> Option<u64>;
+
+    /// These events' next deliveries are later attempts (`Topic::take_requeued`); a store
+    /// that keeps them hands them back at a restart, so the dead-letter count goes on.
+    fn record_attempts(&self, _topic: &str, _attempts: Vec<(EventId, u32)>) {}
 
     /// The topic forgot these producer ids' dedup marks; a store that keeps marks may too.
     fn forget_producers(&self, _topic: &str, _producers: Vec<u64>) {}

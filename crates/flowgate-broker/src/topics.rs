@@ -13,6 +13,7 @@ use flowgate_core::{Action, ConnId, StageClock, StageSplit, StageState, Topic, T
 use flowgate_proto::WireEvent;
 
 use crate::config::BrokerConfig;
+use crate::governor::Governor;
 use crate::outbox::Outbox;
 use crate::storage::{RecoveredTopic, Storage};
 
@@ -26,6 +27,8 @@ pub(crate) struct TopicInner {
     clock: StageClock,
     /// The topic's broken books were logged (once).
     broken_logged: bool,
+    /// What it counts against the memory governor's pool (held and promised bytes).
+    governed: u64,
 }
 
 /// A topic shared by its connections.
@@ -39,6 +42,8 @@ pub(crate) struct TopicHandle {
     storage: Arc<dyn Storage>,
     /// This handle, for the answer to a load, which arrives from the storage's thread.
     me: Weak<TopicHandle>,
+    /// The pool of memory all topics lease from, with a budget.
+    governor: Option<Arc<Governor>>,
 }
 
 impl TopicHandle {
@@ -57,7 +62,26 @@ impl TopicHandle {
         let room = self.storage.room(&self.name);
         let queued = self.storage.queued_bytes(&self.name);
         inner.topic.limit_grants(room, queued);
+        let lease = self.governor.as_deref().map(|g| {
+            let before = inner.topic.memory_bytes();
+            let (pool, _, _, _) = g.figures();
+            // A share at a time, so one topic's round never holds the whole pool from others.
+            let want = (inner.topic.capacity().bytes.saturating_sub(before)).min(pool / 4);
+            let leased = g.lease(inner.governed, before, want);
+            inner.topic.limit_memory(Some(before + leased));
+            (g, before, leased)
+        });
         let actions = inner.topic.poll_actions();
+        if let Some((g, before, leased)) = lease {
+            let after = inner.topic.memory_bytes();
+            g.settle(before, leased, after);
+            inner.governed = after;
+        }
+        let requeued = inner.topic.take_requeued();
+        if !requeued.is_empty() {
+            let attempts = requeued.iter().map(|(e, a)| (e.id, *a)).collect();
+            self.storage.record_attempts(&self.name, attempts);
+        }
         let forgotten = inner.topic.take_forgotten_ids();
         if !forgotten.is_empty() {
             self.storage.forget_producers(&self.name, forgotten);
@@ -89,7 +113,7 @@ impl TopicHandle {
                 }
                 Action::Load { room } => {
                     let me = Weak::clone(&self.me);
-                    let done = Box::new(move |events: Vec<WireEvent>| {
+                    let done = Box::new(move |events: Vec<(WireEvent, u32)>| {
                         if let Some(topic) = me.upgrade() {
                             topic.loaded(events);
                         }
@@ -101,12 +125,12 @@ impl TopicHandle {
     }
 
     /// Hands events read back from the store to the topic.
-    fn loaded(&self, events: Vec<WireEvent>) {
-        let items: Vec<(WireEvent, u64)> = events
+    fn loaded(&self, events: Vec<(WireEvent, u32)>) {
+        let items: Vec<(WireEvent, u64, u32)> = events
             .into_iter()
-            .map(|e| {
+            .map(|(e, attempt)| {
                 let bytes = e.credit_bytes();
-                (e, bytes)
+                (e, bytes, attempt)
             })
             .collect();
         let mut inner = self.lock();
@@ -152,6 +176,7 @@ pub(crate) enum NoSuchTopic {
 /// All topics, created on first use.
 pub(crate) struct Topics {
     config: BrokerConfig,
+    governor: Option<Arc<Governor>>,
     storage: Arc<dyn Storage>,
     epoch: Instant,
     map: Mutex<HashMap<String, Arc<TopicHandle>>>,
@@ -163,9 +188,11 @@ impl Topics {
         config: BrokerConfig,
         storage: Arc<dyn Storage>,
         recovered: Vec<RecoveredTopic>,
+        governor: Option<Arc<Governor>>,
     ) -> Self {
         let topics = Topics {
             config,
+            governor,
             storage,
             epoch: Instant::now(),
             map: Mutex::new(HashMap::new()),
@@ -179,9 +206,9 @@ impl Topics {
         for found in recovered {
             let topic = topics.get_or_create(&found.name);
             topic.apply(|t| {
-                let items = found.events.into_iter().map(|e| {
+                let items = found.events.into_iter().map(|(e, attempt)| {
                     let bytes = e.credit_bytes();
-                    (e, bytes)
+                    (e, bytes, attempt)
                 });
                 t.topic.restore(found.high_water, items);
                 t.topic.restore_spilled(found.spilled);
@@ -246,6 +273,8 @@ impl Topics {
                 Some(disk) => {
                     let mut t = Topic::new(disk);
                     t.spill_beyond(memory);
+                    // The log keeps attempt counts across restarts.
+                    t.record_attempts();
                     t
                 }
                 None => Topic::new(memory),
@@ -259,10 +288,12 @@ impl Topics {
                     outboxes: HashMap::new(),
                     clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
                     broken_logged: false,
+                    governed: 0,
                 }),
                 epoch: self.epoch,
                 storage: Arc::clone(&self.storage),
                 me: Weak::clone(me),
+                governor: self.governor.clone(),
             })
         }))
     }

@@ -17,12 +17,14 @@
 //! | [`limit`] | [`AimdLimit`]: batch size learned from commit latency |
 //! | [`stage`] | [`StageClock`]: busy / backpressured / idle time; [`bottleneck`] names the limiting stage |
 //! | [`event`] | the [`Event`] record and its size in credit |
+//! | [`governor`] | [`MemoryGovernor`]: how many bytes all topics may hold, from a memory budget and the measured resident set |
 
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod credit;
 pub mod event;
+pub mod governor;
 pub mod limit;
 pub mod outage;
 pub mod queue;
@@ -35,6 +37,7 @@ pub use credit::{
     Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due, pay_debt,
 };
 pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
+pub use governor::MemoryGovernor;
 pub use limit::AimdLimit;
 pub use outage::{Outage, Told};
 pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};

@@ -130,7 +130,7 @@ fn answer_load(topic: &mut Topic<Item>, model: &mut Model) {
         }
         model.disk.pop_front();
         bytes += size;
-        items.push((item, size));
+        items.push((item, size, 1));
     }
     topic.loaded(items);
 }
@@ -274,17 +274,18 @@ proptest! {
                 Some(m) => restore.min(m.events).min(m.bytes / RESTORED_BYTES),
                 None => restore,
             };
-            let items: Vec<(Item, u64)> = (1..=restore).map(|seq| ((1, seq), RESTORED_BYTES)).collect();
+            let items: Vec<(Item, u64, u32)> =
+                (1..=restore).map(|seq| ((1, seq), RESTORED_BYTES, 1)).collect();
             topic.restore([(1, restore)], items[..in_memory as usize].iter().copied());
             let left = restore - in_memory;
             if left > 0 {
                 topic.restore_spilled(Credit::new(left, left * RESTORED_BYTES));
             }
-            for (item, bytes) in &items {
+            for (item, bytes, _) in &items {
                 model.accepted.insert(*item);
                 model.sizes.insert(*item, *bytes);
             }
-            model.disk.extend(items[in_memory as usize..].iter().map(|(item, _)| *item));
+            model.disk.extend(items[in_memory as usize..].iter().map(|(item, _, _)| *item));
             model.confirmed.insert(1, restore);
             model.restored = restore;
         }

@@ -76,6 +76,10 @@ pub struct BrokerSnapshot {
     pub errors_sent: BTreeMap<String, u64>,
     /// The broker process's resident set size.
     pub rss_bytes: u64,
+    /// The memory budget its governor keeps to (0: none).
+    pub memory_budget_bytes: u64,
+    /// Bytes all topics together may hold and promise now, by the governor (0: none).
+    pub memory_pool_bytes: u64,
     /// Every topic.
     pub topics: Vec<TopicSnapshot>,
 }

@@ -107,6 +107,20 @@ pub const BROKER: &[Metric<BrokerSnapshot>] = &[
         help: "resident set size of the broker process",
         read: |b| one(b.rss_bytes),
     },
+    Metric {
+        name: "flowgate_broker_memory_budget_bytes",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "the memory budget the broker's governor keeps to (--memory-budget or its cgroup's limit; 0: none)",
+        read: |b| one(b.memory_budget_bytes),
+    },
+    Metric {
+        name: "flowgate_broker_memory_pool_bytes",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "bytes all topics together may hold and promise now, by the governor (0: none)",
+        read: |b| one(b.memory_pool_bytes),
+    },
 ];
 
 /// Every topic's metrics, labelled with its name.

@@ -4,13 +4,16 @@
 //! # Design
 //!
 //! One [`Log`] per topic, in its own directory, written by one thread. The log is a sequence
-//! of *segments*, append-only files named by a counter (`00000000000000000001.seg`, …). Three
+//! of *segments*, append-only files named by a counter (`00000000000000000001.seg`, …). Four
 //! kinds of record go into the same stream:
 //!
 //! * `EVENT` — an accepted event: its id (producer, sequence) and its opaque encoded bytes;
 //! * `ACKS` — ids a consumer acknowledged;
 //! * `CHECKPOINT` — every producer's highest sequence number, written first in each segment,
-//!   so the dedup high-water marks survive the removal of older segments.
+//!   so the dedup high-water marks survive the removal of older segments;
+//! * `ATTEMPTS` — events whose next delivery is a later attempt (a nack, a consumer leaving,
+//!   an ack deadline), so a restart keeps counting toward the dead-letter limit. Like an
+//!   `ACKS` record it lies after its events' `EVENT` records, so it outlives none of them.
 //!
 //! Appends are buffered and made durable together by [`Log::commit`]: one `write` and one
 //! `fsync` for every batch that arrived meanwhile (group commit). The broker confirms a

@@ -66,6 +66,9 @@ pub struct Recovery {
     pub spilled_bytes: u64,
     /// Every producer's highest accepted sequence number, as `EventId { producer, seq }`.
     pub high_water: Vec<EventId>,
+    /// Unacknowledged events whose next delivery is a later attempt than the first, as
+    /// [`Log::append_attempts`] recorded (for those left on disk, ask [`Log::attempt_of`]).
+    pub attempts: HashMap<EventId, u32>,
 }
 
 #[derive(Debug)]
@@ -93,6 +96,8 @@ pub struct Log {
     /// claiming an accepted event that was never written would, after a crash, tell its
     /// producer to skip it, and it would be lost. Two facts, each with one owner.
     high: HashMap<u64, u64>,
+    /// Unacknowledged events whose next delivery is not the first, and its attempt.
+    attempts: HashMap<EventId, u32>,
     /// Records appended since the last commit.
     pending: Vec<u8>,
     /// Set by a failed write or sync: what was written since is unknown, so nothing more is
@@ -180,6 +185,12 @@ impl Log {
                             live.remove(&id);
                         }
                     }
+                    Record::Attempts(entries) => {
+                        for (id, attempt) in entries {
+                            let a = recovery.attempts.entry(id).or_insert(attempt);
+                            *a = (*a).max(attempt);
+                        }
+                    }
                     Record::Checkpoint(marks) => {
                         for m in marks {
                             let h = high.entry(m.producer).or_default();
@@ -199,6 +210,7 @@ impl Log {
                 s.live += 1;
             }
         }
+        recovery.attempts.retain(|id, _| live.contains_key(id));
         let (max_events, max_bytes) = options.recover_at_most.unwrap_or((u64::MAX, u64::MAX));
         let mut spill_cursor = None;
         for (id, at, len) in order.into_iter().filter(|(id, _, _)| live.contains_key(id)) {
@@ -261,6 +273,7 @@ impl Log {
             active,
             live,
             high,
+            attempts: recovery.attempts.clone(),
             pending: Vec::new(),
             failed,
             spill_cursor,
@@ -306,10 +319,35 @@ impl Log {
         }
     }
 
+    /// Buffers the attempts the next deliveries of these events will be (raised by a nack,
+    /// a consumer leaving or an ack deadline), so a restarted broker keeps counting toward
+    /// the dead-letter limit instead of starting again at 1. Ids not held are ignored.
+    pub fn append_attempts(&mut self, entries: &[(EventId, u32)]) {
+        let held: Vec<(EventId, u32)> = entries
+            .iter()
+            .filter(|(id, _)| self.live.contains_key(id))
+            .copied()
+            .collect();
+        for (id, attempt) in &held {
+            let a = self.attempts.entry(*id).or_insert(*attempt);
+            *a = (*a).max(*attempt);
+        }
+        if !held.is_empty() {
+            Record::Attempts(held).encode(&mut self.pending);
+        }
+    }
+
+    /// The attempt the next delivery of an unacknowledged event is: 1 unless
+    /// [`Log::append_attempts`] recorded a later one.
+    pub fn attempt_of(&self, id: EventId) -> u32 {
+        self.attempts.get(&id).copied().unwrap_or(1)
+    }
+
     /// Buffers acknowledgements. Ids not held (already acked, or never here) are ignored.
     pub fn append_acks(&mut self, ids: &[EventId]) {
         let mut held = Vec::with_capacity(ids.len());
         for id in ids {
+            self.attempts.remove(id);
             if let Some(number) = self.live.remove(id) {
                 if let Some(s) = self.segments.iter_mut().rev().find(|s| s.number == number) {
                     s.live -= 1;

@@ -1,4 +1,4 @@
-//! One log record: its framing (length, checksum, kind) and its three bodies.
+//! One log record: its framing (length, checksum, kind) and its four bodies.
 
 use flowgate_core::EventId;
 
@@ -14,6 +14,10 @@ pub const EVENT_RECORD_OVERHEAD: usize = HEADER + 16;
 const EVENT: u8 = 1;
 const ACKS: u8 = 2;
 const CHECKPOINT: u8 = 3;
+const ATTEMPTS: u8 = 4;
+
+/// An `ATTEMPTS` entry on disk: an id and an attempt.
+const ATTEMPT_ENTRY: usize = 16 + 4;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,9 @@ pub enum Record {
     Acks(Vec<EventId>),
     /// Every producer's highest accepted sequence number.
     Checkpoint(Vec<EventId>),
+    /// Events whose next delivery is a later attempt (after a nack, a consumer leaving, or an
+    /// ack deadline), with that attempt.
+    Attempts(Vec<(EventId, u32)>),
 }
 
 /// Why the bytes at an offset are not a record.
@@ -69,6 +76,13 @@ impl Record {
                 out.push(CHECKPOINT);
                 ids.iter().for_each(|id| put_id(out, *id));
             }
+            Record::Attempts(entries) => {
+                out.push(ATTEMPTS);
+                for (id, attempt) in entries {
+                    put_id(out, *id);
+                    out.extend_from_slice(&attempt.to_le_bytes());
+                }
+            }
         }
         let body = &out[start + 8..];
         let len = body.len() as u32;
@@ -103,7 +117,15 @@ impl Record {
                     Record::Checkpoint(ids)
                 }
             }
-            EVENT | ACKS | CHECKPOINT => return Err(RecordError::BadLength(len)),
+            ATTEMPTS if rest.len() % ATTEMPT_ENTRY == 0 => Record::Attempts(
+                rest.chunks_exact(ATTEMPT_ENTRY)
+                    .map(|e| {
+                        let attempt = u32::from_le_bytes([e[16], e[17], e[18], e[19]]);
+                        (get_id(e), attempt)
+                    })
+                    .collect(),
+            ),
+            EVENT | ACKS | CHECKPOINT | ATTEMPTS => return Err(RecordError::BadLength(len)),
             other => return Err(RecordError::UnknownKind(other)),
         };
         Ok((record, end))
@@ -132,6 +154,7 @@ mod tests {
         let records = [
             Record::Event(EventId::new(7, 1), b"hello".to_vec()),
             Record::Acks(vec![EventId::new(7, 1), EventId::new(8, 3)]),
+            Record::Attempts(vec![(EventId::new(7, 2), 3), (EventId::new(9, 1), 2)]),
             Record::Checkpoint(vec![]),
         ];
         let mut buf = Vec::new();

@@ -57,6 +57,33 @@ impl<T: Clone> Topic<T> {
         self.ack_wait.map(|w| self.now.saturating_add(w))
     }
 
+    /// Whether a deadline entry still stands: a settled delivery, a later attempt or a
+    /// restarted deadline leaves a stale one behind.
+    fn stands(&self, (due, id, attempt): (Duration, u64, u32)) -> bool {
+        matches!(self.unacked.get(&id), Some((_, e)) if e.attempt == attempt && e.due == due)
+    }
+
+    /// Drops stale deadline entries after a settle: those at the front, and all of them once
+    /// they outnumber the deliveries outstanding, so the queue stays the size of what is
+    /// unacked however the acks are ordered (not every delivery of the last ack wait).
+    pub(super) fn prune_deadlines(&mut self) {
+        while let Some(&front) = self.deadlines.front() {
+            if self.stands(front) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        if self.deadlines.len() > 2 * self.unacked.len() + 64 {
+            let kept: std::collections::VecDeque<_> = self
+                .deadlines
+                .iter()
+                .copied()
+                .filter(|d| self.stands(*d))
+                .collect();
+            self.deadlines = kept;
+        }
+    }
+
     /// Takes back every delivery whose deadline has passed.
     pub(super) fn expire_deliveries(&mut self) {
         let mut expired = Vec::new();
@@ -65,9 +92,7 @@ impl<T: Clone> Topic<T> {
                 break;
             }
             self.deadlines.pop_front();
-            // A settled delivery, a later attempt or a restarted deadline leaves a stale entry.
-            if matches!(self.unacked.get(&id), Some((_, e)) if e.attempt == attempt && e.due == due)
-            {
+            if self.stands((due, id, attempt)) {
                 expired.push(id);
             }
         }

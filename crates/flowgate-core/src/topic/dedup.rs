@@ -75,7 +75,7 @@ impl<T: Clone> Topic<T> {
                 self.book(booked);
                 out.spilled += 1;
             } else {
-                self.push_ready(item, bytes);
+                self.push_ready(item, bytes, 1);
             }
             out.accepted += 1;
         }

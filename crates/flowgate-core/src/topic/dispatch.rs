@@ -32,6 +32,7 @@ impl<T: Clone> Topic<T> {
         self.alive(conn);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.acked += 1;
+        self.prune_deadlines();
         Ok(entry.item)
     }
 
@@ -41,6 +42,7 @@ impl<T: Clone> Topic<T> {
         self.alive(conn);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.nacked += 1;
+        self.prune_deadlines();
         self.requeue_front(entry);
         Ok(())
     }
@@ -163,13 +165,32 @@ impl<T: Clone> Topic<T> {
         Ok(entry)
     }
 
-    /// Puts an entry already taken out of `unacked` back at the front of the ready queue.
+    /// Puts an entry already taken out of `unacked` back at the front of the ready queue,
+    /// its attempt raised (and, with [`Topic::record_attempts`], reported).
     pub(super) fn requeue_front(&mut self, mut entry: Entry<T>) {
         let cost = Credit::new(1, entry.bytes);
         let booked = self.ready_total.add(cost);
         self.book(booked);
         entry.attempt = entry.attempt.saturating_add(1);
+        if let Some(requeued) = &mut self.requeued {
+            requeued.push((entry.item.clone(), entry.attempt));
+        }
         self.ready.push_front(entry);
+    }
+
+    /// Reports every attempt raise from now on ([`Topic::take_requeued`]), for a store that
+    /// keeps them so attempt counts survive a restart.
+    pub fn record_attempts(&mut self) {
+        self.requeued.get_or_insert_with(Vec::new);
+    }
+
+    /// The events whose attempt was raised (by a nack, a departure or an ack deadline) since
+    /// the last call, each with the attempt its next delivery is.
+    pub fn take_requeued(&mut self) -> Vec<(T, u32)> {
+        self.requeued
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }
 

@@ -16,6 +16,24 @@ impl<T: Clone> Topic<T> {
         self.queued = queued;
     }
 
+    /// Caps what the topic holds in memory and has promised (ready, unacked and granted
+    /// bytes) at `bytes` (`None`: no cap beyond the capacity). The broker's memory governor
+    /// sets it from its share of the memory budget; credit already granted stays usable, so
+    /// a lower cap takes effect as events leave.
+    pub fn limit_memory(&mut self, bytes: Option<u64>) {
+        self.memory_limit = bytes;
+    }
+
+    /// Bytes held in memory (ready, unacked) and promised to producers: what
+    /// [`Topic::limit_memory`] caps.
+    pub fn memory_bytes(&self) -> u64 {
+        self.ready_total
+            .get()
+            .bytes
+            .saturating_add(self.unacked_total.get().bytes)
+            .saturating_add(self.granted_total.get().bytes)
+    }
+
     /// A producer says it is blocked: its next event costs `need_bytes` of credit, which what
     /// it holds does not cover, and it hands back `returned`, all the credit it held when it
     /// said so (credit it could not use, stranded in one dimension, goes back to the free
@@ -145,10 +163,15 @@ impl<T: Clone> Topic<T> {
             (Some(disk), Some(memory)) => Some(disk.min(memory.bytes.saturating_sub(self.queued))),
             (room, _) => room,
         };
-        if let Some(room) = room {
-            let bytes = free
-                .bytes
-                .min(room.saturating_sub(self.granted_total.get().bytes));
+        // Bytes new grants may take: what the room leaves beyond credit outstanding, and what
+        // the memory cap leaves beyond what is held and promised.
+        let mut within = room.map(|r| r.saturating_sub(self.granted_total.get().bytes));
+        if let Some(limit) = self.memory_limit {
+            let left = limit.saturating_sub(self.memory_bytes());
+            within = Some(within.map_or(left, |w| w.min(left)));
+        }
+        if let Some(within) = within {
+            let bytes = free.bytes.min(within);
             if bytes == 0 || free.events == 0 {
                 return Credit::ZERO;
             }

@@ -19,6 +19,8 @@
 //!   dropped and counted, never stored twice. A producer id the topic has never seen, or has
 //!   forgotten ([`MarkLimits`]: idle past a TTL, or pushed out by the cap), may start at any
 //!   sequence number (after a broker restart without a disk log, it resumes where it was);
+//! * with a memory cap set ([`Topic::limit_memory`], the broker's memory governor), ready +
+//!   unacked + granted bytes never exceed it through a grant;
 //! * with a grant limit set ([`Topic::limit_grants`], room left in the broker's disk log),
 //!   credit outstanding to producers never exceeds it in bytes (in spill mode, nor the memory
 //!   bound less what the log still holds in memory);
@@ -206,10 +208,14 @@ pub struct Topic<T> {
     deadlines: VecDeque<(Duration, u64, u32)>,
     /// The time the topic was last told ([`Topic::tick`]).
     now: Duration,
+    /// With [`Topic::record_attempts`]: events requeued with a raised attempt, untaken.
+    requeued: Option<Vec<(T, u32)>>,
     /// Bytes of outstanding credit something outside the topic (a disk log) can still take.
     grant_room: Option<u64>,
     /// Bytes of accepted events held in memory outside the topic (waiting to be written).
     queued: u64,
+    /// The most bytes held in memory and promised ([`Topic::limit_memory`]).
+    memory_limit: Option<u64>,
     /// Spill mode: the most ready + unacked kept in memory.
     memory: Option<Credit>,
     /// Spill mode: accepted events held only on disk.
@@ -243,8 +249,10 @@ impl<T: Clone> Topic<T> {
             ack_wait: None,
             deadlines: VecDeque::new(),
             now: Duration::ZERO,
+            requeued: None,
             grant_room: None,
             queued: 0,
+            memory_limit: None,
             memory: None,
             on_disk: Tally::new("on disk"),
             loading: false,

@@ -30,45 +30,48 @@ impl<T: Clone> Topic<T> {
     }
 
     /// The answer to [`Action::Load`]: the oldest on-disk events, in acceptance order, with
-    /// their bytes. The count on disk goes down by exactly these: events spilled while the
-    /// load was under way are still on disk even if the store read everything it had then.
-    pub fn loaded(&mut self, items: Vec<(T, u64)>) {
+    /// their bytes and the attempt their next delivery is (1 unless the store recorded
+    /// earlier ones, [`Topic::record_attempts`]). The count on disk goes down by exactly
+    /// these: events spilled while the load was under way are still on disk even if the
+    /// store read everything it had then.
+    pub fn loaded(&mut self, items: Vec<(T, u64, u32)>) {
         self.loading = false;
-        for (item, bytes) in items {
+        for (item, bytes, attempt) in items {
             let cost = Credit::new(1, bytes);
             let booked = self.on_disk.take(cost);
             self.book(booked);
-            self.push_ready(item, bytes);
+            self.push_ready(item, bytes, attempt);
         }
         self.note_peak();
     }
 
     /// Puts back what a disk log recovered: the producers' high-water marks and the accepted,
-    /// unacknowledged `(item, bytes)`, in acceptance order, ready for delivery (attempt 1).
-    /// Recovered events may exceed the capacity; no credit is granted until they drain below it.
+    /// unacknowledged `(item, bytes, attempt)`, in acceptance order, ready for delivery with
+    /// that attempt (what the store recorded, [`Topic::record_attempts`], else 1). Recovered
+    /// events may exceed the capacity; no credit is granted until they drain below it.
     pub fn restore(
         &mut self,
         high_water: impl IntoIterator<Item = (u64, u64)>,
-        items: impl IntoIterator<Item = (T, u64)>,
+        items: impl IntoIterator<Item = (T, u64, u32)>,
     ) {
         for (producer_id, seq) in high_water {
             self.marks.restore(producer_id, seq);
         }
-        for (item, bytes) in items {
-            self.push_ready(item, bytes);
+        for (item, bytes, attempt) in items {
+            self.push_ready(item, bytes, attempt.max(1));
         }
         self.note_peak();
     }
 
     /// Appends a newly accepted (or loaded) item to the ready queue with a fresh delivery id.
-    pub(super) fn push_ready(&mut self, item: T, bytes: u64) {
+    pub(super) fn push_ready(&mut self, item: T, bytes: u64, attempt: u32) {
         let delivery_id = self.next_delivery_id;
         self.next_delivery_id += 1;
         self.ready.push_back(Entry {
             item,
             bytes,
             delivery_id,
-            attempt: 1,
+            attempt,
             due: Duration::ZERO,
         });
         let booked = self.ready_total.add(Credit::new(1, bytes));

@@ -180,7 +180,7 @@ fn an_unknown_producer_may_resume_anywhere_but_a_known_one_may_not() {
 #[test]
 fn restored_events_are_delivered_first_and_grants_fit_the_room_left() {
     let mut t = topic(10);
-    t.restore([(7, 3)], [(1, 10), (2, 10), (3, 10)]);
+    t.restore([(7, 3)], [(1, 10, 1), (2, 10, 1), (3, 10, 1)]);
     t.limit_grants(Some(0), 0);
     t.attach_producer(P, 7);
     t.attach_consumer(C, "g").unwrap();
@@ -416,7 +416,7 @@ fn in_spill_mode_events_beyond_memory_wait_on_disk_and_come_back_in_order() {
     // While events wait on disk, new ones queue behind them there.
     let _ = t.publish(P, batch(8..=8)).unwrap();
     assert_eq!(t.stats().on_disk, 4);
-    t.loaded(vec![(5, 10), (6, 10)]);
+    t.loaded(vec![(5, 10, 1), (6, 10, 1)]);
     let got = delivered(&t.poll_actions(), C);
     assert_eq!(got.iter().map(|d| d.2).collect::<Vec<_>>(), vec![5, 6]);
     assert_eq!(t.stats().on_disk, 2);
@@ -432,7 +432,7 @@ fn events_spilled_while_a_load_is_answered_stay_counted_on_disk() {
     assert_eq!(loads(&t.poll_actions()), vec![Credit::new(2, 1_000_000)]);
     // The store reads all three it has; before its answer lands, one more spills.
     t.publish(P, batch(1..=1)).unwrap();
-    t.loaded(vec![(101, 10), (102, 10), (103, 10)]);
+    t.loaded(vec![(101, 10, 1), (102, 10, 1), (103, 10, 1)]);
     assert_eq!(t.stats().on_disk, 1, "the late one is still to load");
     t.attach_consumer(C, "g").unwrap();
     t.request(C, Credit::new(10, 10_000)).unwrap();
@@ -457,7 +457,7 @@ fn a_store_handing_back_more_than_was_spilled_breaks_the_books_and_the_topic_sto
     let _ = t.poll_actions();
     assert!(t.broken().is_none());
     // Three events back where two were on disk: the books cannot add up.
-    t.loaded(vec![(3, 10), (4, 10), (99, 10)]);
+    t.loaded(vec![(3, 10, 1), (4, 10, 1), (99, 10, 1)]);
     let broken = t.broken().cloned().expect("the books are broken");
     assert_eq!(broken.tally, "on disk");
     assert_eq!(
@@ -554,4 +554,63 @@ fn without_an_ack_wait_a_delivery_is_held_for_ever() {
     t.tick(Duration::from_secs(1_000_000));
     assert_eq!(t.stats().unacked, 1);
     assert_eq!(t.stats().ack_timeouts, 0);
+}
+
+#[test]
+fn recorded_attempts_are_reported_and_restored_events_keep_theirs() {
+    let (mut t, held) = consumer_holding(None, 2);
+    t.record_attempts();
+    t.nack(C, held[0].0, 1).unwrap();
+    t.detach_consumer(C);
+    let mut raised = t.take_requeued();
+    raised.sort_unstable();
+    assert_eq!(
+        raised,
+        vec![(1, 2), (2, 2)],
+        "the nacked one, then the one held at departure"
+    );
+    assert!(t.take_requeued().is_empty());
+    // A restarted topic delivers a restored event with the attempt the store kept.
+    let mut again = topic(100);
+    again.restore([(7, 2)], [(1, 10, 3), (2, 10, 2)]);
+    again.attach_consumer(C, "g").unwrap();
+    again.request(C, Credit::new(10, 10_000)).unwrap();
+    let attempts: Vec<(u32, u64)> = delivered(&again.poll_actions(), C)
+        .into_iter()
+        .map(|(_, attempt, item)| (attempt, item))
+        .collect();
+    assert_eq!(attempts, vec![(3, 1), (2, 2)]);
+}
+
+#[test]
+fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
+    let mut t: Topic<u64> = Topic::new(Credit::new(100_000, 100_000_000));
+    t.set_ack_wait(Some(Duration::from_secs(30)));
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=10)).unwrap();
+    t.request(C, Credit::new(u64::MAX, u64::MAX)).unwrap();
+    let held = delivered(&t.poll_actions(), C);
+    // Acked last to first: the front entry stays until the oldest goes, then all do.
+    for (id, attempt, _) in held.iter().rev() {
+        t.ack(C, *id, *attempt).unwrap();
+    }
+    assert!(t.deadlines.is_empty(), "{:?}", t.deadlines);
+    // Each round leaves its first delivery unacked and acks the rest: stale entries pile up
+    // behind the oldest unacked one until they outnumber what is outstanding.
+    for round in 0..200u64 {
+        let first = 11 + round * 10;
+        t.publish(P, batch(first..=first + 9)).unwrap();
+        let held = delivered(&t.poll_actions(), C);
+        for (id, attempt, _) in &held[1..] {
+            t.ack(C, *id, *attempt).unwrap();
+        }
+    }
+    assert_eq!(t.stats().unacked, 200);
+    assert!(
+        t.deadlines.len() <= 2 * 200 + 64 + 10,
+        "{}",
+        t.deadlines.len()
+    );
 }

@@ -76,6 +76,11 @@ pub(crate) struct BrokerArgs {
     /// "0s" waits for ever.
     #[arg(long, default_value = "30s")]
     ack_wait: Span,
+    /// The memory the broker may use: as its resident set nears this, the grants of every
+    /// topic shrink together, so producers wait instead of the broker being killed. Default:
+    /// the memory limit of its cgroup (v2 memory.max or v1 memory.limit_in_bytes), if any.
+    #[arg(long, value_name = "SIZE")]
+    memory_budget: Option<Size>,
     /// The most topics the broker holds; a client naming one more is refused (unknown-topic).
     /// Set `create_topics = false` in the --config file to serve only declared topics.
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

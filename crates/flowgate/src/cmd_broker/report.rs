@@ -117,6 +117,8 @@ pub(super) fn snapshot(stats: &BrokerStats, started: Instant) -> BrokerSnapshot 
             .map(|(code, n)| ((*code).to_string(), *n))
             .collect(),
         rss_bytes: procfs::own_rss().now,
+        memory_budget_bytes: stats.memory.map_or(0, |m| m.budget),
+        memory_pool_bytes: stats.memory.map_or(0, |m| m.pool),
         topics: stats
             .topics
             .iter()

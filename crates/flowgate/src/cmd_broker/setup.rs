@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use flowgate_broker::{BrokerConfig, DiskOptions, DiskStorage, MemoryStorage, Storage};
 use flowgate_core::{Credit, MarkLimits};
+use flowgate_observe::units::Size;
 
 use super::{BrokerArgs, StorageKind};
 
@@ -31,6 +32,19 @@ impl BrokerArgs {
         if let Some(path) = &self.config {
             config.load_file(path)?;
         }
+        config.memory_budget = match self.memory_budget {
+            Some(Size(0)) => anyhow::bail!("--memory-budget must be above 0"),
+            Some(Size(n)) => {
+                tracing::info!("memory budget {n} bytes (--memory-budget)");
+                Some(n)
+            }
+            None => flowgate_broker::cgroup_limit().map(|(n, from)| {
+                tracing::info!(
+                    "memory budget {n} bytes, the limit of the broker's cgroup ({from:?})"
+                );
+                n
+            }),
+        };
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             let tls = flowgate_proto::tls::server_config(cert, key, self.tls_client_ca.as_deref())
                 .context("cannot set up TLS")?;
