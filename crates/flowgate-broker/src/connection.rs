@@ -17,28 +17,13 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::attach::{Attached, attach};
 use crate::inputs::{fatal_topic_error, notice_rejections, publish};
 use crate::outbox::Outbox;
 use crate::server::Shared;
 use crate::topics::TopicHandle;
 use crate::transport::{self, Accepted, ReadHalf};
-use crate::writer::{refuse, write_loop};
-
-/// Refuses a connection past `--max-connections` with `too-many-connections` (after the TLS
-/// handshake, if the broker has TLS, so the client can read it).
-pub(crate) async fn refuse_busy(shared: Arc<Shared>, stream: TcpStream) {
-    let config = &shared.config;
-    let deadline = Instant::now() + config.handshake_timeout;
-    if let Accepted::Ready(_, wr) | Accepted::Refused(wr, ..) =
-        transport::accept(stream, config.tls.as_ref(), deadline).await
-    {
-        let why = format!(
-            "the broker has {} connections open, its limit (--max-connections); try again later",
-            config.max_connections
-        );
-        refuse(&shared, wr, ErrorCode::TooManyConnections, why).await;
-    }
-}
+use crate::writer::{Writer, refuse, write_loop};
 
 /// Why a session ended.
 pub(crate) enum End {
@@ -73,43 +58,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     if let Err(why) = config.tokens.check(&hello.token, hello.role, &hello.topic) {
         return refuse(&shared, wr, ErrorCode::Unauthorized, why).await;
     }
-    let topic = match shared.topics.open(&hello.topic) {
-        Ok(topic) => topic,
-        Err(e) => return refuse(&shared, wr, ErrorCode::UnknownTopic, e.to_string()).await,
-    };
-    let outbox = Arc::new(Outbox::default());
-    let attached = topic.apply(|t| {
-        let largest = t.topic.largest_grant();
-        if hello.role == Role::Consumer {
-            session
-                .check_consumer_frame(largest)
-                .map_err(|r| (r.code, r.message))?;
-            t.topic.attach_consumer(conn, &hello.group).map_err(|e| {
-                let why = format!("topic '{}' is {e}", hello.topic);
-                (ErrorCode::GroupConflict, why)
-            })?;
-            t.outboxes.insert(conn, Arc::clone(&outbox));
-            Ok((0, crate::storage::Durable::now(), largest))
-        } else {
-            t.outboxes.insert(conn, Arc::clone(&outbox));
-            let resume = t.topic.attach_producer(conn, hello.producer_id);
-            // The producer treats its resume point as confirmed, so it must be durable: a
-            // barrier behind everything the topic accepted so far.
-            Ok((resume, shared.storage.append(&hello.topic, &[], 0), largest))
-        }
-    });
-    let (resume_seq, largest) = match attached {
-        Ok((seq, durable, largest)) => match durable.wait().await {
-            Ok(()) => (seq, largest),
-            Err(e) => {
-                topic.apply(|t| {
-                    t.topic.detach_producer(conn);
-                    t.outboxes.remove(&conn);
-                });
-                let why = format!("storage failed: {e}");
-                return refuse(&shared, wr, ErrorCode::StorageFailed, why).await;
-            }
-        },
+    let Attached {
+        topic,
+        outbox,
+        resume_seq,
+        largest,
+    } = match attach(&shared, &session, &hello, conn).await {
+        Ok(attached) => attached,
         Err((code, why)) => return refuse(&shared, wr, code, why).await,
     };
     let writer_gone = Arc::new(Notify::new());
@@ -143,17 +98,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
         End::Gone => outbox.close(),
     }
     let _ = (&mut writer.0).await;
-}
-
-/// The connection's writer task, aborted if the connection's task is (a broker shutting down
-/// aborts them all): otherwise it would hold the socket open, and the peer would never learn
-/// that the broker has gone.
-struct Writer(tokio::task::JoinHandle<()>);
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The now the sessions take, on tokio's clock.

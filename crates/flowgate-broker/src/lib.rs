@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`server`] | [`Broker`]: bind, accept, stats |
 //! | `drain` | [`Broker::drain`]: a graceful stop |
+//! | `attach` | a welcomed peer onto its topic: exists or may be created, group, frame limit, a durable resume point |
 //! | `connection` | one connection's reader: a `ServerSession` fed frames and deadlines, its inputs dispatched to the topic |
 //! | `inputs` | a producer's batch into topic and store, confirmed once durable; ack rejections as notices |
 //! | `writer` | one connection's writer: the outbox to the socket, heartbeats, the stalled-reader deadline |
@@ -27,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attach;
 pub mod auth;
 pub mod config;
 mod connection;

@@ -18,6 +18,7 @@ use crate::connection;
 use crate::governor::{self, Governor};
 use crate::storage::Storage;
 use crate::topics::Topics;
+use crate::writer;
 
 /// State every connection shares.
 pub(crate) struct Shared {
@@ -343,7 +344,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 next_conn += 1;
                 if shared.open.load(Ordering::Relaxed) >= shared.config.max_connections as u64 {
                     // Told why, without a session or a topic: the open connections go on.
-                    sessions.spawn(connection::refuse_busy(Arc::clone(&shared), stream));
+                    sessions.spawn(writer::refuse_busy(Arc::clone(&shared), stream));
                     continue;
                 }
                 shared.accepted.fetch_add(1, Ordering::Relaxed);

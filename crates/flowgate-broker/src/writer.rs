@@ -1,6 +1,6 @@
 //! The writing side of a connection: the one `ERROR` for a peer refused before it has a
-//! session, and the loop that drains a session's outbox to its socket (with heartbeats when
-//! idle, and a deadline on a peer that stops reading).
+//! session (or past `--max-connections`), and the loop that drains a session's outbox to its
+//! socket (with heartbeats when idle, and a deadline on a peer that stops reading).
 
 use std::io;
 use std::sync::Arc;
@@ -9,11 +9,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use flowgate_proto::{ErrorCode, Frame, encode};
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::outbox::Outbox;
 use crate::server::Shared;
-use crate::transport::WriteHalf;
+use crate::transport::{self, Accepted, WriteHalf};
 
 /// Sends one `ERROR` and closes, for peers refused before a session exists.
 pub(crate) async fn refuse(shared: &Shared, mut wr: WriteHalf, code: ErrorCode, message: String) {
@@ -29,6 +31,33 @@ pub(crate) async fn refuse(shared: &Shared, mut wr: WriteHalf, code: ErrorCode, 
         wr.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Refuses a connection past `--max-connections` with `too-many-connections` (after the TLS
+/// handshake, if the broker has TLS, so the client can read it).
+pub(crate) async fn refuse_busy(shared: Arc<Shared>, stream: TcpStream) {
+    let config = &shared.config;
+    let deadline = Instant::now() + config.handshake_timeout;
+    if let Accepted::Ready(_, wr) | Accepted::Refused(wr, ..) =
+        transport::accept(stream, config.tls.as_ref(), deadline).await
+    {
+        let why = format!(
+            "the broker has {} connections open, its limit (--max-connections); try again later",
+            config.max_connections
+        );
+        refuse(&shared, wr, ErrorCode::TooManyConnections, why).await;
+    }
+}
+
+/// The connection's writer task, aborted if the connection's task is (a broker shutting down
+/// aborts them all): otherwise it would hold the socket open, and the peer would never learn
+/// that the broker has gone.
+pub(crate) struct Writer(pub tokio::task::JoinHandle<()>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Writes the outbox to the socket until it is closed. A peer that stops reading cannot
