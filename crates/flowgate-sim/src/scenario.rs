@@ -1,6 +1,6 @@
 //! What one simulated run is made of, drawn from its seed: the topic's capacity, the producers
 //! (event sizes, how many, how fast, when), the consumers (commit latency, crashes), the links
-//! (delay) and the faults (producer disconnects).
+//! (delay), the faults (producer disconnects) and the topic's ack deadline.
 
 use flowgate_core::Credit;
 
@@ -58,6 +58,9 @@ pub struct Scenario {
     /// Consumers change their prefetch now and then after a commit, as an adaptive limit
     /// does.
     pub vary_prefetch: bool,
+    /// The topic's ack wait, if any: at times shorter than a commit, so deliveries are taken
+    /// back from consumers still committing them.
+    pub ack_wait_ns: Option<u64>,
 }
 
 const MS: u64 = 1_000_000;
@@ -127,16 +130,26 @@ impl Scenario {
             })
             .collect();
         let lo = rng.range(0, 2_000);
+        let delay_ns = (lo * 1_000, (lo + rng.range(0, 5_000)) * 1_000);
+        // Drawn last, so the rest of a kept seed's run is what it was before deadlines. At
+        // least two round trips: a delivery must be able to reach its consumer and its
+        // progress come back within the wait, or no delivery is ever acked in time (true of
+        // any ack deadline, so the broker's default is 30 s). Commits take up to 20 ms, so
+        // many outlast it and live on their progress reports.
+        let ack_wait_ns = rng
+            .chance(0.5)
+            .then(|| (rng.range(3, 40) * MS).max(4 * delay_ns.1 + MS));
         Scenario {
             seed,
             capacity,
             producers,
             consumers,
-            delay_ns: (lo * 1_000, (lo + rng.range(0, 5_000)) * 1_000),
+            delay_ns,
             cuts,
             deadline_ns: 600_000 * MS,
             heavy_every: 1,
             vary_prefetch: true,
+            ack_wait_ns,
         }
     }
 
@@ -183,6 +196,7 @@ impl Scenario {
             // step: with 100 producers a topic they would cost more than the run.
             heavy_every: 1_000,
             vary_prefetch: false,
+            ack_wait_ns: None,
         }
     }
 }

@@ -39,6 +39,10 @@ enum Ev {
     Committed(usize, u64, Vec<flowgate_proto::session::Delivery>),
     Crash(usize, u64),
     Cut(usize),
+    /// The topic checks its ack deadlines.
+    Tick,
+    /// A consumer still committing says so (life, the batch's tags), as `SinkDriver` does.
+    Progress(usize, u64, Vec<flowgate_proto::session::DeliveryTag>),
 }
 
 struct Scheduled(u64, u64, Ev);
@@ -121,6 +125,8 @@ pub struct World {
     pub(crate) commits_pending: u64,
     pub(crate) steps: u64,
     pub(crate) report: Report,
+    /// A `Tick` is scheduled.
+    tick_due: bool,
     /// Print every event as it is handled (`--seed N --trace`).
     pub trace: bool,
 }
@@ -154,9 +160,12 @@ impl World {
             commits_pending: 0,
             steps: 0,
             report: Report::default(),
+            tick_due: false,
             trace: false,
             scenario,
         };
+        w.topic
+            .set_ack_wait(w.scenario.ack_wait_ns.map(Duration::from_nanos));
         for (i, p) in w.scenario.producers.clone().into_iter().enumerate() {
             let hello = Hello::producer("t", i as u64 + 1, LIMITS.max_frame);
             w.producers.push(ProducerActor {
@@ -215,14 +224,46 @@ impl World {
             if self.trace {
                 println!("{:>12.6} {:?}", t as f64 / 1e9, brief(&ev));
             }
+            // As the broker does before each input: the time, then what it takes back goes out.
+            let timeouts = self.topic.stats().ack_timeouts;
+            self.topic.tick(Duration::from_nanos(t));
+            if self.topic.stats().ack_timeouts > timeouts {
+                self.route();
+            }
             self.handle(ev)?;
+            self.schedule_tick();
             self.check_step()?;
         }
         self.check_end()
     }
 
+    /// While deliveries are outstanding, the topic checks its deadlines four times per ack
+    /// wait (as the broker ticks its topics), and what it takes back is delivered again.
+    fn schedule_tick(&mut self) {
+        let Some(wait) = self.scenario.ack_wait_ns else {
+            return;
+        };
+        if !self.tick_due && self.topic.stats().unacked > 0 {
+            self.tick_due = true;
+            self.at(self.now_ns + (wait / 4).max(1), Ev::Tick);
+        }
+    }
+
     fn handle(&mut self, ev: Ev) -> Result<(), Violation> {
         match ev {
+            Ev::Tick => {
+                self.tick_due = false;
+                self.route();
+                Ok(())
+            }
+            Ev::Progress(j, life, tags) => {
+                let c = &mut self.consumers[j];
+                if c.life == life && c.busy {
+                    c.session.progress(tags);
+                    self.flush(Client::Consumer(j));
+                }
+                Ok(())
+            }
             Ev::Up(conn, frame) => self.arrive_up(conn, frame),
             Ev::Down(conn, frame) => self.arrive_down(conn, frame),
             Ev::Gone(conn) => {
@@ -589,6 +630,15 @@ impl World {
         let took = self.rng.range(c.commit_ns.0, c.commit_ns.1);
         let life = c.life;
         self.commits_pending += 1;
+        // A commit longer than a third of the ack wait reports progress every third of it.
+        if let Some(wait) = self.scenario.ack_wait_ns {
+            let every = (wait / 3).max(1);
+            let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
+            for k in 1..=took / every {
+                let at = self.now_ns + k * every;
+                self.at(at, Ev::Progress(j, life, tags.clone()));
+            }
+        }
         self.at(self.now_ns + took, Ev::Committed(j, life, batch));
         self.flush(Client::Consumer(j));
     }

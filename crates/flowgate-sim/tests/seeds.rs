@@ -16,8 +16,14 @@ use std::time::Instant;
 ///   prefetch: with the events target lowered below what was outstanding, a refill asked
 ///   for 0 events and some bytes, which the broker refuses as `request(0)`, ending the
 ///   consumer's session (fixed: a request carries at least one event). Over real
-///   processes it showed as an extra session in `databases.rs`'s dead-letter test.
-const KEPT: &[u64] = &[31, 44, 71, 97, 111, 113, 127, 147, 164, 246, 0, 1, 2, 3, 4];
+///   processes it showed as an extra session in `databases.rs`'s dead-letter test;
+/// - `session`, the last four, once the topic had an ack deadline: a consumer whose
+///   deliveries were taken back held nothing by the broker's count but still counted them
+///   itself, so an event given to it alone went beyond its demand and ended its session
+///   (fixed: taken-back deliveries count until the consumer answers them).
+const KEPT: &[u64] = &[
+    31, 44, 71, 97, 111, 113, 127, 147, 164, 246, 0, 1, 2, 3, 4, 85, 87, 95, 118,
+];
 
 /// The least share of its topic's mean events a backpressured producer may get in the
 /// scale run.

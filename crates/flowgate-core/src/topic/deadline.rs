@@ -26,7 +26,7 @@ impl<T: Clone> Topic<T> {
         attempt: u32,
     ) -> Result<(), TopicError> {
         self.check_books()?;
-        self.alive(conn);
+        self.alive(conn, delivery_id, attempt);
         let due = self.ack_wait.map(|w| self.now.saturating_add(w));
         match self.unacked.get_mut(&delivery_id) {
             Some((owner, entry)) if *owner == conn && entry.attempt == attempt => {
@@ -45,10 +45,12 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// A consumer settled something or said it is working: it may be given deliveries again.
-    pub(super) fn alive(&mut self, conn: ConnId) {
+    /// A consumer settled (or said it is working on) `delivery_id`: it may be given
+    /// deliveries again, and a delivery taken back from it is answered.
+    pub(super) fn alive(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) {
         if let Some(slot) = self.consumers.get_mut(&conn) {
             slot.stalled = false;
+            slot.revoked.remove(&(delivery_id, attempt));
         }
     }
 
@@ -107,6 +109,7 @@ impl<T: Clone> Topic<T> {
             if let Some(slot) = self.consumers.get_mut(&owner) {
                 slot.held = slot.held.saturating_sub(1);
                 slot.stalled = true;
+                slot.revoked.insert((id, entry.attempt));
             }
             self.stats.ack_timeouts += 1;
             self.requeue_front(entry);

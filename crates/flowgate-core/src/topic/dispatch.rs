@@ -29,7 +29,7 @@ impl<T: Clone> Topic<T> {
     /// (so a store can forget it).
     pub fn ack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<T, TopicError> {
         self.check_books()?;
-        self.alive(conn);
+        self.alive(conn, delivery_id, attempt);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.acked += 1;
         self.prune_deadlines();
@@ -39,7 +39,7 @@ impl<T: Clone> Topic<T> {
     /// Refuses a delivery: the event goes back to the front of the ready queue, attempt + 1.
     pub fn nack(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) -> Result<(), TopicError> {
         self.check_books()?;
-        self.alive(conn);
+        self.alive(conn, delivery_id, attempt);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.nacked += 1;
         self.prune_deadlines();
@@ -125,7 +125,8 @@ impl<T: Clone> Topic<T> {
     fn lone_taker(&self) -> Option<ConnId> {
         let after = self.last_served.unwrap_or(0);
         let free = |(id, c): (&ConnId, &ConsumerSlot)| {
-            (!c.stalled && c.held == 0 && c.demand.events >= 1).then_some(*id)
+            (!c.stalled && c.held == 0 && c.revoked.is_empty() && c.demand.events >= 1)
+                .then_some(*id)
         };
         self.consumers
             .range(after.saturating_add(1)..)

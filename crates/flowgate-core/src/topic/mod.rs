@@ -178,6 +178,10 @@ struct ConsumerSlot {
     /// A delivery of its passed its ack deadline, and it has settled nothing since: it gets
     /// no deliveries.
     stalled: bool,
+    /// Deliveries taken back from it at their deadline, `(delivery id, attempt)`, that it
+    /// has not yet answered: it still counts them as held, so it is not given an event
+    /// alone until it has.
+    revoked: std::collections::BTreeSet<(u64, u32)>,
 }
 
 /// A bounded topic: ready queue, unacked deliveries, producers' credit, consumers' demand.

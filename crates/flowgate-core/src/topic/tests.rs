@@ -614,3 +614,25 @@ fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
         t.deadlines.len()
     );
 }
+
+#[test]
+fn a_consumer_is_given_no_event_alone_while_it_has_taken_back_deliveries_unanswered() {
+    let secs = Duration::from_secs;
+    let mut t = topic(100);
+    t.set_ack_wait(Some(secs(10)));
+    t.attach_producer(P, 7);
+    t.attach_consumer(C, "g").unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=2)).unwrap();
+    // Room for both events' bytes and a little more, not for a third.
+    t.request(C, Credit::new(10, 25)).unwrap();
+    let held = delivered(&t.poll_actions(), C);
+    assert_eq!(held.len(), 2);
+    t.tick(secs(10));
+    // Answering one shows it alive, but it still counts the other as held: an event given
+    // alone now would be beyond the demand it believes it has.
+    let _ = t.ack(C, held[0].0, held[0].1);
+    assert!(delivered(&t.poll_actions(), C).is_empty());
+    let _ = t.ack(C, held[1].0, held[1].1);
+    assert_eq!(delivered(&t.poll_actions(), C).len(), 1, "now alone");
+}
