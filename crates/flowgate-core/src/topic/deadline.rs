@@ -65,8 +65,9 @@ impl<T: Clone> Topic<T> {
         matches!(self.unacked.get(&id), Some((_, e)) if e.attempt == attempt && e.due == due)
     }
 
-    /// Drops stale deadline entries after a settle: those at the front, and all of them once
-    /// they outnumber the deliveries outstanding, so the queue stays the size of what is
+    /// Drops stale deadline entries (run by [`Topic::tick`], once per input rather than per
+    /// ack): those at the front, and all of them once they outnumber the deliveries
+    /// outstanding, so the queue stays the size of what is
     /// unacked however the acks are ordered (not every delivery of the last ack wait).
     pub(super) fn prune_deadlines(&mut self) {
         while let Some(&front) = self.deadlines.front() {

@@ -32,7 +32,6 @@ impl<T: Clone> Topic<T> {
         self.alive(conn, delivery_id, attempt);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.acked += 1;
-        self.prune_deadlines();
         Ok(entry.item)
     }
 
@@ -42,7 +41,6 @@ impl<T: Clone> Topic<T> {
         self.alive(conn, delivery_id, attempt);
         let entry = self.take_unacked(conn, delivery_id, attempt)?;
         self.stats.nacked += 1;
-        self.prune_deadlines();
         self.requeue_front(entry);
         Ok(())
     }

@@ -318,6 +318,7 @@ impl<T: Clone> Topic<T> {
         self.now = self.now.max(now);
         self.marks.tick(self.now);
         self.expire_deliveries();
+        self.prune_deadlines();
     }
 
     /// The producer ids forgotten since the last call, for a store that keeps their marks.
