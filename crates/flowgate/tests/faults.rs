@@ -14,7 +14,9 @@ use flowgate_testkit::ledger::{self, Verdict};
 
 mod common;
 
-use common::{BrokerProc, Dice, finish, get_json, json, row_count, rows, spawn};
+use common::{
+    BrokerProc, Dice, finish, get_json, json, row_count, rows, spawn, spawn_logged, tail,
+};
 
 const PRODUCER_ID: u64 = 7;
 
@@ -63,12 +65,15 @@ impl<'a> Pipeline<'a> {
     fn produce(&mut self) -> Child {
         self.restarts += 1;
         let left = self.produce_until.saturating_duration_since(Instant::now());
-        spawn(&format!(
-            "produce --broker {} --topic t --rate 4000 --duration {}ms --producer-id {PRODUCER_ID:x} --json {}",
-            self.addr,
-            left.as_millis().max(500),
-            self.dir.join("p.json").display()
-        ))
+        spawn_logged(
+            &format!(
+                "produce --broker {} --topic t --rate 4000 --duration {}ms --producer-id {PRODUCER_ID:x} --json {}",
+                self.addr,
+                left.as_millis().max(500),
+                self.dir.join("p.json").display()
+            ),
+            &self.dir.join("p.log"),
+        )
     }
 
     /// Kills the broker and starts it again on the same address; returns its start-up time.
@@ -105,7 +110,8 @@ impl<'a> Pipeline<'a> {
         let producer = self.producer.take().unwrap();
         assert!(
             finish(producer, Duration::from_secs(120)).success(),
-            "producer failed"
+            "producer failed; its log ends:\n{}",
+            tail(&self.dir.join("p.log"), 20)
         );
         let consumer = self.consumer.take().unwrap();
         assert!(

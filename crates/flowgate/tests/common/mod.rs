@@ -123,6 +123,29 @@ pub fn spawn(args: &str) -> Child {
         .unwrap()
 }
 
+/// As [`spawn`], its standard error appended to `log` (to quote when it fails).
+pub fn spawn_logged(args: &str, log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(BIN)
+        .args(args.split_whitespace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+/// The last `lines` lines of a log file, for a failure message.
+pub fn tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 pub fn finish(mut child: Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
