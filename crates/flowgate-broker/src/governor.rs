@@ -126,11 +126,14 @@ impl Governor {
         self.pool.swap(pool, Ordering::Relaxed) < pool
     }
 
-    /// A topic that counted `counted` bytes now holds and promises `now`; it would take up
-    /// to `want` more. Leases what the pool has free of that and returns it.
-    pub fn lease(&self, counted: u64, now: u64, want: u64) -> u64 {
+    /// A topic that counted `counted` bytes now holds and promises `now`, within a
+    /// `capacity` of bytes. Leases what the pool has free of what it could still take, a
+    /// quarter of the pool at most (so one topic's round never holds the whole pool from the
+    /// others), and returns it.
+    pub fn lease(&self, counted: u64, now: u64, capacity: u64) -> u64 {
         self.adjust(counted, now);
         let pool = self.pool.load(Ordering::Relaxed);
+        let want = capacity.saturating_sub(now).min(pool / 4);
         let mut leased = 0;
         let _ = self
             .total

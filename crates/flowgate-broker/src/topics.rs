@@ -64,10 +64,7 @@ impl TopicHandle {
         inner.topic.limit_grants(room, queued);
         let lease = self.governor.as_deref().map(|g| {
             let before = inner.topic.memory_bytes();
-            let (pool, _, _, _) = g.figures();
-            // A share at a time, so one topic's round never holds the whole pool from others.
-            let want = (inner.topic.capacity().bytes.saturating_sub(before)).min(pool / 4);
-            let leased = g.lease(inner.governed, before, want);
+            let leased = g.lease(inner.governed, before, inner.topic.capacity().bytes);
             inner.topic.limit_memory(Some(before + leased));
             (g, before, leased)
         });

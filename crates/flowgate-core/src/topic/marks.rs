@@ -25,7 +25,7 @@ impl Default for MarkLimits {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Mark {
     /// The highest sequence number accepted; `None` until the first publish.
     high: Option<u64>,
@@ -35,38 +35,27 @@ struct Mark {
     idle_since: Option<Duration>,
 }
 
-/// The table, on a clock the topic is told ([`Marks::tick`]).
+/// The table. It keeps no clock: the topic passes its time to every call that needs one.
 #[derive(Debug, Default)]
 pub(super) struct Marks {
     map: HashMap<u64, Mark>,
     /// `(idle since, id)` of every id with no producer attached, longest idle first.
     idle: BTreeSet<(Duration, u64)>,
     limits: MarkLimits,
-    now: Duration,
     /// Ids forgotten since [`Marks::take_forgotten`] last ran.
     forgotten: Vec<u64>,
     forgotten_total: u64,
 }
 
 impl Marks {
-    pub fn set_limits(&mut self, limits: MarkLimits) {
+    pub fn set_limits(&mut self, limits: MarkLimits, now: Duration) {
         self.limits = limits;
-        self.expire();
-    }
-
-    /// Moves the clock to `now` (never back) and forgets ids idle past the TTL.
-    pub fn tick(&mut self, now: Duration) {
-        self.now = self.now.max(now);
-        self.expire();
+        self.expire(now);
     }
 
     /// A producer with `id` attached; its high-water mark, if the id is remembered.
     pub fn attach(&mut self, id: u64) -> Option<u64> {
-        let mark = self.map.entry(id).or_insert(Mark {
-            high: None,
-            attached: 0,
-            idle_since: None,
-        });
+        let mark = self.map.entry(id).or_default();
         if let Some(since) = mark.idle_since.take() {
             self.idle.remove(&(since, id));
         }
@@ -77,7 +66,7 @@ impl Marks {
     }
 
     /// A producer with `id` left; once none is attached the id starts its idle time.
-    pub fn detach(&mut self, id: u64) {
+    pub fn detach(&mut self, id: u64, now: Duration) {
         let Some(mark) = self.map.get_mut(&id) else {
             return;
         };
@@ -88,8 +77,8 @@ impl Marks {
                 self.map.remove(&id);
                 return;
             }
-            mark.idle_since = Some(self.now);
-            self.idle.insert((self.now, id));
+            mark.idle_since = Some(now);
+            self.idle.insert((now, id));
             self.enforce_cap();
         }
     }
@@ -107,13 +96,8 @@ impl Marks {
     }
 
     /// Puts back a mark a store recovered: idle from now, as if its producer had just left.
-    pub fn restore(&mut self, id: u64, seq: u64) {
-        let now = self.now;
-        let mark = self.map.entry(id).or_insert(Mark {
-            high: None,
-            attached: 0,
-            idle_since: None,
-        });
+    pub fn restore(&mut self, id: u64, seq: u64, now: Duration) {
+        let mark = self.map.entry(id).or_default();
         mark.high = Some(mark.high.map_or(seq, |h| h.max(seq)));
         if mark.attached == 0 && mark.idle_since.is_none() {
             mark.idle_since = Some(now);
@@ -137,9 +121,10 @@ impl Marks {
         std::mem::take(&mut self.forgotten)
     }
 
-    fn expire(&mut self) {
+    /// Forgets ids idle past the TTL at `now`, then any past the cap.
+    pub fn expire(&mut self, now: Duration) {
         while let Some(&(since, id)) = self.idle.first() {
-            if self.now.saturating_sub(since) < self.limits.idle_ttl {
+            if now.saturating_sub(since) < self.limits.idle_ttl {
                 break;
             }
             self.forget_first_idle(since, id);
@@ -175,24 +160,24 @@ mod tests {
         }
     }
 
-    fn published(marks: &mut Marks, id: u64, high: u64) {
+    fn published(marks: &mut Marks, id: u64, high: u64, at: Duration) {
         marks.attach(id);
         marks.set_high(id, high);
-        marks.detach(id);
+        marks.detach(id, at);
     }
 
     #[test]
     fn an_idle_id_is_forgotten_after_the_ttl_and_an_attached_one_never() {
         let mut m = Marks::default();
-        m.set_limits(limits(10, 100));
-        published(&mut m, 1, 5);
+        m.set_limits(limits(10, 100), Duration::ZERO);
+        published(&mut m, 1, 5, Duration::ZERO);
         m.attach(2);
         m.set_high(2, 7);
-        m.tick(Duration::from_secs(9));
+        m.expire(Duration::from_secs(9));
         assert_eq!(m.high(1), Some(5));
-        m.tick(Duration::from_secs(10));
+        m.expire(Duration::from_secs(10));
         assert_eq!(m.high(1), None);
-        m.tick(Duration::from_secs(1000));
+        m.expire(Duration::from_secs(1000));
         assert_eq!(m.high(2), Some(7), "attached ids stay");
         assert_eq!(m.take_forgotten(), vec![1]);
         assert_eq!(m.take_forgotten(), Vec::<u64>::new());
@@ -201,24 +186,24 @@ mod tests {
     #[test]
     fn returning_within_the_ttl_keeps_the_mark_and_restarts_the_idle_time() {
         let mut m = Marks::default();
-        m.set_limits(limits(10, 100));
-        published(&mut m, 1, 5);
-        m.tick(Duration::from_secs(8));
+        m.set_limits(limits(10, 100), Duration::ZERO);
+        published(&mut m, 1, 5, Duration::ZERO);
+        m.expire(Duration::from_secs(8));
         assert_eq!(m.attach(1), Some(5));
-        m.detach(1);
-        m.tick(Duration::from_secs(17));
+        m.detach(1, Duration::from_secs(8));
+        m.expire(Duration::from_secs(17));
         assert_eq!(m.high(1), Some(5));
-        m.tick(Duration::from_secs(18));
+        m.expire(Duration::from_secs(18));
         assert_eq!(m.high(1), None);
     }
 
     #[test]
     fn past_the_cap_the_longest_idle_go_first() {
         let mut m = Marks::default();
-        m.set_limits(limits(3600, 3));
+        m.set_limits(limits(3600, 3), Duration::ZERO);
         for id in 1..=5 {
-            m.tick(Duration::from_secs(id));
-            published(&mut m, id, id * 10);
+            m.expire(Duration::from_secs(id));
+            published(&mut m, id, id * 10, Duration::from_secs(id));
         }
         assert_eq!(m.len(), 3);
         assert_eq!(m.take_forgotten(), vec![1, 2]);
@@ -229,13 +214,13 @@ mod tests {
     #[test]
     fn attached_ids_are_never_evicted_by_the_cap() {
         let mut m = Marks::default();
-        m.set_limits(limits(3600, 2));
+        m.set_limits(limits(3600, 2), Duration::ZERO);
         for id in 1..=4 {
             m.attach(id);
             m.set_high(id, 1);
         }
         assert_eq!(m.len(), 4);
-        m.detach(1);
+        m.detach(1, Duration::ZERO);
         assert_eq!(m.len(), 3, "the first to go idle is over the cap at once");
         assert_eq!(m.high(1), None);
     }
@@ -244,7 +229,7 @@ mod tests {
     fn an_id_that_never_published_leaves_nothing_behind() {
         let mut m = Marks::default();
         m.attach(9);
-        m.detach(9);
+        m.detach(9, Duration::ZERO);
         assert_eq!(m.len(), 0);
         assert_eq!(m.forgotten_total(), 0);
     }
@@ -252,12 +237,12 @@ mod tests {
     #[test]
     fn restored_marks_are_idle_from_the_restore() {
         let mut m = Marks::default();
-        m.set_limits(limits(10, 100));
-        m.tick(Duration::from_secs(100));
-        m.restore(4, 40);
-        m.restore(4, 30);
+        m.set_limits(limits(10, 100), Duration::ZERO);
+        m.expire(Duration::from_secs(100));
+        m.restore(4, 40, Duration::from_secs(100));
+        m.restore(4, 30, Duration::from_secs(100));
         assert_eq!(m.high(4), Some(40));
-        m.tick(Duration::from_secs(109));
+        m.expire(Duration::from_secs(109));
         assert_eq!(m.attach(4), Some(40));
     }
 }

@@ -301,14 +301,14 @@ impl<T: Clone> Topic<T> {
         if let Some(slot) = self.producers.remove(&conn) {
             let booked = self.granted_total.take(slot.credit.get());
             self.book(booked);
-            self.marks.detach(slot.producer_id);
+            self.marks.detach(slot.producer_id, self.now);
         }
     }
 
     /// How long and how many producer ids the topic remembers after their producers leave
     /// (a returning producer's retries are deduplicated only while its id is remembered).
     pub fn set_mark_limits(&mut self, limits: MarkLimits) {
-        self.marks.set_limits(limits);
+        self.marks.set_limits(limits, self.now);
     }
 
     /// Tells the topic the time, since any fixed epoch (the topic reads no clock): producer
@@ -316,7 +316,7 @@ impl<T: Clone> Topic<T> {
     /// taken back. Never moves back.
     pub fn tick(&mut self, now: Duration) {
         self.now = self.now.max(now);
-        self.marks.tick(self.now);
+        self.marks.expire(self.now);
         self.expire_deliveries();
         self.prune_deadlines();
     }

@@ -55,7 +55,7 @@ impl<T: Clone> Topic<T> {
         items: impl IntoIterator<Item = (T, u64, u32)>,
     ) {
         for (producer_id, seq) in high_water {
-            self.marks.restore(producer_id, seq);
+            self.marks.restore(producer_id, seq, self.now);
         }
         for (item, bytes, attempt) in items {
             self.push_ready(item, bytes, attempt.max(1));

@@ -29,6 +29,7 @@ Examples:
   flowgate broker --listen 127.0.0.1:0 --config topics.toml --json broker.json
   flowgate broker --storage disk --data-dir /var/lib/flowgate --max-disk-bytes 10GiB
   flowgate broker --listen 0.0.0.0:7070 --config topics.toml --tls-cert broker.pem --tls-key broker.key
+  flowgate broker --memory-budget 512MiB --ack-wait 1m --max-topics 100 --max-connections 2000
 
 With --storage disk a producer's batch is confirmed only after it is fsynced to the topic's
 log in --data-dir; a restarted broker recovers every confirmed, unacknowledged event. Memory
@@ -36,7 +37,8 @@ keeps --capacity per topic; a backlog beyond it waits on disk (up to --max-disk-
 is read back, in order, as consumers make room.
 Tokens, each allowed to produce to and consume from named topics, are declared in the
 --config file ([[token]] name, secret, produce, consume); with any declared, every client
-needs one. With --tls-cert every client must use TLS.
+needs one. With --tls-cert every client must use TLS. In a memory cgroup the broker keeps to
+its limit (or to --memory-budget): producers wait before memory runs out.
 
 The first line on stdout is 'listening on ADDR' (useful with port 0). Stops on Ctrl-C,
 SIGTERM, after --duration, or with --stop-on-stdin-eof when its standard input closes, and
