@@ -1,5 +1,5 @@
 //! Attaching a welcomed peer to its topic: the topic must exist or be creatable, a consumer's
-//! frame limit must carry the topic's largest event and its group must be the topic's, and a
+//! frame limit must carry the topic's largest event and its group mode must be its group's, and a
 //! producer's resume point must be durable before it is told. Any refusal names the rule.
 
 use std::sync::Arc;
@@ -40,10 +40,12 @@ pub(crate) async fn attach(
             session
                 .check_consumer_frame(largest)
                 .map_err(|r| (r.code, r.message))?;
-            t.topic.attach_consumer(conn, &hello.group).map_err(|e| {
-                let why = format!("topic '{}' is {e}", hello.topic);
-                (ErrorCode::GroupConflict, why)
-            })?;
+            t.topic
+                .attach_consumer(conn, &hello.group, hello.group_mode())
+                .map_err(|e| {
+                    let why = format!("topic '{}': {e}", hello.topic);
+                    (ErrorCode::of_topic_error(&e), why)
+                })?;
             t.outboxes.insert(conn, Arc::clone(&outbox));
             Ok((0, Durable::now(), largest))
         } else {

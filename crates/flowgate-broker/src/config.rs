@@ -13,6 +13,8 @@
 //! name = "orders"
 //! capacity_events = 1000
 //! capacity_bytes = 8388608
+//! # Groups that exist before their first consumer: a blocking one holds every event for it.
+//! group = [{ name = "db" }, { name = "dashboard", max_lag = 5000 }]
 //!
 //! # With any token declared, every client must present one whose scope covers it.
 //! [[token]]
@@ -26,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use flowgate_core::{Credit, MarkLimits};
+use flowgate_core::{Credit, GroupMode, MarkLimits};
 use serde::Deserialize;
 
 use crate::auth::{TokenGrant, Tokens};
@@ -40,6 +42,10 @@ pub struct BrokerConfig {
     pub default_capacity: Credit,
     /// Topics with their own capacity, by name.
     pub topics: BTreeMap<String, Credit>,
+    /// Consumer groups declared per topic, with their modes, in the order declared.
+    pub groups: BTreeMap<String, Vec<(String, GroupMode)>>,
+    /// The most consumer groups a topic takes; a consumer of one more is refused.
+    pub max_groups: usize,
     /// Whether a client naming an undeclared topic creates it (up to `max_topics`), or is
     /// refused.
     pub create_topics: bool,
@@ -76,6 +82,8 @@ impl Default for BrokerConfig {
         BrokerConfig {
             default_capacity: Credit::new(10_000, 64 << 20),
             topics: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            max_groups: flowgate_core::DEFAULT_MAX_GROUPS,
             create_topics: true,
             max_topics: 1000,
             max_connections: 10_000,
@@ -156,6 +164,16 @@ struct TopicDecl {
     name: String,
     capacity_events: u64,
     capacity_bytes: u64,
+    #[serde(default)]
+    group: Vec<GroupDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupDecl {
+    name: String,
+    /// Absent: the group blocks.
+    max_lag: Option<u64>,
 }
 
 impl BrokerConfig {
@@ -206,6 +224,35 @@ impl BrokerConfig {
             .map_err(invalid)?;
             if self.topics.insert(t.name.clone(), cap).is_some() {
                 return Err(invalid(format!("topic '{}' is declared twice", t.name)));
+            }
+            let mut groups: Vec<(String, GroupMode)> = Vec::new();
+            for g in t.group {
+                let what = format!("topic '{}'", t.name);
+                names::validate("group", &g.name).map_err(|e| invalid(format!("{what}: {e}")))?;
+                if g.max_lag == Some(0) {
+                    return Err(invalid(format!(
+                        "{what}, group '{}': max_lag must be at least 1 (leave it out for a blocking group)",
+                        g.name
+                    )));
+                }
+                if groups.iter().any(|(n, _)| *n == g.name) {
+                    return Err(invalid(format!(
+                        "{what}: group '{}' is declared twice",
+                        g.name
+                    )));
+                }
+                groups.push((g.name, GroupMode::from_max_lag(g.max_lag)));
+            }
+            if groups.len() > self.max_groups {
+                return Err(invalid(format!(
+                    "topic '{}' declares {} groups; a topic takes at most {} (--max-groups)",
+                    t.name,
+                    groups.len(),
+                    self.max_groups
+                )));
+            }
+            if !groups.is_empty() {
+                self.groups.insert(t.name.clone(), groups);
             }
         }
         for t in file.token {
@@ -258,6 +305,39 @@ mod tests {
         .unwrap();
         assert_eq!(c.capacity_of("orders"), Credit::new(7, 700));
         assert_eq!(c.capacity_of("other"), Credit::new(5, 500));
+    }
+
+    #[test]
+    fn declared_groups_keep_their_order_and_modes_and_bad_ones_are_named() {
+        let mut c = BrokerConfig::default();
+        c.load_str(
+            "[[topic]]\nname = \"orders\"\ncapacity_events = 7\ncapacity_bytes = 700\n\
+             group = [{ name = \"db\" }, { name = \"dash\", max_lag = 50 }]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.groups["orders"],
+            [
+                ("db".to_string(), GroupMode::Block),
+                ("dash".to_string(), GroupMode::Skip { max_lag: 50 })
+            ]
+        );
+        let topic = "[[topic]]\nname = \"t\"\ncapacity_events = 1\ncapacity_bytes = 1\n";
+        let e = BrokerConfig::default().load_str(&format!(
+            "{topic}group = [{{ name = \"d\", max_lag = 0 }}]\n"
+        ));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("max_lag must be at least 1")
+        );
+        let e = BrokerConfig::default().load_str(&format!(
+            "{topic}group = [{{ name = \"d\" }}, {{ name = \"d\" }}]\n"
+        ));
+        assert!(e.unwrap_err().to_string().contains("declared twice"));
+        let e =
+            BrokerConfig::default().load_str(&format!("{topic}group = [{{ name = \"a b\" }}]\n"));
+        assert!(e.unwrap_err().to_string().contains("group"));
     }
 
     #[test]

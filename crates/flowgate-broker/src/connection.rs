@@ -166,7 +166,8 @@ async fn read_loop(
                     let mut rejected = Vec::new();
                     for s in &items {
                         match t.topic.ack(conn, s.delivery_id, s.attempt) {
-                            Ok(event) => acked.push(event.id),
+                            Ok(Some(event)) => acked.push(event.id),
+                            Ok(None) => {}
                             Err(e) => rejected.push(e),
                         }
                     }

@@ -56,7 +56,7 @@ impl Broker {
             tokio::time::sleep(DRAIN_POLL).await;
         }
         let report = DrainReport {
-            unacked: topics.iter().map(|t| t.stats().unacked).sum(),
+            unacked: topics.iter().map(|t| t.stats().0.unacked).sum(),
             unconfirmed: self.shared.confirming.load(Ordering::SeqCst),
             took: started.elapsed(),
         };

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use flowgate_core::{StageSplit, TopicStats};
+use flowgate_core::{GroupStats, StageSplit, TopicStats};
 use flowgate_proto::ErrorCode;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
@@ -74,6 +74,8 @@ pub struct BrokerStats {
     pub errors_sent: BTreeMap<&'static str, u64>,
     /// Every topic's counters, by name.
     pub topics: Vec<(String, TopicStats)>,
+    /// Every topic's consumer groups, by topic name (the lobby, unnamed, before the first).
+    pub groups: Vec<(String, Vec<GroupStats>)>,
     /// Every topic's time split (by `StageState::of_bounded_stage`, through
     /// `Topic::stage_state`), by name, since the broker started.
     pub stages: Vec<(String, StageSplit)>,
@@ -271,12 +273,16 @@ impl Reporter {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            topics: all.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
+            topics: all.iter().map(|(n, t, _, _)| (n.clone(), *t)).collect(),
+            groups: all
+                .iter()
+                .map(|(n, _, g, _)| (n.clone(), g.clone()))
+                .collect(),
             storage_failures: all
                 .iter()
-                .filter_map(|(n, _, _)| Some((n.clone(), self.shared.storage.failure(n)?)))
+                .filter_map(|(n, _, _, _)| Some((n.clone(), self.shared.storage.failure(n)?)))
                 .collect(),
-            stages: all.into_iter().map(|(n, _, s)| (n, s)).collect(),
+            stages: all.into_iter().map(|(n, _, _, s)| (n, s)).collect(),
             memory: self.shared.governor.as_ref().map(|g| {
                 let (pool, held, rss, peak_rss) = g.figures();
                 MemoryStats {

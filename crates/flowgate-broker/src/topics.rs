@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use std::time::{Duration, Instant};
 
-use flowgate_core::{Action, ConnId, StageClock, StageSplit, StageState, Topic, TopicStats};
+use flowgate_core::{
+    Action, ConnId, GroupStats, StageClock, StageSplit, StageState, Topic, TopicStats,
+};
 use flowgate_proto::WireEvent;
 
 use crate::config::BrokerConfig;
@@ -79,6 +81,11 @@ impl TopicHandle {
             let attempts = requeued.iter().map(|(e, a)| (e.id, *a)).collect();
             self.storage.record_attempts(&self.name, attempts);
         }
+        let dropped = inner.topic.take_dropped();
+        if !dropped.is_empty() {
+            let ids: Vec<_> = dropped.iter().map(|e| e.id).collect();
+            self.storage.ack(&self.name, &ids);
+        }
         let forgotten = inner.topic.take_forgotten_ids();
         if !forgotten.is_empty() {
             self.storage.forget_producers(&self.name, forgotten);
@@ -135,9 +142,10 @@ impl TopicHandle {
         self.route(&mut inner);
     }
 
-    /// Counters and levels.
-    pub fn stats(&self) -> TopicStats {
-        self.lock().topic.stats()
+    /// Counters and levels, the topic's and each group's.
+    pub fn stats(&self) -> (TopicStats, Vec<GroupStats>) {
+        let inner = self.lock();
+        (inner.topic.stats(), inner.topic.groups())
     }
 
     /// Time spent in each state (see `Topic::stage_state`).
@@ -278,6 +286,12 @@ impl Topics {
             };
             topic.set_mark_limits(self.config.marks);
             topic.set_ack_wait(self.config.ack_wait);
+            topic.set_max_groups(self.config.max_groups);
+            for (group, mode) in self.config.groups.get(name).into_iter().flatten() {
+                // The configuration checked the names, their number and their modes.
+                let declared = topic.declare_group(group, *mode);
+                debug_assert!(declared.is_ok(), "{declared:?}");
+            }
             Arc::new_cyclic(|me| TopicHandle {
                 name: name.to_string(),
                 inner: Mutex::new(TopicInner {
@@ -309,12 +323,15 @@ impl Topics {
         (wait / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
-    /// Every topic's name, stats and stage split, sorted by name.
-    pub fn stats(&self) -> Vec<(String, TopicStats, StageSplit)> {
+    /// Every topic's name, stats, groups and stage split, sorted by name.
+    pub fn stats(&self) -> Vec<(String, TopicStats, Vec<GroupStats>, StageSplit)> {
         let handles = self.all();
-        let mut out: Vec<(String, TopicStats, StageSplit)> = handles
+        let mut out: Vec<_> = handles
             .iter()
-            .map(|h| (h.name.clone(), h.stats(), h.stage()))
+            .map(|h| {
+                let (stats, groups) = h.stats();
+                (h.name.clone(), stats, groups, h.stage())
+            })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

@@ -44,5 +44,6 @@ pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use stage::{Limit, PipelineView, StageClock, StageSplit, StageState, bottleneck};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
 pub use topic::{
-    Action, BooksError, ConnId, Delivery, MarkLimits, Published, Topic, TopicError, TopicStats,
+    Action, BooksError, ConnId, DEFAULT_MAX_GROUPS, Delivery, GroupMode, GroupStats, MarkLimits,
+    Published, Topic, TopicError, TopicStats,
 };

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use flowgate_core::{Action, ConnId, Credit, Topic};
+use flowgate_core::{Action, ConnId, Credit, GroupMode, Topic};
 use proptest::prelude::*;
 
 /// A message from a producer to the topic.
@@ -220,7 +220,9 @@ fn world(cap: Credit, sizes: Vec<Vec<u64>>, consumer: bool) -> World {
         })
         .collect();
     if consumer {
-        topic.attach_consumer(CONSUMER, "g").unwrap();
+        topic
+            .attach_consumer(CONSUMER, "g", GroupMode::Block)
+            .unwrap();
     }
     let mut w = World {
         topic,

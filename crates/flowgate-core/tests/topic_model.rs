@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flowgate_core::{Action, ConnId, Credit, Topic, TopicError};
+use flowgate_core::{Action, ConnId, Credit, GroupMode, Topic, TopicError};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -341,7 +341,9 @@ proptest! {
                     model.confirmed.insert(pid, out.confirm_up_to);
                 }
                 Op::AttachConsumer(i) => {
-                    topic.attach_consumer(consumer_conn(i), "g").unwrap();
+                    topic
+                        .attach_consumer(consumer_conn(i), "g", GroupMode::Block)
+                        .unwrap();
                     model.consumers.entry(consumer_conn(i)).or_default();
                 }
                 Op::DetachConsumer(i) => {
@@ -432,7 +434,7 @@ proptest! {
         }
         model.consumers.clear();
         model.held.clear();
-        topic.attach_consumer(999, "g").unwrap();
+        topic.attach_consumer(999, "g", GroupMode::Block).unwrap();
         model.consumers.insert(999, Credit::ZERO);
         topic.request(999, Credit::UNBOUNDED).expect("unbounded request");
         model.consumers.insert(999, Credit::UNBOUNDED);

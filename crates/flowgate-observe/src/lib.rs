@@ -30,5 +30,6 @@ pub mod window;
 
 pub use http::{ObserveError, fetch, serve};
 pub use snapshot::{
-    BrokerSnapshot, ConsumerSnapshot, ProducerSnapshot, Snapshot, StageSeconds, TopicSnapshot,
+    BrokerSnapshot, ConsumerSnapshot, GroupSnapshot, ProducerSnapshot, Snapshot, StageSeconds,
+    TopicSnapshot,
 };

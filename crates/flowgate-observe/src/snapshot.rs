@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flowgate_core::{StageSplit, TopicStats};
+use flowgate_core::{GroupStats, StageSplit, TopicStats};
 use serde::{Deserialize, Serialize};
 
 /// A `/stats` document, tagged by `role`.
@@ -103,18 +103,25 @@ pub struct TopicSnapshot {
     pub nacked: u64,
     /// Deliveries taken back because their ack deadline (`--ack-wait`) passed.
     pub ack_timeouts: u64,
-    /// Events queued for delivery.
+    /// Events in memory that a blocking group has still to ack, each counted once: with
+    /// `on_disk`, what the capacity bounds.
+    pub held_events: u64,
+    /// Their bytes.
+    pub held_bytes: u64,
+    /// Events queued for delivery, summed over the groups.
     pub ready: u64,
-    /// Bytes queued for delivery (in memory).
+    /// Bytes queued for delivery (in memory), summed over the groups.
     pub ready_bytes: u64,
     /// Events accepted and waiting only in the disk log.
     pub on_disk: u64,
     /// Their credit bytes.
     pub on_disk_bytes: u64,
-    /// Events delivered and not yet acknowledged.
+    /// Events delivered and not yet acknowledged, summed over the groups.
     pub unacked: u64,
-    /// Bytes delivered and not yet acknowledged.
+    /// Bytes delivered and not yet acknowledged, summed over the groups.
     pub unacked_bytes: u64,
+    /// Events best-effort groups skipped, more than their max lag behind.
+    pub skipped: u64,
     /// Credit granted to producers and not yet used, in events.
     pub producer_credit_events: u64,
     /// Demand requested by consumers and not yet delivered, in events.
@@ -132,11 +139,72 @@ pub struct TopicSnapshot {
     /// Why the topic's store cannot write now (a full disk), while it tries again; `None`
     /// when it writes.
     pub storage_failure: Option<String>,
+    /// Its consumer groups, in the order they appeared.
+    pub groups: Vec<GroupSnapshot>,
+}
+
+/// One consumer group's figures now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    /// The group's name.
+    pub name: String,
+    /// Best effort with this max lag; `None` for a blocking group.
+    pub max_lag: Option<u64>,
+    /// Consumers attached now.
+    pub consumers: u64,
+    /// Events waiting unread for it.
+    pub ready: u64,
+    /// Events delivered to it and not yet settled.
+    pub unacked: u64,
+    /// Its consumers' outstanding demand, in events.
+    pub demand_events: u64,
+    /// Deliveries made to it, redeliveries included.
+    pub delivered: u64,
+    /// Of those, redeliveries.
+    pub redelivered: u64,
+    /// Events it acknowledged.
+    pub acked: u64,
+    /// Events it refused.
+    pub nacked: u64,
+    /// Deliveries taken back from it at their ack deadline.
+    pub ack_timeouts: u64,
+    /// Events it skipped, more than its max lag behind.
+    pub skipped: u64,
+}
+
+impl GroupSnapshot {
+    /// A group's snapshot from the topic's figures for it.
+    pub fn new(g: &GroupStats) -> GroupSnapshot {
+        GroupSnapshot {
+            name: g.name.clone(),
+            max_lag: g.mode.max_lag(),
+            consumers: g.consumers,
+            ready: g.ready,
+            unacked: g.unacked,
+            demand_events: g.demand.events,
+            delivered: g.delivered,
+            redelivered: g.redelivered,
+            acked: g.acked,
+            nacked: g.nacked,
+            ack_timeouts: g.ack_timeouts,
+            skipped: g.skipped,
+        }
+    }
+
+    /// What it has not acked: unread and unsettled.
+    pub fn lag(&self) -> u64 {
+        self.ready + self.unacked
+    }
 }
 
 impl TopicSnapshot {
-    /// A topic's snapshot from its counters and its time split.
-    pub fn new(name: &str, t: &TopicStats, stage: StageSplit) -> TopicSnapshot {
+    /// A topic's snapshot from its counters, its groups' and its time split.
+    pub fn new(
+        name: &str,
+        t: &TopicStats,
+        groups: &[GroupStats],
+        stage: StageSplit,
+    ) -> TopicSnapshot {
         TopicSnapshot {
             name: name.to_string(),
             accepted: t.accepted,
@@ -146,12 +214,15 @@ impl TopicSnapshot {
             acked: t.acked,
             nacked: t.nacked,
             ack_timeouts: t.ack_timeouts,
+            held_events: t.held,
+            held_bytes: t.held_bytes,
             ready: t.ready,
             ready_bytes: t.ready_bytes,
             on_disk: t.on_disk,
             on_disk_bytes: t.on_disk_bytes,
             unacked: t.unacked,
             unacked_bytes: t.unacked_bytes,
+            skipped: t.skipped,
             producer_credit_events: t.producer_credit.events,
             consumer_demand_events: t.consumer_demand.events,
             peak_events: t.peak_events,
@@ -160,12 +231,18 @@ impl TopicSnapshot {
             producer_ids_forgotten: t.producer_ids_forgotten,
             stage: stage.into(),
             storage_failure: None,
+            // The lobby (unnamed) is no group: it only holds events until the first attaches.
+            groups: groups
+                .iter()
+                .filter(|g| !g.name.is_empty())
+                .map(GroupSnapshot::new)
+                .collect(),
         }
     }
 
-    /// Events the topic holds: ready, unacked and on disk.
+    /// Events the topic holds for its blocking groups: in memory and on disk.
     pub fn held(&self) -> u64 {
-        self.ready + self.unacked + self.on_disk
+        self.held_events + self.on_disk
     }
 }
 

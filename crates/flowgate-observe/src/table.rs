@@ -4,7 +4,7 @@
 //! cannot exist in one place and not the others.
 
 use crate::snapshot::{
-    BrokerSnapshot, ConsumerSnapshot, ProducerSnapshot, Snapshot, TopicSnapshot,
+    BrokerSnapshot, ConsumerSnapshot, GroupSnapshot, ProducerSnapshot, Snapshot, TopicSnapshot,
 };
 
 /// A metric's Prometheus type.
@@ -66,6 +66,13 @@ fn real(v: f64) -> Values {
 
 fn topic(t: &TopicSnapshot, v: u64) -> Values {
     vec![(vec![t.name.clone()], v as f64)]
+}
+
+fn group(t: &TopicSnapshot, v: fn(&GroupSnapshot) -> u64) -> Values {
+    t.groups
+        .iter()
+        .map(|g| (vec![t.name.clone(), g.name.clone()], v(g) as f64))
+        .collect()
 }
 
 fn topic_real(t: &TopicSnapshot, v: f64) -> Values {
@@ -243,6 +250,69 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         labels: &["topic"],
         help: "demand requested by consumers and not yet delivered (2^64 - 1 = unbounded)",
         read: |t| topic(t, t.consumer_demand_events),
+    },
+    Metric {
+        name: "flowgate_topic_held",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "events in memory a blocking group has still to acknowledge, each counted once (with on_disk, what the capacity bounds)",
+        read: |t| topic(t, t.held_events),
+    },
+    Metric {
+        name: "flowgate_topic_skipped_total",
+        kind: Kind::Counter,
+        labels: &["topic"],
+        help: "events best-effort groups skipped, more than their max lag behind",
+        read: |t| topic(t, t.skipped),
+    },
+    Metric {
+        name: "flowgate_group_consumers",
+        kind: Kind::Gauge,
+        labels: &["topic", "group"],
+        help: "consumers of the group attached now",
+        read: |t| group(t, |g| g.consumers),
+    },
+    Metric {
+        name: "flowgate_group_lag",
+        kind: Kind::Gauge,
+        labels: &["topic", "group"],
+        help: "events the group has not acknowledged: unread and unsettled",
+        read: |t| group(t, GroupSnapshot::lag),
+    },
+    Metric {
+        name: "flowgate_group_max_lag",
+        kind: Kind::Gauge,
+        labels: &["topic", "group"],
+        help: "a best-effort group's max lag (--max-lag); 0 for a blocking group",
+        read: |t| group(t, |g| g.max_lag.unwrap_or(0)),
+    },
+    Metric {
+        name: "flowgate_group_delivered_total",
+        kind: Kind::Counter,
+        labels: &["topic", "group"],
+        help: "deliveries to the group's consumers, redeliveries included",
+        read: |t| group(t, |g| g.delivered),
+    },
+    Metric {
+        name: "flowgate_group_acked_total",
+        kind: Kind::Counter,
+        labels: &["topic", "group"],
+        help: "events the group acknowledged",
+        read: |t| group(t, |g| g.acked),
+    },
+    Metric {
+        name: "flowgate_group_ack_timeouts_total",
+        kind: Kind::Counter,
+        labels: &["topic", "group"],
+        help: "deliveries taken back from the group's consumers at their ack deadline",
+        read: |t| group(t, |g| g.ack_timeouts),
+    },
+    Metric {
+        name: "flowgate_group_skipped_total",
+        kind: Kind::Counter,
+        labels: &["topic", "group"],
+        help: "events the group skipped, more than its max lag behind (best effort only)",
+        read: |t| group(t, |g| g.skipped),
     },
     Metric {
         name: "flowgate_topic_storage_failed",
@@ -489,8 +559,30 @@ mod tests {
         let t = TopicSnapshot {
             name: "orders".into(),
             acked: 5,
+            groups: vec![
+                GroupSnapshot {
+                    name: "db".into(),
+                    ready: 3,
+                    unacked: 4,
+                    ..GroupSnapshot::default()
+                },
+                GroupSnapshot {
+                    name: "dash".into(),
+                    max_lag: Some(9),
+                    ..GroupSnapshot::default()
+                },
+            ],
             ..TopicSnapshot::default()
         };
+        let lag = TOPIC
+            .iter()
+            .find(|m| m.name == "flowgate_group_lag")
+            .unwrap();
+        let label = |g: &str| vec!["orders".to_string(), g.to_string()];
+        assert_eq!(
+            (lag.read)(&t),
+            vec![(label("db"), 7.0), (label("dash"), 0.0)]
+        );
         let acked = TOPIC
             .iter()
             .find(|m| m.name == "flowgate_topic_acked_total")

@@ -33,7 +33,8 @@ pub enum ErrorCode {
     IdleTimeout,
     /// A topic or group name outside the allowed characters or length.
     InvalidName,
-    /// A consumer group other than the one that consumes this topic.
+    /// A consumer asked for another group mode (blocking or best effort, its max lag) than its
+    /// group has.
     GroupConflict,
     /// The broker is shutting down.
     ShuttingDown,
@@ -51,6 +52,8 @@ pub enum ErrorCode {
     UnknownTopic,
     /// The broker has as many connections open as its limit allows; try again later.
     TooManyConnections,
+    /// A new consumer group, on a topic that has as many as the broker allows.
+    TooManyGroups,
     /// A code this version does not know (from a newer peer).
     Other(u16),
 }
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::CreditMismatch => 19,
             ErrorCode::UnknownTopic => 20,
             ErrorCode::TooManyConnections => 21,
+            ErrorCode::TooManyGroups => 22,
             ErrorCode::Other(n) => n,
         }
     }
@@ -108,6 +112,7 @@ impl ErrorCode {
             19 => ErrorCode::CreditMismatch,
             20 => ErrorCode::UnknownTopic,
             21 => ErrorCode::TooManyConnections,
+            22 => ErrorCode::TooManyGroups,
             n => ErrorCode::Other(n),
         }
     }
@@ -136,6 +141,7 @@ impl ErrorCode {
             ErrorCode::CreditMismatch => "credit-mismatch",
             ErrorCode::UnknownTopic => "unknown-topic",
             ErrorCode::TooManyConnections => "too-many-connections",
+            ErrorCode::TooManyGroups => "too-many-groups",
             ErrorCode::Other(_) => "other",
         }
     }
@@ -151,7 +157,8 @@ impl ErrorCode {
         use flowgate_core::TopicError;
         match e {
             TopicError::UnknownConnection(_) => ErrorCode::UnexpectedFrame,
-            TopicError::GroupConflict { .. } => ErrorCode::GroupConflict,
+            TopicError::GroupMode { .. } => ErrorCode::GroupConflict,
+            TopicError::TooManyGroups { .. } => ErrorCode::TooManyGroups,
             TopicError::ZeroRequest => ErrorCode::ZeroRequest,
             TopicError::DataWithoutCredit { .. } => ErrorCode::DataWithoutCredit,
             TopicError::SequenceGap { .. } => ErrorCode::SequenceGap,
@@ -177,14 +184,14 @@ mod tests {
 
     #[test]
     fn every_code_round_trips_through_its_number() {
-        for n in 0..=22u16 {
+        for n in 0..=23u16 {
             assert_eq!(ErrorCode::from_wire(n).to_wire(), n);
         }
     }
 
     #[test]
     fn only_ack_rejections_are_not_fatal() {
-        let not_fatal: Vec<u16> = (1..=21)
+        let not_fatal: Vec<u16> = (1..=22)
             .filter(|n| !ErrorCode::from_wire(*n).is_fatal())
             .collect();
         assert_eq!(not_fatal, vec![9, 10]);

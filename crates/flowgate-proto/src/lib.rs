@@ -45,7 +45,7 @@ pub use session::{ConsumerSession, ProducerSession, ServerSession, SessionError}
 
 /// The protocol version this crate speaks. A peer offering another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// The four bytes that open every connection's first frame (`HELLO`).
 pub const MAGIC: [u8; 4] = *b"FLGT";

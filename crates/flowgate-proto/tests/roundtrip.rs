@@ -44,11 +44,12 @@ fn frame() -> impl Strategy<Value = Frame> {
             "[a-z0-9._-]{0,20}",
             "[a-z]{0,10}",
             any::<u32>(),
+            any::<u64>(),
             "[A-Za-z0-9]{0,12}"
         )
             .prop_map(
-                |(version, producer, producer_id, topic, group, max_frame, token)| Frame::Hello(
-                    Hello {
+                |(version, producer, producer_id, topic, group, max_frame, max_lag, token)| {
+                    Frame::Hello(Hello {
                         version,
                         role: if producer {
                             Role::Producer
@@ -59,9 +60,10 @@ fn frame() -> impl Strategy<Value = Frame> {
                         topic,
                         group,
                         max_frame,
+                        max_lag,
                         token,
-                    }
-                )
+                    })
+                }
             ),
         (
             any::<u16>(),

@@ -393,12 +393,35 @@ fn a_consumer_with_nothing_in_hand_asks_for_its_whole_prefetch_so_a_big_event_ca
 }
 
 #[test]
-fn a_consumer_of_a_second_group_is_refused_for_good() {
+fn a_second_group_reads_every_event_too() {
     let mut w = pipeline(10, 10);
     w.add_consumer_of("audit", Credit::new(10, 1 << 20), MIB);
     w.connect_consumer(1);
     w.run();
+    assert_eq!(send_up_to(&mut w, 3, 10), 3);
+    w.run();
+    let audit = w.consumers[1].session.take();
+    let seqs: Vec<u64> = audit.iter().map(|d| d.event.id.seq).collect();
+    assert_eq!(take_and_ack(&mut w), [1, 2, 3]);
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(w.topic.stats().held, 3, "audit has not acked them");
+    w.consumers[1].session.ack(audit.iter().map(|d| d.tag));
+    w.run();
+    assert_eq!(w.topic.stats().held, 0);
+}
+
+#[test]
+fn a_consumer_asking_another_mode_of_its_group_is_refused_for_good() {
+    let mut w = pipeline(10, 10);
+    w.add_consumer_lagging("db", Some(5), Credit::new(10, 1 << 20), MIB);
+    w.connect_consumer(1);
+    w.run();
     assert_eq!(w.refusals[0].1, ErrorCode::GroupConflict);
+    assert!(
+        w.refusals[0].2.contains("group 'db' is blocking"),
+        "{}",
+        w.refusals[0].2
+    );
     let e = w.consumers[1].last_error.clone().unwrap();
     assert!(e.is_permanent(), "{e}");
     assert!(

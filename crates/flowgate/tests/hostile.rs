@@ -37,6 +37,7 @@ fn consumer_hello(topic: &str) -> Vec<u8> {
         topic: topic.into(),
         group: "g".into(),
         max_frame: 1 << 20,
+        max_lag: 0,
         token: String::new(),
     }))
 }

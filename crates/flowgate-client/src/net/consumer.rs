@@ -42,6 +42,10 @@ pub struct ConsumerConfig {
     /// The largest frame this consumer accepts. The broker refuses a consumer that could not
     /// read the largest event of its topic delivered alone.
     pub max_frame: u32,
+    /// `None` (the default): the group blocks, its lag pacing the topic's producers.
+    /// `Some(n)`: the group is best effort, and its oldest unread events are skipped (counted
+    /// by the broker) when more than `n` wait for it. Every consumer of a group must agree.
+    pub max_lag: Option<u64>,
     /// The token for a broker that requires one.
     pub token: Option<String>,
     /// TLS to the broker; `None` for plain TCP.
@@ -62,6 +66,7 @@ impl ConsumerConfig {
             group: group.into(),
             prefetch: Credit::new(1_000, 8 << 20),
             max_frame: CONSUMER_MAX_FRAME,
+            max_lag: None,
             token: None,
             tls: None,
         }
@@ -99,7 +104,13 @@ impl std::fmt::Debug for Consumer {
 impl Consumer {
     /// Connects, completes the handshake, requests the prefetch and starts the driver.
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        if config.max_lag == Some(0) {
+            return Err(ClientError::Protocol(
+                "a max lag of 0 would skip every event; give at least 1, or none to block".into(),
+            ));
+        }
         let hello = Hello::consumer(&config.topic, &config.group, config.max_frame)
+            .with_max_lag(config.max_lag)
             .with_token(config.token.clone().unwrap_or_default());
         let dial = Dial::new(&config.addr, config.tls.clone())?;
         let session = ConsumerSession::new(hello, config.prefetch, now())

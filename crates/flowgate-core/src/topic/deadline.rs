@@ -3,18 +3,22 @@
 //! until it shows it is alive by settling something or saying it is still working
 //! ([`Topic::progress`]). So a consumer that reads but never acks (a stopped process whose
 //! socket stays open) holds its deliveries for the ack wait, not for ever, and another
-//! consumer of the group gets them.
+//! consumer of the group gets them. Each group keeps its own deadlines.
 
 use std::time::Duration;
 
-use super::{ConnId, Topic, TopicError};
+use super::{ConnId, Group, Topic, TopicError};
 use crate::credit::Credit;
 
 impl<T: Clone> Topic<T> {
-    /// Sets how long a delivery may stay unsettled; `None` (the default) waits for ever.
-    /// Set it before the first delivery: deadlines are kept in the order they fall due.
+    /// Sets how long a delivery may stay unsettled, for every group (now and to come); `None`
+    /// (the default) waits for ever. Set it before the first delivery: deadlines are kept in
+    /// the order they fall due.
     pub fn set_ack_wait(&mut self, wait: Option<Duration>) {
         self.ack_wait = wait;
+        for group in &mut self.groups {
+            group.ack_wait = wait;
+        }
     }
 
     /// The consumer is still working on a delivery (a long commit): its deadline restarts
@@ -26,13 +30,15 @@ impl<T: Clone> Topic<T> {
         attempt: u32,
     ) -> Result<(), TopicError> {
         self.check_books()?;
-        self.alive(conn, delivery_id, attempt);
-        let due = self.ack_wait.map(|w| self.now.saturating_add(w));
-        match self.unacked.get_mut(&delivery_id) {
+        let gi = self.group_of(conn)?;
+        self.alive(gi, conn, delivery_id, attempt);
+        let group = &mut self.groups[gi];
+        let due = group.ack_wait.map(|w| self.now.saturating_add(w));
+        match group.unacked.get_mut(&delivery_id) {
             Some((owner, entry)) if *owner == conn && entry.attempt == attempt => {
                 if let Some(due) = due {
                     entry.due = due;
-                    self.deadlines.push_back((due, delivery_id, attempt));
+                    group.deadlines.push_back((due, delivery_id, attempt));
                 }
                 Ok(())
             }
@@ -47,73 +53,85 @@ impl<T: Clone> Topic<T> {
 
     /// A consumer settled (or said it is working on) `delivery_id`: it may be given
     /// deliveries again, and a delivery taken back from it is answered.
-    pub(super) fn alive(&mut self, conn: ConnId, delivery_id: u64, attempt: u32) {
-        if let Some(slot) = self.consumers.get_mut(&conn) {
+    pub(super) fn alive(&mut self, gi: usize, conn: ConnId, delivery_id: u64, attempt: u32) {
+        if let Some(slot) = self.groups[gi].consumers.get_mut(&conn) {
             slot.stalled = false;
             slot.revoked.remove(&(delivery_id, attempt));
         }
     }
 
-    /// When a delivery made now falls due, with an ack wait set.
-    pub(super) fn due_now(&self) -> Option<Duration> {
-        self.ack_wait.map(|w| self.now.saturating_add(w))
-    }
-
-    /// Whether a deadline entry still stands: a settled delivery, a later attempt or a
-    /// restarted deadline leaves a stale one behind.
-    fn stands(&self, (due, id, attempt): (Duration, u64, u32)) -> bool {
-        matches!(self.unacked.get(&id), Some((_, e)) if e.attempt == attempt && e.due == due)
-    }
-
-    /// Drops stale deadline entries (run by [`Topic::tick`], once per input rather than per
-    /// ack): those at the front, and all of them once they outnumber the deliveries
-    /// outstanding, so the queue stays the size of what is
-    /// unacked however the acks are ordered (not every delivery of the last ack wait).
+    /// Drops stale deadline entries of every group (run by [`Topic::tick`], once per input
+    /// rather than per ack).
     pub(super) fn prune_deadlines(&mut self) {
-        while let Some(&front) = self.deadlines.front() {
-            if self.stands(front) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
-        if self.deadlines.len() > 2 * self.unacked.len() + 64 {
-            let kept: std::collections::VecDeque<_> = self
-                .deadlines
-                .iter()
-                .copied()
-                .filter(|d| self.stands(*d))
-                .collect();
-            self.deadlines = kept;
+        for group in &mut self.groups {
+            prune(group);
         }
     }
 
-    /// Takes back every delivery whose deadline has passed.
+    /// Takes back every delivery whose deadline has passed, in every group.
     pub(super) fn expire_deliveries(&mut self) {
+        for gi in 0..self.groups.len() {
+            self.expire_group(gi);
+        }
+    }
+
+    fn expire_group(&mut self, gi: usize) {
+        let now = self.now;
+        let group = &mut self.groups[gi];
         let mut expired = Vec::new();
-        while let Some(&(due, id, attempt)) = self.deadlines.front() {
-            if due > self.now {
+        while let Some(&(due, id, attempt)) = group.deadlines.front() {
+            if due > now {
                 break;
             }
-            self.deadlines.pop_front();
-            if self.stands((due, id, attempt)) {
+            group.deadlines.pop_front();
+            if stands(group, (due, id, attempt)) {
                 expired.push(id);
             }
         }
         // Highest id first, each pushed to the front: the lowest ends up first.
         expired.sort_unstable_by(|a, b| b.cmp(a));
         for id in expired {
-            let Some((owner, entry)) = self.unacked.remove(&id) else {
+            let group = &mut self.groups[gi];
+            let Some((owner, entry)) = group.unacked.remove(&id) else {
                 continue;
             };
-            let booked = self.unacked_total.take(Credit::new(1, entry.bytes));
-            self.book(booked);
-            if let Some(slot) = self.consumers.get_mut(&owner) {
+            let booked = group.unacked_total.take(Credit::new(1, entry.bytes));
+            if let Some(slot) = group.consumers.get_mut(&owner) {
                 slot.held = slot.held.saturating_sub(1);
                 slot.stalled = true;
                 slot.revoked.insert((id, entry.attempt));
             }
+            group.counts.ack_timeouts += 1;
             self.stats.ack_timeouts += 1;
-            self.requeue_front(entry);
+            self.book(booked);
+            self.requeue_front(gi, entry);
         }
+    }
+}
+
+/// Whether a deadline entry still stands: a settled delivery, a later attempt or a restarted
+/// deadline leaves a stale one behind.
+fn stands<T>(group: &Group<T>, (due, id, attempt): (Duration, u64, u32)) -> bool {
+    matches!(group.unacked.get(&id), Some((_, e)) if e.attempt == attempt && e.due == due)
+}
+
+/// Drops a group's stale deadline entries: those at the front, and all of them once they
+/// outnumber the deliveries outstanding, so the queue stays the size of what is unacked however
+/// the acks are ordered (not every delivery of the last ack wait).
+fn prune<T>(group: &mut Group<T>) {
+    while let Some(&front) = group.deadlines.front() {
+        if stands(group, front) {
+            break;
+        }
+        group.deadlines.pop_front();
+    }
+    if group.deadlines.len() > 2 * group.unacked.len() + 64 {
+        let kept: std::collections::VecDeque<_> = group
+            .deadlines
+            .iter()
+            .copied()
+            .filter(|d| stands(group, *d))
+            .collect();
+        group.deadlines = kept;
     }
 }

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use super::ConnId;
 use super::tally::BooksError;
+use super::{ConnId, GroupMode};
 use crate::credit::Credit;
 
 /// A broken rule, reported to the peer that broke it.
@@ -12,12 +12,21 @@ use crate::credit::Credit;
 pub enum TopicError {
     /// The connection is not attached to this topic in that role.
     UnknownConnection(ConnId),
-    /// A consumer of another group than the one consuming the topic.
-    GroupConflict {
+    /// A consumer asked for another mode than its group has.
+    GroupMode {
+        /// The group.
+        group: String,
+        /// The mode it has.
+        has: GroupMode,
+        /// The mode the consumer asked for.
+        asked: GroupMode,
+    },
+    /// A new group, on a topic that has as many as it takes.
+    TooManyGroups {
         /// The group the consumer named.
         group: String,
-        /// The group consuming the topic.
-        consumed_by: String,
+        /// How many the topic takes.
+        limit: usize,
     },
     /// A consumer asked for zero events.
     ZeroRequest,
@@ -68,9 +77,13 @@ impl fmt::Display for TopicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TopicError::UnknownConnection(c) => write!(f, "connection {c} is not attached"),
-            TopicError::GroupConflict { group, consumed_by } => write!(
+            TopicError::GroupMode { group, has, asked } => write!(
                 f,
-                "consumed by group '{consumed_by}', so not '{group}'; one group per topic is supported"
+                "group '{group}' is {has}, and this consumer asks for it to be {asked}; every consumer of a group must agree"
+            ),
+            TopicError::TooManyGroups { group, limit } => write!(
+                f,
+                "read by {limit} consumer groups already, the most it takes, so not by a new group '{group}'"
             ),
             TopicError::ZeroRequest => {
                 f.write_str("request for zero events (request(0) is invalid)")

@@ -24,13 +24,13 @@ impl<T: Clone> Topic<T> {
         self.memory_limit = bytes;
     }
 
-    /// Bytes held in memory (ready, unacked) and promised to producers: what
-    /// [`Topic::limit_memory`] caps.
+    /// Bytes held in memory for blocking groups (ready, unacked) and promised to producers:
+    /// what [`Topic::limit_memory`] caps. Best-effort groups' copies of events no blocking
+    /// group holds are not counted: their max lag bounds them.
     pub fn memory_bytes(&self) -> u64 {
-        self.ready_total
+        self.held_total
             .get()
             .bytes
-            .saturating_add(self.unacked_total.get().bytes)
             .saturating_add(self.granted_total.get().bytes)
     }
 

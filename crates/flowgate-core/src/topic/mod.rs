@@ -64,20 +64,26 @@ mod deadline;
 mod dedup;
 mod dispatch;
 mod error;
+mod fanout;
 mod grants;
+mod group;
 mod marks;
 mod spill;
 mod stats;
 mod tally;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fanout;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::credit::Credit;
 
 pub use error::TopicError;
+use group::Group;
+pub use group::{GroupMode, GroupStats};
 pub use marks::MarkLimits;
 use marks::Marks;
 pub use stats::TopicStats;
@@ -90,6 +96,9 @@ pub type ConnId = u64;
 /// The most events handed to one consumer in one turn of the round-robin, so consumers with
 /// demand take turns and none waits behind another's whole backlog.
 pub const MAX_EVENTS_PER_TURN: u64 = 1024;
+
+/// The most consumer groups a topic takes unless told otherwise ([`Topic::set_max_groups`]).
+pub const DEFAULT_MAX_GROUPS: usize = 16;
 
 /// One item handed to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,21 +193,27 @@ struct ConsumerSlot {
     revoked: std::collections::BTreeSet<(u64, u32)>,
 }
 
-/// A bounded topic: ready queue, unacked deliveries, producers' credit, consumers' demand.
+/// A bounded topic: its consumer groups (each with its own cursor, deliveries and consumers),
+/// producers' credit, and what is held for the groups that block.
 #[derive(Debug)]
 pub struct Topic<T> {
     capacity: Credit,
-    ready: VecDeque<Entry<T>>,
-    ready_total: Tally,
-    unacked: DeliveryMap<(ConnId, Entry<T>)>,
-    unacked_total: Tally,
+    /// Its groups, in the order they appeared; at first only the lobby (`group.rs`).
+    groups: Vec<Group<T>>,
+    /// The group of each attached consumer (an index into `groups`).
+    members: BTreeMap<ConnId, usize>,
+    /// How many groups block (the lobby does).
+    blocking: usize,
+    /// Events in memory that some blocking group has still to ack, each counted once.
+    held_total: Tally,
+    /// With two or more blocking groups: how many of them still hold each held event.
+    refs: BTreeMap<u64, u32>,
+    /// The most groups the topic takes ([`Topic::set_max_groups`]).
+    max_groups: usize,
+    /// Events that left the topic without an ack: held by no blocking group ([`Topic::take_dropped`]).
+    dropped: Vec<T>,
     producers: BTreeMap<ConnId, ProducerSlot>,
     granted_total: Tally,
-    consumers: BTreeMap<ConnId, ConsumerSlot>,
-    /// The consumer group of the attached consumers, while any are attached.
-    group: Option<String>,
-    /// The consumer served last; the next turn starts after it.
-    last_served: Option<ConnId>,
     /// Where the next round of grants starts: the first producer the last round passed over
     /// for lack of room, else the one after the last granted (so turns go round).
     grant_from: ConnId,
@@ -206,10 +221,8 @@ pub struct Topic<T> {
     /// bounded by an idle TTL and a cap.
     marks: Marks,
     next_delivery_id: u64,
-    /// How long a delivery may stay unsettled ([`Topic::set_ack_wait`]).
+    /// How long a delivery may stay unsettled, for groups that appear ([`Topic::set_ack_wait`]).
     ack_wait: Option<Duration>,
-    /// `(due, delivery id, attempt)` of unacked deliveries, in the order they fall due.
-    deadlines: VecDeque<(Duration, u64, u32)>,
     /// The time the topic was last told ([`Topic::tick`]).
     now: Duration,
     /// With [`Topic::record_attempts`]: events requeued with a raised attempt, untaken.
@@ -220,7 +233,7 @@ pub struct Topic<T> {
     queued: u64,
     /// The most bytes held in memory and promised ([`Topic::limit_memory`]).
     memory_limit: Option<u64>,
-    /// Spill mode: the most ready + unacked kept in memory.
+    /// Spill mode: the most held kept in memory.
     memory: Option<Credit>,
     /// Spill mode: accepted events held only on disk.
     on_disk: Tally,
@@ -238,20 +251,19 @@ impl<T: Clone> Topic<T> {
     pub fn new(capacity: Credit) -> Self {
         Topic {
             capacity,
-            ready: VecDeque::new(),
-            ready_total: Tally::new("ready"),
-            unacked: DeliveryMap::default(),
-            unacked_total: Tally::new("unacked"),
+            groups: vec![Group::new(None, GroupMode::Block, None)],
+            members: BTreeMap::new(),
+            blocking: 1,
+            held_total: Tally::new("held"),
+            refs: BTreeMap::new(),
+            max_groups: DEFAULT_MAX_GROUPS,
+            dropped: Vec::new(),
             producers: BTreeMap::new(),
             granted_total: Tally::new("granted"),
-            consumers: BTreeMap::new(),
-            group: None,
-            last_served: None,
             grant_from: 0,
             marks: Marks::default(),
             next_delivery_id: 1,
             ack_wait: None,
-            deadlines: VecDeque::new(),
             now: Duration::ZERO,
             requeued: None,
             grant_room: None,
@@ -278,7 +290,7 @@ impl<T: Clone> Topic<T> {
 
     /// Consumers attached now.
     pub fn consumer_count(&self) -> usize {
-        self.consumers.len()
+        self.members.len()
     }
 
     /// Attaches a producer connection. Returns the highest sequence number already held for
@@ -326,35 +338,35 @@ impl<T: Clone> Topic<T> {
         self.marks.take_forgotten()
     }
 
-    /// Attaches a consumer connection of `group`, with no demand. One group consumes a
-    /// topic at a time: the first consumer's sets it, and it is free again once its last
-    /// consumer has left; a consumer of another group meanwhile is refused.
-    pub fn attach_consumer(&mut self, conn: ConnId, group: &str) -> Result<(), TopicError> {
+    /// Attaches a consumer connection of `group`, with no demand. A group the topic has not
+    /// seen appears with `mode` (see [`Topic::declare_group`]); a known group's consumer must
+    /// ask for the mode it has.
+    pub fn attach_consumer(
+        &mut self,
+        conn: ConnId,
+        group: &str,
+        mode: GroupMode,
+    ) -> Result<(), TopicError> {
         self.check_books()?;
-        match &self.group {
-            Some(g) if g != group => {
-                return Err(TopicError::GroupConflict {
-                    group: group.to_string(),
-                    consumed_by: g.clone(),
-                });
-            }
-            Some(_) => {}
-            None => self.group = Some(group.to_string()),
+        if self.members.contains_key(&conn) {
+            return Ok(());
         }
-        self.consumers.entry(conn).or_default();
+        let index = self.declare_group(group, mode)?;
+        self.groups[index].consumers.entry(conn).or_default();
+        self.members.insert(conn, index);
         Ok(())
     }
 
-    /// Detaches a consumer; everything it held unacked goes back to the front of the ready
-    /// queue, in delivery order, with its attempt raised.
+    /// Detaches a consumer; everything it held unacked goes back to the front of its group's
+    /// ready queue, in delivery order, with its attempt raised. The group stays, with its
+    /// cursor, and (blocking) keeps holding what it has not acked.
     pub fn detach_consumer(&mut self, conn: ConnId) {
-        if self.consumers.remove(&conn).is_none() {
+        let Some(gi) = self.members.remove(&conn) else {
             return;
-        }
-        if self.consumers.is_empty() {
-            self.group = None;
-        }
-        let mut held: Vec<u64> = self
+        };
+        let group = &mut self.groups[gi];
+        group.consumers.remove(&conn);
+        let mut held: Vec<u64> = group
             .unacked
             .iter()
             .filter(|(_, (owner, _))| *owner == conn)
@@ -363,10 +375,12 @@ impl<T: Clone> Topic<T> {
         // Highest id first, each pushed to the front: the lowest ends up first.
         held.sort_unstable_by(|a, b| b.cmp(a));
         for id in held {
-            if let Some((_, entry)) = self.unacked.remove(&id) {
-                let booked = self.unacked_total.take(Credit::new(1, entry.bytes));
+            if let Some((_, entry)) = self.groups[gi].unacked.remove(&id) {
+                let booked = self.groups[gi]
+                    .unacked_total
+                    .take(Credit::new(1, entry.bytes));
                 self.book(booked);
-                self.requeue_front(entry);
+                self.requeue_front(gi, entry);
             }
         }
     }
@@ -394,12 +408,10 @@ impl<T: Clone> Topic<T> {
         actions
     }
 
-    /// What is held: ready, delivered and unacked, and (spill mode) only on disk.
+    /// What is held: in memory for a blocking group (ready or unacked), and (spill mode) only
+    /// on disk.
     pub(super) fn held(&self) -> Credit {
-        self.ready_total
-            .get()
-            .saturating_add(self.unacked_total.get())
-            .saturating_add(self.on_disk.get())
+        self.held_total.get().saturating_add(self.on_disk.get())
     }
 
     /// Why the topic's books stopped adding up, if they did: a bug, after which the topic

@@ -8,13 +8,11 @@
 //! checkpoints say). They meet at a restart, when the log's recovery becomes the topic's
 //! [`Topic::restore`] and [`Topic::restore_spilled`].
 
-use std::time::Duration;
-
-use super::{Action, Entry, Topic};
+use super::{Action, Topic};
 use crate::credit::Credit;
 
 impl<T: Clone> Topic<T> {
-    /// Spill mode: keep at most `memory` of ready + unacked events in memory; events beyond it
+    /// Spill mode: keep at most `memory` of held events in memory; events beyond it
     /// stay only in the disk log (the store keeps every accepted event) until there is room.
     /// The capacity given to [`Topic::new`] then bounds what is held on disk and in memory
     /// together.
@@ -63,32 +61,20 @@ impl<T: Clone> Topic<T> {
         self.note_peak();
     }
 
-    /// Appends a newly accepted (or loaded) item to the ready queue with a fresh delivery id.
-    pub(super) fn push_ready(&mut self, item: T, bytes: u64, attempt: u32) {
-        let delivery_id = self.next_delivery_id;
-        self.next_delivery_id += 1;
-        self.ready.push_back(Entry {
-            item,
-            bytes,
-            delivery_id,
-            attempt,
-            due: Duration::ZERO,
-        });
-        let booked = self.ready_total.add(Credit::new(1, bytes));
-        self.book(booked);
-    }
-
     /// Spill mode: whether an accepted item of `cost` goes to disk only.
     pub(super) fn spills(&self, cost: Credit) -> bool {
         let Some(memory) = self.memory else {
             return false;
         };
-        let after = self
-            .ready_total
-            .get()
-            .saturating_add(self.unacked_total.get())
-            .saturating_add(cost);
-        !self.on_disk.get().is_zero() || after.events > memory.events || after.bytes > memory.bytes
+        if !self.on_disk.get().is_zero() {
+            return true;
+        }
+        // Held by no blocking group, an event is not kept for anyone's sake: not on disk either.
+        if self.blocking == 0 {
+            return false;
+        }
+        let after = self.held_total.get().saturating_add(cost);
+        after.events > memory.events || after.bytes > memory.bytes
     }
 
     /// Spill mode: asks for on-disk events once memory is at most half full, so loads come in
@@ -100,10 +86,7 @@ impl<T: Clone> Topic<T> {
         if self.loading || self.on_disk.get().is_zero() {
             return;
         }
-        let in_memory = self
-            .ready_total
-            .get()
-            .saturating_add(self.unacked_total.get());
+        let in_memory = self.held_total.get();
         if in_memory.events * 2 > memory.events || in_memory.bytes * 2 > memory.bytes {
             return;
         }

@@ -1,7 +1,7 @@
 //! What a topic reports: [`TopicStats`], its counters and levels, and its state as a pipeline
 //! stage.
 
-use super::Topic;
+use super::{Group, Topic};
 use crate::credit::Credit;
 use crate::stage::StageState;
 
@@ -16,25 +16,35 @@ pub struct TopicStats {
     pub delivered: u64,
     /// Of those, redeliveries.
     pub redelivered: u64,
-    /// Events acknowledged (gone from the topic).
+    /// Acks taken, summed over the groups.
     pub acked: u64,
     /// Events nacked by consumers.
     pub nacked: u64,
     /// Deliveries taken back because their ack deadline passed.
     pub ack_timeouts: u64,
-    /// Events ready now.
+    /// Events in memory that a blocking group has still to ack, each counted once: what the
+    /// capacity bounds (with `on_disk`).
+    pub held: u64,
+    /// Their bytes.
+    pub held_bytes: u64,
+    /// Events ready now, summed over the groups (an event two groups have still to read
+    /// counts twice).
     pub ready: u64,
-    /// Bytes ready now.
+    /// Their bytes.
     pub ready_bytes: u64,
-    /// Events delivered and not yet acked.
+    /// Events delivered and not yet acked, summed over the groups.
     pub unacked: u64,
-    /// Bytes delivered and not yet acked.
+    /// Their bytes.
     pub unacked_bytes: u64,
+    /// Events best-effort groups skipped, more than their max lag behind, summed.
+    pub skipped: u64,
+    /// Consumer groups the topic has (the lobby, before the first, is none).
+    pub groups: u64,
     /// Credit granted to producers and not yet used.
     pub producer_credit: Credit,
     /// Outstanding consumer demand, summed.
     pub consumer_demand: Credit,
-    /// The most events held (ready + unacked) at once.
+    /// The most events held at once.
     pub peak_events: u64,
     /// The most bytes held at once.
     pub peak_bytes: u64,
@@ -52,25 +62,34 @@ pub struct TopicStats {
 }
 
 impl<T: Clone> Topic<T> {
-    /// Counters and current levels. `ready`, `unacked` and the peaks are what memory holds;
-    /// `on_disk` what only the disk does.
+    /// Counters and current levels, the topic's whole (per group: [`Topic::groups`]). `held`
+    /// and the peaks are what memory holds; `on_disk` what only the disk does.
     pub fn stats(&self) -> TopicStats {
         TopicStats {
             producer_ids: self.marks.len() as u64,
             producer_ids_forgotten: self.marks.forgotten_total(),
             on_disk: self.on_disk.get().events,
             on_disk_bytes: self.on_disk.get().bytes,
-            ready: self.ready_total.get().events,
-            ready_bytes: self.ready_total.get().bytes,
-            unacked: self.unacked_total.get().events,
-            unacked_bytes: self.unacked_total.get().bytes,
+            held: self.held_total.get().events,
+            held_bytes: self.held_total.get().bytes,
+            ready: self.sum(|g| g.ready_total.get().events),
+            ready_bytes: self.sum(|g| g.ready_total.get().bytes),
+            unacked: self.sum(|g| g.unacked_total.get().events),
+            unacked_bytes: self.sum(|g| g.unacked_total.get().bytes),
+            skipped: self.sum(|g| g.counts.skipped),
+            groups: self.groups.iter().filter(|g| g.name.is_some()).count() as u64,
             producer_credit: self.granted_total.get(),
             consumer_demand: self
-                .consumers
-                .values()
+                .groups
+                .iter()
+                .flat_map(|g| g.consumers.values())
                 .fold(Credit::ZERO, |acc, c| acc.saturating_add(c.demand)),
             ..self.stats
         }
+    }
+
+    fn sum(&self, f: impl Fn(&Group<T>) -> u64) -> u64 {
+        self.groups.iter().map(f).sum()
     }
 
     /// What the topic is doing as a pipeline stage, by [`StageState::of_bounded_stage`]: a
@@ -86,10 +105,7 @@ impl<T: Clone> Topic<T> {
 
     /// Records the most held in memory so far.
     pub(super) fn note_peak(&mut self) {
-        let held = self
-            .ready_total
-            .get()
-            .saturating_add(self.unacked_total.get());
+        let held = self.held_total.get();
         self.stats.peak_events = self.stats.peak_events.max(held.events);
         self.stats.peak_bytes = self.stats.peak_bytes.max(held.bytes);
     }

@@ -1,40 +1,16 @@
-//! The topic's unit tests: grants, dispatch, dedup, spill and the group rule, one behaviour
-//! each.
+//! The topic's unit tests: grants, dispatch, dedup, spill and deadlines, one behaviour each
+//! (fan-out's: `tests_fanout.rs`).
 
 use super::*;
 
-#[test]
-fn one_group_consumes_a_topic_until_its_last_consumer_leaves() {
-    let mut t: Topic<u64> = Topic::new(Credit::new(10, 1000));
-    t.attach_consumer(1, "db").unwrap();
-    t.attach_consumer(2, "db").unwrap();
-    let refused = t.attach_consumer(3, "audit").unwrap_err();
-    assert_eq!(
-        refused.to_string(),
-        "consumed by group 'db', so not 'audit'; one group per topic is supported"
-    );
-    assert_eq!(
-        t.consumer_count(),
-        2,
-        "the refused consumer is not attached"
-    );
-    t.detach_consumer(1);
-    assert!(
-        t.attach_consumer(3, "audit").is_err(),
-        "db still has a consumer"
-    );
-    t.detach_consumer(2);
-    t.attach_consumer(3, "audit").unwrap();
-}
+pub(super) const P: ConnId = 1;
+pub(super) const C: ConnId = 2;
 
-const P: ConnId = 1;
-const C: ConnId = 2;
-
-fn topic(events: u64) -> Topic<u64> {
+pub(super) fn topic(events: u64) -> Topic<u64> {
     Topic::new(Credit::new(events, 1_000_000))
 }
 
-fn grants(actions: &[Action<u64>]) -> Vec<(ConnId, Credit)> {
+pub(super) fn grants(actions: &[Action<u64>]) -> Vec<(ConnId, Credit)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -44,7 +20,7 @@ fn grants(actions: &[Action<u64>]) -> Vec<(ConnId, Credit)> {
         .collect()
 }
 
-fn delivered(actions: &[Action<u64>], to: ConnId) -> Vec<(u64, u32, u64)> {
+pub(super) fn delivered(actions: &[Action<u64>], to: ConnId) -> Vec<(u64, u32, u64)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -59,7 +35,7 @@ fn delivered(actions: &[Action<u64>], to: ConnId) -> Vec<(u64, u32, u64)> {
         .collect()
 }
 
-fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, u64, u64)> {
+pub(super) fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, u64, u64)> {
     seqs.map(|s| (s, s, 10)).collect()
 }
 
@@ -78,7 +54,7 @@ fn a_new_producer_is_granted_the_free_space() {
 fn a_draining_topic_delivers_and_grants_nothing_but_takes_publishes_and_acks() {
     let mut t = topic(100);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=4)).unwrap();
     t.request(C, Credit::new(2, 1_000)).unwrap();
@@ -183,7 +159,7 @@ fn restored_events_are_delivered_first_and_grants_fit_the_room_left() {
     t.restore([(7, 3)], [(1, 10, 1), (2, 10, 1), (3, 10, 1)]);
     t.limit_grants(Some(0), 0);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     t.request(C, Credit::new(10, 10_000)).unwrap();
     let actions = t.poll_actions();
     assert_eq!(
@@ -212,7 +188,7 @@ fn restored_events_are_delivered_first_and_grants_fit_the_room_left() {
 fn a_consumer_gets_no_more_than_it_asked_for() {
     let mut t = topic(100);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=10)).unwrap();
     assert!(
@@ -232,7 +208,7 @@ fn a_consumer_gets_no_more_than_it_asked_for() {
 fn an_event_larger_than_the_byte_demand_goes_alone_to_a_consumer_holding_nothing() {
     let mut t = topic(100);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     // 500 bytes, then two small ones; the consumer asks for 100 bytes at a time.
     t.publish(P, vec![(1, 1, 500), (2, 2, 10), (3, 3, 10)])
@@ -276,7 +252,7 @@ fn an_event_larger_than_the_byte_demand_goes_alone_to_a_consumer_holding_nothing
 fn unacked_events_count_against_capacity_until_acked() {
     let mut t = topic(4);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=4)).unwrap();
     t.request(C, Credit::new(4, 1_000)).unwrap();
@@ -287,7 +263,7 @@ fn unacked_events_count_against_capacity_until_acked() {
         "delivered but unacked: still full"
     );
     for (id, attempt, item) in got {
-        assert_eq!(t.ack(C, id, attempt).unwrap(), item);
+        assert_eq!(t.ack(C, id, attempt).unwrap(), Some(item));
     }
     // The events come back; the bytes were never spent beyond the 40 published.
     assert_eq!(grants(&t.poll_actions()), vec![(P, Credit::new(4, 40))]);
@@ -297,13 +273,13 @@ fn unacked_events_count_against_capacity_until_acked() {
 fn a_departing_consumer_s_deliveries_are_redelivered_in_order_with_a_higher_attempt() {
     let mut t = topic(100);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=3)).unwrap();
     t.request(C, Credit::new(10, 10_000)).unwrap();
     let first = delivered(&t.poll_actions(), C);
     t.detach_consumer(C);
-    t.attach_consumer(5, "g").unwrap();
+    t.attach_consumer(5, "g", GroupMode::Block).unwrap();
     t.request(5, Credit::new(10, 10_000)).unwrap();
     let again = delivered(&t.poll_actions(), 5);
     assert_eq!(
@@ -317,7 +293,7 @@ fn a_departing_consumer_s_deliveries_are_redelivered_in_order_with_a_higher_atte
 fn a_stale_ack_is_rejected_and_changes_nothing() {
     let mut t = topic(100);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=1)).unwrap();
     t.request(C, Credit::new(10, 10_000)).unwrap();
@@ -342,8 +318,8 @@ fn a_stale_ack_is_rejected_and_changes_nothing() {
 fn consumers_take_turns_and_share_by_demand() {
     let mut t = topic(1_000);
     t.attach_producer(P, 7);
-    t.attach_consumer(10, "g").unwrap();
-    t.attach_consumer(11, "g").unwrap();
+    t.attach_consumer(10, "g", GroupMode::Block).unwrap();
+    t.attach_consumer(11, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=100)).unwrap();
     t.request(10, Credit::new(2, 10_000)).unwrap(); // slow: asks for little
@@ -357,8 +333,8 @@ fn consumers_take_turns_and_share_by_demand() {
 fn another_consumer_cannot_ack_what_it_does_not_hold() {
     let mut t = topic(100);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
-    t.attach_consumer(9, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
+    t.attach_consumer(9, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=1)).unwrap();
     t.request(C, Credit::new(1, 1_000)).unwrap();
@@ -382,7 +358,7 @@ fn in_spill_mode_events_beyond_memory_wait_on_disk_and_come_back_in_order() {
     let mut t: Topic<u64> = Topic::new(Credit::new(100, 10_000_000));
     t.spill_beyond(Credit::new(4, 1_000_000));
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let first = grants(&t.poll_actions());
     assert_eq!(
         first,
@@ -434,7 +410,7 @@ fn events_spilled_while_a_load_is_answered_stay_counted_on_disk() {
     t.publish(P, batch(1..=1)).unwrap();
     t.loaded(vec![(101, 10, 1), (102, 10, 1), (103, 10, 1)]);
     assert_eq!(t.stats().on_disk, 1, "the late one is still to load");
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     t.request(C, Credit::new(10, 10_000)).unwrap();
     let got = delivered(&t.poll_actions(), C);
     assert_eq!(
@@ -465,7 +441,7 @@ fn a_store_handing_back_more_than_was_spilled_breaks_the_books_and_the_topic_sto
         Err(TopicError::Books(broken.clone())),
         "no more work"
     );
-    t.attach_consumer(C, "g").unwrap_err();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap_err();
     assert!(
         t.poll_actions().is_empty(),
         "nothing more is granted or delivered"
@@ -482,7 +458,7 @@ fn consumer_holding(wait: Option<Duration>, n: u64) -> (Topic<u64>, Vec<(u64, u3
     let mut t = topic(100);
     t.set_ack_wait(wait);
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=n)).unwrap();
     t.request(C, Credit::new(10, 10_000)).unwrap();
@@ -495,7 +471,7 @@ fn consumer_holding(wait: Option<Duration>, n: u64) -> (Topic<u64>, Vec<(u64, u3
 fn a_delivery_past_its_ack_deadline_goes_to_another_consumer_and_its_holder_gets_nothing_more() {
     let secs = Duration::from_secs;
     let (mut t, held) = consumer_holding(Some(secs(30)), 3);
-    t.attach_consumer(5, "g").unwrap();
+    t.attach_consumer(5, "g", GroupMode::Block).unwrap();
     t.request(5, Credit::new(10, 10_000)).unwrap();
     t.tick(secs(29));
     assert!(delivered(&t.poll_actions(), 5).is_empty(), "not yet due");
@@ -573,7 +549,7 @@ fn recorded_attempts_are_reported_and_restored_events_keep_theirs() {
     // A restarted topic delivers a restored event with the attempt the store kept.
     let mut again = topic(100);
     again.restore([(7, 2)], [(1, 10, 3), (2, 10, 2)]);
-    again.attach_consumer(C, "g").unwrap();
+    again.attach_consumer(C, "g", GroupMode::Block).unwrap();
     again.request(C, Credit::new(10, 10_000)).unwrap();
     let attempts: Vec<(u32, u64)> = delivered(&again.poll_actions(), C)
         .into_iter()
@@ -587,7 +563,7 @@ fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
     let mut t: Topic<u64> = Topic::new(Credit::new(100_000, 100_000_000));
     t.set_ack_wait(Some(Duration::from_secs(30)));
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=10)).unwrap();
     t.request(C, Credit::new(u64::MAX, u64::MAX)).unwrap();
@@ -597,7 +573,11 @@ fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
         t.ack(C, *id, *attempt).unwrap();
     }
     t.tick(Duration::from_secs(1));
-    assert!(t.deadlines.is_empty(), "{:?}", t.deadlines);
+    assert!(
+        t.groups[0].deadlines.is_empty(),
+        "{:?}",
+        t.groups[0].deadlines
+    );
     // Each round leaves its first delivery unacked and acks the rest: stale entries pile up
     // behind the oldest unacked one until they outnumber what is outstanding.
     for round in 0..200u64 {
@@ -612,9 +592,9 @@ fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
     }
     assert_eq!(t.stats().unacked, 200);
     assert!(
-        t.deadlines.len() <= 2 * 200 + 64 + 10,
+        t.groups[0].deadlines.len() <= 2 * 200 + 64 + 10,
         "{}",
-        t.deadlines.len()
+        t.groups[0].deadlines.len()
     );
 }
 
@@ -624,7 +604,7 @@ fn a_consumer_is_given_no_event_alone_while_it_has_taken_back_deliveries_unanswe
     let mut t = topic(100);
     t.set_ack_wait(Some(secs(10)));
     t.attach_producer(P, 7);
-    t.attach_consumer(C, "g").unwrap();
+    t.attach_consumer(C, "g", GroupMode::Block).unwrap();
     let _ = t.poll_actions();
     t.publish(P, batch(1..=2)).unwrap();
     // Room for both events' bytes and a little more, not for a third.

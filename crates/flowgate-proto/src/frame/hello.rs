@@ -1,8 +1,11 @@
 //! `HELLO` (client → broker, first frame): `magic [4] | version u16 | role u8 | producer_id u64
-//! | topic str16 | group str16 | max_frame u32 [| token str16]`. The token is optional on the
-//! wire (absent = empty), so clients that never send one keep working with open brokers.
+//! | topic str16 | group str16 | max_frame u32 | max_lag u64 [| token str16]`. `max_lag` is a
+//! consumer's group mode: 0 blocks, N > 0 is best effort with at most N events unread (0 for
+//! producers). The token is optional on the wire (absent = empty), so clients that never send
+//! one keep working with open brokers.
 
 use bytes::{BufMut, BytesMut};
+use flowgate_core::GroupMode;
 
 use super::Role;
 use crate::error::ProtoError;
@@ -24,6 +27,9 @@ pub struct Hello {
     pub group: String,
     /// The largest frame the client accepts.
     pub max_frame: u32,
+    /// A consumer's group mode: 0 (the default) blocks, N > 0 is best effort, skipping the
+    /// oldest unread events beyond N. Consumers of a group must agree.
+    pub max_lag: u64,
     /// The client's credential for brokers that require one; empty for none. Send it only
     /// over TLS outside a trusted network: it travels as written.
     pub token: String,
@@ -38,6 +44,7 @@ impl Hello {
         put_str16(buf, &self.topic);
         put_str16(buf, &self.group);
         buf.put_u32(self.max_frame);
+        buf.put_u64(self.max_lag);
         if !self.token.is_empty() {
             put_str16(buf, &self.token);
         }
@@ -60,6 +67,7 @@ impl Hello {
             topic: r.str16("topic")?,
             group: r.str16("group")?,
             max_frame: r.u32("max_frame")?,
+            max_lag: r.u64("max_lag")?,
             token: String::new(),
         };
         let hello = if r.remaining() > 0 {
@@ -83,6 +91,7 @@ impl Hello {
             topic: topic.into(),
             group: String::new(),
             max_frame,
+            max_lag: 0,
             token: String::new(),
         }
     }
@@ -96,8 +105,22 @@ impl Hello {
             topic: topic.into(),
             group: group.into(),
             max_frame,
+            max_lag: 0,
             token: String::new(),
         }
+    }
+
+    /// The same consumer's hello for a best-effort group (`Some(n)`, n > 0) or a blocking one.
+    pub fn with_max_lag(self, max_lag: Option<u64>) -> Self {
+        Hello {
+            max_lag: max_lag.unwrap_or(0),
+            ..self
+        }
+    }
+
+    /// The group mode a consumer's hello asks for.
+    pub fn group_mode(&self) -> GroupMode {
+        GroupMode::from_max_lag((self.max_lag > 0).then_some(self.max_lag))
     }
 
     /// The same hello carrying `token`.

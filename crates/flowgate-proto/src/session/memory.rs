@@ -26,7 +26,7 @@ pub fn apply(
             let resume = match hello.role {
                 Role::Producer => topic.attach_producer(conn, hello.producer_id),
                 Role::Consumer => {
-                    topic.attach_consumer(conn, &hello.group)?;
+                    topic.attach_consumer(conn, &hello.group, hello.group_mode())?;
                     0
                 }
             };
@@ -79,6 +79,8 @@ pub fn apply(
 /// Appends the frames for the topic's pending grants and deliveries to `out`. Spill loads
 /// (disk mode) are not this broker's: it has no disk.
 pub fn route(topic: &mut Topic<WireEvent>, out: &mut Vec<(ConnId, Frame)>) {
+    // Events that left the topic unacked concern a store; this broker has none.
+    drop(topic.take_dropped());
     for action in topic.poll_actions() {
         match action {
             Action::Grant { producer, credit } => {

@@ -100,7 +100,7 @@ impl SessionError {
 
 /// True for the broker's refusals that a reconnect cannot fix: bad names, wrong version, a
 /// group conflict, a malformed frame, no authority, an event or frame no limit will admit, a
-/// topic the broker will not create. (A broker at its connection limit is worth retrying.)
+/// topic the broker will not create, a group beyond the topic's limit. (A broker at its connection limit is worth retrying.)
 pub fn refusal_is_permanent(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -112,6 +112,7 @@ pub fn refusal_is_permanent(code: ErrorCode) -> bool {
             | ErrorCode::EventTooLarge
             | ErrorCode::FrameTooLarge
             | ErrorCode::UnknownTopic
+            | ErrorCode::TooManyGroups
     )
 }
 

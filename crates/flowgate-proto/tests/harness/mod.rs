@@ -118,7 +118,18 @@ impl World {
 
     /// Adds a consumer of `group` with `prefetch`; not connected.
     pub fn add_consumer_of(&mut self, group: &str, prefetch: Credit, max_frame: u32) -> usize {
-        let hello = Hello::consumer("orders", group, max_frame);
+        self.add_consumer_lagging(group, None, prefetch, max_frame)
+    }
+
+    /// Adds a consumer of `group`, best effort with `max_lag` (`None`: blocking); not connected.
+    pub fn add_consumer_lagging(
+        &mut self,
+        group: &str,
+        max_lag: Option<u64>,
+        prefetch: Credit,
+        max_frame: u32,
+    ) -> usize {
+        let hello = Hello::consumer("orders", group, max_frame).with_max_lag(max_lag);
         let session = ConsumerSession::new(hello, prefetch, self.now).expect("prefetch");
         self.consumers.push(Client::new(session, max_frame));
         self.consumers.len() - 1

@@ -87,6 +87,11 @@ pub(crate) struct BrokerArgs {
     /// Set `create_topics = false` in the --config file to serve only declared topics.
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_topics: u64,
+    /// The most consumer groups a topic takes; a consumer of one more is refused
+    /// (too-many-groups). Groups stay for the topic's life, and a blocking group without
+    /// consumers keeps holding what it has not acked.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_groups: u64,
     /// The most connections open at once; one more is refused (too-many-connections), and
     /// the open ones go on.
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

@@ -123,9 +123,10 @@ pub(super) fn snapshot(stats: &BrokerStats, started: Instant) -> BrokerSnapshot 
             .topics
             .iter()
             .zip(&stats.stages)
-            .map(|((name, t), (_, stage))| TopicSnapshot {
+            .zip(&stats.groups)
+            .map(|(((name, t), (_, stage)), (_, groups))| TopicSnapshot {
                 storage_failure: stats.storage_failures.get(name).cloned(),
-                ..TopicSnapshot::new(name, t, *stage)
+                ..TopicSnapshot::new(name, t, groups, *stage)
             })
             .collect(),
     }

@@ -22,6 +22,7 @@ impl BrokerArgs {
             idle_timeout: self.idle_timeout.0,
             ack_wait: Some(self.ack_wait.0).filter(|w| !w.is_zero()),
             max_topics: usize::try_from(self.max_topics).unwrap_or(usize::MAX),
+            max_groups: usize::try_from(self.max_groups).unwrap_or(usize::MAX),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             marks: MarkLimits {
                 idle_ttl: self.dedup_ttl.0,

@@ -32,6 +32,13 @@ Examples:
       --sink 'postgres://app@db:5432/shop?table=orders&payload=json' --commit-latency-target 100ms
   flowgate consume --broker 127.0.0.1:7070 --topic orders --group db --sink null --max-rate 1000
   flowgate consume --broker 127.0.0.1:7070 --topic logs --group tail --sink stdout --count 10
+  flowgate consume --broker 127.0.0.1:7070 --topic orders --group dashboard --max-lag 5000
+
+Every group reads every event of the topic; consumers of one group share them. A group
+blocks by default: what it has not acknowledged counts against the topic's capacity, so
+the slowest blocking group sets the producers' pace. With --max-lag the group is best
+effort: when more than N events wait unread for it, its oldest are skipped for it alone
+(the broker counts them, in /stats and metrics), and nobody waits for it.
 
 Each batch is acknowledged only after the sink committed it; a consumer killed in between
 gets its batch redelivered, and the database sinks ignore ids they already hold. A commit
@@ -54,6 +61,10 @@ pub(crate) struct ConsumeArgs {
     /// Consumer group.
     #[arg(long, default_value = "default")]
     group: String,
+    /// Make the group best effort: skip its oldest unread events when more than N wait for
+    /// it, instead of holding the producers back. Every consumer of the group must agree.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_lag: Option<u64>,
     /// Where events go: sqlite:PATH, postgres://USER@HOST:PORT/DB, stdout or null, with
     /// options ?table=NAME&payload=bytes|json for the databases.
     #[arg(long, default_value = "null", value_name = "URL", value_parser = |s: &str| s.parse::<SinkUrl>().map_err(|e| e.to_string()))]
@@ -116,6 +127,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     let config = ConsumerConfig {
         prefetch: Credit::new(args.prefetch, args.prefetch_bytes.0),
         max_frame: args.max_frame,
+        max_lag: args.max_lag,
         token: args.dial.token(),
         tls: args.dial.tls()?,
         ..ConsumerConfig::new(&args.dial.broker, &args.topic, &args.group)
