@@ -8,7 +8,7 @@ use flowgate_core::{PipelineView, StageSplit, bottleneck};
 use serde::Serialize;
 
 use crate::snapshot::{
-    BrokerSnapshot, ConsumerSnapshot, ProducerSnapshot, StageSeconds, TopicSnapshot,
+    BrokerSnapshot, ConsumerSnapshot, GroupSnapshot, ProducerSnapshot, StageSeconds, TopicSnapshot,
 };
 use crate::units::human_bytes;
 
@@ -50,10 +50,77 @@ pub struct Window {
     pub producer_stage: Option<Shares>,
     /// The consumer's, if it is watched.
     pub consumer_stage: Option<Shares>,
+    /// Each consumer group's figures, in the order the groups appeared.
+    pub groups: Vec<GroupRate>,
     /// The limiting stage's name.
     pub bottleneck: &'static str,
     /// Why, in words.
     pub explanation: String,
+}
+
+/// One consumer group over a window.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRate {
+    /// The group's name.
+    pub name: String,
+    /// Best effort with this max lag; `None`: blocking.
+    pub max_lag: Option<u64>,
+    /// Consumers attached at the end.
+    pub consumers: u64,
+    /// Events it acknowledged per second.
+    pub acked_per_s: f64,
+    /// Events it skipped per second (best effort).
+    pub skipped_per_s: f64,
+    /// What it has not acked at the end: unread and unsettled.
+    pub lag: u64,
+}
+
+impl GroupRate {
+    fn between(prev: Option<&GroupSnapshot>, now: &GroupSnapshot, secs: f64) -> GroupRate {
+        let rate =
+            |f: fn(&GroupSnapshot) -> u64| f(now).saturating_sub(prev.map_or(0, f)) as f64 / secs;
+        GroupRate {
+            name: now.name.clone(),
+            max_lag: now.max_lag,
+            consumers: now.consumers,
+            acked_per_s: rate(|g| g.acked),
+            skipped_per_s: rate(|g| g.skipped),
+            lag: now.lag(),
+        }
+    }
+
+    /// One line: its mode, rate and lag.
+    pub fn text(&self) -> String {
+        let mode = self.max_lag.map_or("blocking".to_string(), |n| {
+            format!("best effort, max lag {n}")
+        });
+        let skipped = if self.skipped_per_s > 0.0 {
+            format!(", skipping {:.0}/s", self.skipped_per_s)
+        } else {
+            String::new()
+        };
+        let consumers = match self.consumers {
+            1 => "1 consumer".to_string(),
+            n => format!("{n} consumers"),
+        };
+        format!(
+            "group {} ({mode}, {consumers}): acking {:.0}/s, lag {}{skipped}",
+            self.name, self.acked_per_s, self.lag
+        )
+    }
+}
+
+/// The blocking group that holds the topic back: the one with the most not acked, and of
+/// those the slowest.
+fn slowest_blocking(groups: &[GroupRate]) -> Option<&GroupRate> {
+    groups
+        .iter()
+        .filter(|g| g.max_lag.is_none())
+        .max_by(|a, b| {
+            a.lag
+                .cmp(&b.lag)
+                .then(b.acked_per_s.total_cmp(&a.acked_per_s))
+        })
 }
 
 /// A stage split as shares of the window.
@@ -112,7 +179,27 @@ pub fn window(prev: &Sample, now: &Sample, topic: Option<&str>) -> Result<Window
             now.consumer.as_ref().map(|c| c.stage),
         ),
     };
-    let (limit, explanation) = bottleneck(&view);
+    let (limit, mut explanation) = bottleneck(&view);
+    let groups: Vec<GroupRate> = t_now
+        .groups
+        .iter()
+        .map(|g| {
+            let before = t_prev.and_then(|t| t.groups.iter().find(|p| p.name == g.name));
+            GroupRate::between(before, g, secs)
+        })
+        .collect();
+    if groups.len() > 1
+        && limit.name() == "sink"
+        && let Some(slow) = slowest_blocking(&groups)
+    {
+        explanation.push_str(&format!(
+            " Of the topic's {} groups, '{}' holds it back: it acks {:.0}/s and has {} events not acked; a best-effort group (--max-lag) would not.",
+            groups.len(),
+            slow.name,
+            slow.acked_per_s,
+            slow.lag
+        ));
+    }
     let committed_per_s = match (&prev.consumer, &now.consumer) {
         (Some(p), Some(n)) => Some(n.committed.saturating_sub(p.committed) as f64 / secs),
         _ => None,
@@ -129,6 +216,7 @@ pub fn window(prev: &Sample, now: &Sample, topic: Option<&str>) -> Result<Window
         topic_stage: view.topic.into(),
         producer_stage: view.producer.map(Shares::from),
         consumer_stage: view.consumer.map(Shares::from),
+        groups,
         bottleneck: limit.name(),
         explanation,
     })
@@ -148,8 +236,13 @@ impl Window {
                 )
             })
         };
+        let groups: String = self
+            .groups
+            .iter()
+            .map(|g| format!("\n  {}", g.text()))
+            .collect();
         format!(
-            "topic {}: in {:.0}/s out {:.0}/s ready {} ({}) unacked {}\n  producer: {}\n  topic:    full {} empty {}\n  consumer: {}{}\n  => {}",
+            "topic {}: in {:.0}/s out {:.0}/s ready {} ({}) unacked {}\n  producer: {}\n  topic:    full {} empty {}\n  consumer: {}{}{groups}\n  => {}",
             self.topic,
             self.produced_per_s,
             self.acked_per_s,
@@ -207,6 +300,47 @@ mod tests {
         assert!((w.produced_per_s - 100.0).abs() < 1e-6);
         assert!((w.topic_stage.backpressured - 0.9).abs() < 1e-6);
         assert_eq!(w.bottleneck, "sink");
+    }
+
+    #[test]
+    fn with_several_groups_the_slowest_blocking_one_is_named() {
+        let t0 = Instant::now();
+        let with_groups = |mut s: Sample, acked: [u64; 3]| {
+            let group = |name: &str, max_lag, acked, ready| GroupSnapshot {
+                name: name.into(),
+                max_lag,
+                consumers: 1,
+                acked,
+                ready,
+                ..GroupSnapshot::default()
+            };
+            s.broker.topics[0].groups = vec![
+                group("db", None, acked[0], 2),
+                group("audit", None, acked[1], 200),
+                group("dash", Some(50), acked[2], 50),
+            ];
+            s
+        };
+        let w = window(
+            &with_groups(sample(t0, 100, 5.0, 1.0), [0, 0, 0]),
+            &with_groups(
+                sample(t0 + Duration::from_secs(2), 300, 5.2, 2.8),
+                [2000, 400, 100],
+            ),
+            None,
+        )
+        .unwrap();
+        assert!(
+            w.explanation
+                .contains("'audit' holds it back: it acks 200/s and has 200 events not acked"),
+            "{}",
+            w.explanation
+        );
+        let text = w.text();
+        assert!(
+            text.contains("group dash (best effort, max lag 50, 1 consumer): acking 50/s, lag 50"),
+            "{text}"
+        );
     }
 
     #[test]

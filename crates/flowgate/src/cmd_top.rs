@@ -1,6 +1,7 @@
 //! `flowgate top`: a live view of a running pipeline — each stage's rate and how its time
-//! splits into busy, backpressured and idle, the topic's depth — with the bottleneck named in
-//! words. Reads the broker's `/stats` (and the producer's and consumer's where given).
+//! splits into busy, backpressured and idle, the topic's depth and its consumer groups — with
+//! the bottleneck named in words. Reads the broker's `/stats` (and the producer's and
+//! consumer's where given).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -153,6 +154,7 @@ fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {
         Constraint::Length(3),
         Constraint::Length(3),
         Constraint::Length(3),
+        Constraint::Length(w.groups.len() as u16),
         Constraint::Min(2),
     ])
     .split(inner);
@@ -211,6 +213,8 @@ fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {
         gauge("consumer".into(), w.consumer_stage, Color::Green),
         rows[3],
     );
+    let groups: Vec<Line> = w.groups.iter().map(|g| Line::raw(g.text())).collect();
+    frame.render_widget(Paragraph::new(groups), rows[4]);
     let color = match w.bottleneck {
         "sink" => Color::Red,
         "producer" => Color::Magenta,
@@ -222,6 +226,6 @@ fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {
             Style::default().fg(color),
         ))
         .wrap(Wrap { trim: true }),
-        rows[4],
+        rows[5],
     );
 }

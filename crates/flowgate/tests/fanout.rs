@@ -55,6 +55,8 @@ struct Run {
     slow_rows: u64,
     slow_rate: f64,
     slow_group: Value,
+    /// `flowgate top --once --json` of a window in the middle of the run.
+    top: Value,
 }
 
 /// A broker of `capacity`, a fast `db` group and a `slow` group committing at most
@@ -94,6 +96,29 @@ fn run(dir: &Path, capacity: u64, slow_rate: u64, slow_flags: &str, count: u64, 
         ),
         &dir.join("p.log"),
     );
+    // One 2 s window of `flowgate top` while the producer runs.
+    std::thread::sleep(Duration::from_millis(500));
+    let top_json = dir.join("top.json");
+    let top = std::process::Command::new(common::BIN)
+        .args([
+            "top",
+            "--broker",
+            &metrics,
+            "--topic",
+            "t",
+            "--once",
+            "--interval",
+            "2s",
+        ])
+        .arg("--json")
+        .arg(&top_json)
+        .output()
+        .unwrap();
+    assert!(
+        top.status.success(),
+        "top: {}",
+        String::from_utf8_lossy(&top.stderr)
+    );
     let within = Duration::from_secs(120);
     assert!(
         finish(producer, within).success(),
@@ -120,6 +145,7 @@ fn run(dir: &Path, capacity: u64, slow_rate: u64, slow_flags: &str, count: u64, 
         slow_rows: distinct_rows(&slow_db),
         slow_rate: json(&dir.join("slow.json"))["rate"].as_f64().unwrap(),
         slow_group,
+        top: json(&top_json),
     };
     eprintln!(
         "producer {:.0}/s; db {} rows; slow {} rows at {:.0}/s, skipped {}",
@@ -138,6 +164,8 @@ fn two_blocking_groups_the_slow_one_paces_the_producer_and_both_tables_are_exact
     assert_eq!(r.fast_rows, count, "the fast group's table is exact");
     assert_eq!(r.slow_rows, count, "the slow group's table is exact");
     assert_eq!(r.slow_group["skipped"], 0, "a blocking group skips nothing");
+    let why = r.top["explanation"].as_str().unwrap();
+    assert!(why.contains("'slow' holds it back"), "top says: {why}");
     // The producer could send 20,000/s and the fast group keep up; the slow group's 2,000/s
     // holds both back.
     assert!(
@@ -164,6 +192,15 @@ fn a_best_effort_group_never_slows_the_producer_and_its_rows_plus_its_skips_are_
         r.slow_rows
     );
     assert_eq!(r.slow_group["max_lag"], 500);
+    let why = r.top["explanation"].as_str().unwrap();
+    assert!(!why.contains("holds it back"), "top says: {why}");
+    let groups = r.top["groups"].as_array().unwrap();
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["name"] == "slow" && g["skipped_per_s"].as_f64() > Some(0.0)),
+        "top shows the slow group skipping: {groups:?}"
+    );
     // Full speed is the producer's own --rate: the slow group at 1,000/s does not hold it.
     assert!(
         r.producer_rate >= 0.9 * 10_000.0,

@@ -150,8 +150,26 @@ pub(super) fn log_stats(
                 ))
             })
             .unwrap_or((0.0, 0.0));
+        // With several groups, each one's lag (and skips): which of them holds the topic.
+        let groups = now
+            .groups
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, g)| g.as_slice())
+            .unwrap_or_default();
+        let groups: String = if groups.len() > 1 {
+            groups
+                .iter()
+                .map(|g| match g.skipped {
+                    0 => format!(" {}:lag {}", g.name, g.ready + g.unacked),
+                    n => format!(" {}:lag {} skipped {n}", g.name, g.ready + g.unacked),
+                })
+                .collect()
+        } else {
+            String::new()
+        };
         info!(
-            "{elapsed:>6.1}s topic {name}: in {accepted_rate:>8.0}/s out {acked_rate:>8.0}/s ready {:>7} ({:>10}) unacked {:>6} conns {:>3} rss {}",
+            "{elapsed:>6.1}s topic {name}: in {accepted_rate:>8.0}/s out {acked_rate:>8.0}/s ready {:>7} ({:>10}) unacked {:>6} conns {:>3} rss {}{groups}",
             t.ready,
             human_bytes(t.ready_bytes),
             t.unacked,
