@@ -4,16 +4,19 @@
 //!
 //! Invariants (checked by the property tests in `tests/topic_model.rs`):
 //!
-//! * `ready + unacked + credit granted to producers <= capacity`, in events and in bytes, so
-//!   a producer that only publishes within its credit can never overfill the topic;
+//! * `held + credit granted to producers <= capacity`, in events and in bytes, where held
+//!   counts once every event some blocking consumer group has not acked (`fanout.rs`), so a
+//!   producer that only publishes within its credit can never overfill the topic;
 //! * a consumer never receives more than it requested (its demand), with one exception: a
 //!   consumer that holds nothing and asks for at least one event may be given the front
 //!   event alone when it is larger than the bytes it asked for (an event beyond its prefetch
 //!   would otherwise wait for ever); the bytes beyond its demand are a debt its next
 //!   requests pay first;
-//! * every accepted event is, at every moment, exactly one of: ready, unacked (delivered to a
-//!   live consumer, attempt n), or acked. A nack or a consumer's departure puts its unacked
-//!   events back at the front of the ready queue with attempt n + 1;
+//! * every group reads every event accepted while it exists (and those held when it appeared);
+//!   for each group, every such event is at every moment exactly one of: ready, unacked
+//!   (delivered to a live consumer of the group, attempt n), acked, or (best effort only)
+//!   skipped. A nack or a consumer's departure puts its unacked events back at the front of
+//!   its group's ready queue with attempt n + 1;
 //! * a producer's events are accepted in sequence order with no gap; a sequence number at or
 //!   below the highest already accepted from that producer id is a duplicate (a retry) and is
 //!   dropped and counted, never stored twice. A producer id the topic has never seen, or has
@@ -25,7 +28,7 @@
 //!   credit outstanding to producers never exceeds it in bytes (in spill mode, nor the memory
 //!   bound less what the log still holds in memory);
 //! * in spill mode ([`Topic::spill_beyond`], a disk log holds every accepted event), memory
-//!   holds at most the memory bound of ready + unacked events, in bytes plus at most one
+//!   holds at most the memory bound of held events, in bytes plus at most one
 //!   event: a load asks for the room left, and a store hands back at least one event, even
 //!   one larger than that room, so that no event waits on disk for ever;
 //!   the rest are counted "on disk" and asked for with [`Action::Load`] in acceptance order,
@@ -50,8 +53,10 @@
 //!
 //! | file | responsibility |
 //! |---|---|
+//! | `group.rs` | a consumer group: cursor, deliveries, deadlines, consumers, [`GroupMode`] |
+//! | `fanout.rs` | every group reads every event; held until each blocking group acked it |
 //! | `grants.rs` | free space, who is granted it, `BLOCKED` |
-//! | `dispatch.rs` | demand, round-robin deliveries, acks, nacks, redelivery |
+//! | `dispatch.rs` | demand, round-robin deliveries per group, acks, nacks, redelivery |
 //! | `deadline.rs` | ack deadlines: deliveries taken back from a consumer that does not settle |
 //! | `dedup.rs` | a producer's batch: credit, sequence numbers, the high-water mark |
 //! | `marks.rs` | the high-water marks per producer id, bounded by an idle TTL and a cap |
@@ -247,7 +252,7 @@ pub struct Topic<T> {
 }
 
 impl<T: Clone> Topic<T> {
-    /// An empty topic holding at most `capacity` (ready + unacked + promised).
+    /// An empty topic holding at most `capacity` (held and promised).
     pub fn new(capacity: Credit) -> Self {
         Topic {
             capacity,
