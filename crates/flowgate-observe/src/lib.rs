@@ -21,6 +21,7 @@ pub mod charts;
 pub mod child;
 pub mod dashboard;
 pub mod fit;
+pub mod forecast;
 pub mod http;
 pub mod procfs;
 pub mod snapshot;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use flowgate_core::{GroupStats, StageSplit, TopicStats};
 use serde::{Deserialize, Serialize};
 
+use crate::forecast::Forecast;
+
 /// A `/stats` document, tagged by `role`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
@@ -89,6 +91,14 @@ pub struct BrokerSnapshot {
 pub struct TopicSnapshot {
     /// The topic's name.
     pub name: String,
+    /// What it holds at most (held and promised to producers), in events.
+    pub capacity_events: u64,
+    /// And in bytes.
+    pub capacity_bytes: u64,
+    /// Producers attached now.
+    pub producers: u64,
+    /// Consumers attached now, of every group.
+    pub consumers: u64,
     /// Events accepted from producers.
     pub accepted: u64,
     /// Retried events dropped because the topic already held them.
@@ -141,6 +151,9 @@ pub struct TopicSnapshot {
     pub storage_failure: Option<String>,
     /// Its consumer groups, in the order they appeared.
     pub groups: Vec<GroupSnapshot>,
+    /// When it fills or drains and how large it must be, from the broker's last two samples
+    /// (`--stats-every` apart); `None` before the second.
+    pub forecast: Option<Forecast>,
 }
 
 /// One consumer group's figures now.
@@ -207,6 +220,10 @@ impl TopicSnapshot {
     ) -> TopicSnapshot {
         TopicSnapshot {
             name: name.to_string(),
+            capacity_events: t.capacity.events,
+            capacity_bytes: t.capacity.bytes,
+            producers: t.producers,
+            consumers: t.consumers,
             accepted: t.accepted,
             duplicates: t.duplicates,
             delivered: t.delivered,
@@ -237,6 +254,7 @@ impl TopicSnapshot {
                 .filter(|g| !g.name.is_empty())
                 .map(GroupSnapshot::new)
                 .collect(),
+            forecast: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! publishing (`publish`) both walk it, and a test holds `docs/metrics.md` to it, so a metric
 //! cannot exist in one place and not the others.
 
+use crate::forecast::Forecast;
 use crate::snapshot::{
     BrokerSnapshot, ConsumerSnapshot, GroupSnapshot, ProducerSnapshot, Snapshot, TopicSnapshot,
 };
@@ -73,6 +74,14 @@ fn group(t: &TopicSnapshot, v: fn(&GroupSnapshot) -> u64) -> Values {
         .iter()
         .map(|g| (vec![t.name.clone(), g.name.clone()], v(g) as f64))
         .collect()
+}
+
+fn forecast(t: &TopicSnapshot, v: fn(&Forecast) -> Option<f64>) -> Values {
+    t.forecast
+        .as_ref()
+        .and_then(v)
+        .map(|v| vec![(vec![t.name.clone()], v)])
+        .unwrap_or_default()
 }
 
 fn topic_real(t: &TopicSnapshot, v: f64) -> Values {
@@ -313,6 +322,34 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         labels: &["topic", "group"],
         help: "events the group skipped, more than its max lag behind (best effort only)",
         read: |t| group(t, |g| g.skipped),
+    },
+    Metric {
+        name: "flowgate_topic_seconds_to_full",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "at the net fill rate of the broker's last stats window, seconds until the topic is full (absent when it is not filling)",
+        read: |t| forecast(t, |f| f.seconds_to_full),
+    },
+    Metric {
+        name: "flowgate_topic_seconds_to_drain",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "at the net drain rate of the broker's last stats window, seconds until the topic is empty (absent when it is not draining)",
+        read: |t| forecast(t, |f| f.seconds_to_drain),
+    },
+    Metric {
+        name: "flowgate_topic_offered_per_second",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "what producers would send unblocked: events accepted per second over the share of the window the topic was not backpressured (absent when it was backpressured almost all of it)",
+        read: |t| forecast(t, |f| f.offered_per_s),
+    },
+    Metric {
+        name: "flowgate_topic_stall_events",
+        kind: Kind::Gauge,
+        labels: &["topic"],
+        help: "events the topic needs to ride out a 5 s consumer stall at the offered rate (Little's law)",
+        read: |t| forecast(t, |f| f.stall_events.map(|e| e as f64)),
     },
     Metric {
         name: "flowgate_topic_storage_failed",

@@ -7,6 +7,7 @@ use std::time::Instant;
 use flowgate_core::{PipelineView, StageSplit, bottleneck};
 use serde::Serialize;
 
+use crate::forecast::Forecast;
 use crate::snapshot::{
     BrokerSnapshot, ConsumerSnapshot, GroupSnapshot, ProducerSnapshot, StageSeconds, TopicSnapshot,
 };
@@ -52,6 +53,9 @@ pub struct Window {
     pub consumer_stage: Option<Shares>,
     /// Each consumer group's figures, in the order the groups appeared.
     pub groups: Vec<GroupRate>,
+    /// When the topic fills or drains, how large it must be, whether more consumers would
+    /// help (none before the topic's first sample).
+    pub forecast: Option<Forecast>,
     /// The limiting stage's name.
     pub bottleneck: &'static str,
     /// Why, in words.
@@ -76,7 +80,8 @@ pub struct GroupRate {
 }
 
 impl GroupRate {
-    fn between(prev: Option<&GroupSnapshot>, now: &GroupSnapshot, secs: f64) -> GroupRate {
+    /// A group between two samples `secs` apart (`prev`: none if it had not appeared).
+    pub fn between(prev: Option<&GroupSnapshot>, now: &GroupSnapshot, secs: f64) -> GroupRate {
         let rate =
             |f: fn(&GroupSnapshot) -> u64| f(now).saturating_sub(prev.map_or(0, f)) as f64 / secs;
         GroupRate {
@@ -192,6 +197,9 @@ pub fn window(prev: &Sample, now: &Sample, topic: Option<&str>) -> Result<Window
         && limit.name() == "sink"
         && let Some(slow) = slowest_blocking(&groups)
     {
+        if !explanation.ends_with('.') {
+            explanation.push('.');
+        }
         explanation.push_str(&format!(
             " Of the topic's {} groups, '{}' holds it back: it acks {:.0}/s and has {} events not acked; a best-effort group (--max-lag) would not.",
             groups.len(),
@@ -217,6 +225,13 @@ pub fn window(prev: &Sample, now: &Sample, topic: Option<&str>) -> Result<Window
         producer_stage: view.producer.map(Shares::from),
         consumer_stage: view.consumer.map(Shares::from),
         groups,
+        forecast: t_prev.map(|p| {
+            // The producer's own split, when watched, says best how long it waited for
+            // credit; else the topic's, which counts from the broker's side.
+            let split = view.producer.unwrap_or(view.topic);
+            let (_, backpressured, _) = split.shares();
+            Forecast::between(p, t_now, secs, backpressured)
+        }),
         bottleneck: limit.name(),
         explanation,
     })
@@ -241,8 +256,14 @@ impl Window {
             .iter()
             .map(|g| format!("\n  {}", g.text()))
             .collect();
+        let forecast: String = self
+            .forecast
+            .iter()
+            .flat_map(|f| f.text(&self.topic))
+            .map(|line| format!("\n  forecast: {line}"))
+            .collect();
         format!(
-            "topic {}: in {:.0}/s out {:.0}/s ready {} ({}) unacked {}\n  producer: {}\n  topic:    full {} empty {}\n  consumer: {}{}{groups}\n  => {}",
+            "topic {}: in {:.0}/s out {:.0}/s ready {} ({}) unacked {}\n  producer: {}\n  topic:    full {} empty {}\n  consumer: {}{}{groups}\n  => {}{forecast}",
             self.topic,
             self.produced_per_s,
             self.acked_per_s,

@@ -220,12 +220,11 @@ fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {
         "producer" => Color::Magenta,
         _ => Color::White,
     };
-    frame.render_widget(
-        Paragraph::new(Line::styled(
-            w.explanation.clone(),
-            Style::default().fg(color),
-        ))
-        .wrap(Wrap { trim: true }),
-        rows[5],
-    );
+    let mut words = vec![Line::styled(
+        w.explanation.clone(),
+        Style::default().fg(color),
+    )];
+    let forecast = w.forecast.iter().flat_map(|f| f.text(&w.topic));
+    words.extend(forecast.map(|line| Line::raw(format!("forecast: {line}"))));
+    frame.render_widget(Paragraph::new(words).wrap(Wrap { trim: true }), rows[5]);
 }

@@ -8,6 +8,7 @@ mod cmd_broker;
 mod cmd_consume;
 mod cmd_produce;
 mod cmd_top;
+mod cmd_topics;
 mod dial_args;
 mod fail;
 mod frame_flag;
@@ -26,6 +27,7 @@ Examples:
   flowgate produce --broker 127.0.0.1:7070 --topic t --rate 10000 --count 100000
   flowgate consume --broker 127.0.0.1:7070 --topic t --group g --sink sqlite:t.db --max-rate 1000
   flowgate top --broker 127.0.0.1:9100   live rates, time split, bottleneck (broker --metrics-addr)
+  flowgate topics --broker 127.0.0.1:9100   every topic, its groups and forecasts
   flowgate <command> --help           every flag, with units";
 
 /// Backpressure for event pipelines: credit-based flow control from the database's commit
@@ -54,6 +56,8 @@ enum Command {
     Consume(cmd_consume::ConsumeArgs),
     /// Live view of a running pipeline: rates, time split per stage, the bottleneck named.
     Top(cmd_top::TopArgs),
+    /// Every topic of a broker with live figures, its groups and forecasts.
+    Topics(cmd_topics::TopicsArgs),
     /// Measure end-to-end throughput through a broker next to a raw-TCP reference.
     Bench(flowgate_bench::BenchArgs),
     /// The raw-TCP reference `bench` measures against (internal).
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => cmd_consume::run(args).map(|()| 0),
         Command::Bench(args) => flowgate_bench::run(args),
         Command::Top(args) => cmd_top::run(args).map(|()| 0),
+        Command::Topics(args) => cmd_topics::run(args).map(|()| 0),
         Command::BenchRaw(args) => flowgate_bench::run_raw(args),
     };
     match outcome {

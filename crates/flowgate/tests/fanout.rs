@@ -57,6 +57,8 @@ struct Run {
     slow_group: Value,
     /// `flowgate top --once --json` of a window in the middle of the run.
     top: Value,
+    /// `flowgate topics --json` just after it.
+    topics: Value,
 }
 
 /// A broker of `capacity`, a fast `db` group and a `slow` group committing at most
@@ -119,6 +121,16 @@ fn run(dir: &Path, capacity: u64, slow_rate: u64, slow_flags: &str, count: u64, 
         "top: {}",
         String::from_utf8_lossy(&top.stderr)
     );
+    let topics = std::process::Command::new(common::BIN)
+        .args(["topics", "--broker", &metrics, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        topics.status.success(),
+        "topics: {}",
+        String::from_utf8_lossy(&topics.stderr)
+    );
+    let topics: Value = serde_json::from_slice(&topics.stdout).unwrap();
     let within = Duration::from_secs(120);
     assert!(
         finish(producer, within).success(),
@@ -146,6 +158,7 @@ fn run(dir: &Path, capacity: u64, slow_rate: u64, slow_flags: &str, count: u64, 
         slow_rate: json(&dir.join("slow.json"))["rate"].as_f64().unwrap(),
         slow_group,
         top: json(&top_json),
+        topics,
     };
     eprintln!(
         "producer {:.0}/s; db {} rows; slow {} rows at {:.0}/s, skipped {}",
@@ -166,6 +179,30 @@ fn two_blocking_groups_the_slow_one_paces_the_producer_and_both_tables_are_exact
     assert_eq!(r.slow_group["skipped"], 0, "a blocking group skips nothing");
     let why = r.top["explanation"].as_str().unwrap();
     assert!(why.contains("'slow' holds it back"), "top says: {why}");
+    // `flowgate topics` sees the topic full and sizes it from what it measured.
+    let t = &r.topics[0];
+    assert_eq!(t["name"], "t");
+    assert_eq!(t["capacity_events"], 200);
+    let held = t["held"].as_u64().unwrap();
+    assert!(held <= 200, "{t}");
+    let names: Vec<&str> = t["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db", "slow"]);
+    let f = &t["forecast"];
+    assert_eq!(
+        f["scale"]["group"], "slow",
+        "the slow group holds it full: {f}"
+    );
+    assert!(f["scale"]["more_consumers"].as_u64() >= Some(1), "{f}");
+    assert!(
+        f["stall_events"].as_u64() > Some(200),
+        "a 5 s stall needs more than the 200 held: {f}"
+    );
+    eprintln!("topics: {t}");
     // The producer could send 20,000/s and the fast group keep up; the slow group's 2,000/s
     // holds both back.
     assert!(

@@ -8,6 +8,12 @@ use crate::stage::StageState;
 /// Counters over the topic's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TopicStats {
+    /// What the topic holds at most (held and promised), in events and bytes.
+    pub capacity: Credit,
+    /// Producers attached now.
+    pub producers: u64,
+    /// Consumers attached now, of every group.
+    pub consumers: u64,
     /// Events accepted from producers.
     pub accepted: u64,
     /// Retried events dropped as duplicates.
@@ -66,6 +72,9 @@ impl<T: Clone> Topic<T> {
     /// and the peaks are what memory holds; `on_disk` what only the disk does.
     pub fn stats(&self) -> TopicStats {
         TopicStats {
+            capacity: self.capacity,
+            producers: self.producers.len() as u64,
+            consumers: self.members.len() as u64,
             producer_ids: self.marks.len() as u64,
             producer_ids_forgotten: self.marks.forgotten_total(),
             on_disk: self.on_disk.get().events,

@@ -2,6 +2,7 @@
 //! line of measured figures per topic every interval, draining on the way out, and, with
 //! `--json`, writing a summary at exit.
 
+mod forecasts;
 mod report;
 mod setup;
 
@@ -21,6 +22,7 @@ use tracing::info;
 
 use crate::fail::bad_input;
 use crate::shutdown::Shutdown;
+use forecasts::Forecasts;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -192,12 +194,18 @@ async fn serve(
     report::started(&args, promise, tokens_required, broker.recovery());
     let started = Instant::now();
     let history = dashboard::History::default();
+    let forecasts = Forecasts::default();
     if let Some(metrics_addr) = args.metrics_addr {
         let reporter = broker.reporter();
         let page_history = history.clone();
+        let forecasts = forecasts.clone();
         let bound = flowgate_observe::serve(
             metrics_addr,
-            Arc::new(move || Snapshot::Broker(report::snapshot(&reporter.stats(), started))),
+            Arc::new(move || {
+                let mut snapshot = report::snapshot(&reporter.stats(), started);
+                forecasts.fill(&mut snapshot);
+                Snapshot::Broker(snapshot)
+            }),
             Some(Arc::new(move |refresh| {
                 dashboard::page(&page_history, refresh)
             })),
@@ -217,7 +225,9 @@ async fn serve(
                 let stats = broker.stats();
                 let rss = procfs::own_rss();
                 rss_samples.push(rss.now);
-                history.record(&report::snapshot(&stats, started));
+                let snapshot = report::snapshot(&stats, started);
+                forecasts.record(&snapshot);
+                history.record(&snapshot);
                 report::log_stats(started, &stats, last.as_ref(), rss.now);
                 last = Some((Instant::now(), stats));
             }
