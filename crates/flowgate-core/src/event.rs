@@ -19,7 +19,31 @@ impl EventId {
     pub const fn new(producer: u64, seq: u64) -> Self {
         EventId { producer, seq }
     }
+
+    /// The key a stage gives an event it made from the event with this id
+    /// (`flowgate-origin:<producer hex>:<seq>`), so that sinks further down key their rows by
+    /// the first event of the chain, and a stage that sends again after a crash writes nothing
+    /// twice.
+    pub fn origin_key(&self) -> Vec<u8> {
+        format!("{}{self}", ORIGIN_PREFIX).into_bytes()
+    }
+
+    /// The origin a key written by [`EventId::origin_key`] names; `None` for any other key.
+    pub fn from_origin_key(key: &[u8]) -> Option<EventId> {
+        let rest = std::str::from_utf8(key.strip_prefix(ORIGIN_PREFIX.as_bytes())?).ok()?;
+        let (producer, seq) = rest.split_once(':')?;
+        if producer.len() != 16 {
+            return None;
+        }
+        Some(EventId::new(
+            u64::from_str_radix(producer, 16).ok()?,
+            seq.parse().ok()?,
+        ))
+    }
 }
+
+/// What an origin key starts with ([`EventId::origin_key`]).
+pub const ORIGIN_PREFIX: &str = "flowgate-origin:";
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,6 +75,15 @@ pub struct Event {
 }
 
 impl Event {
+    /// The first event of the chain this one came from: the id its origin key names (a stage
+    /// set it), else its own. Sinks key their rows by it.
+    pub fn origin(&self) -> EventId {
+        self.key
+            .as_deref()
+            .and_then(EventId::from_origin_key)
+            .unwrap_or(self.id)
+    }
+
     /// Bytes this event costs in credit and queue capacity (see [`credit_bytes`]).
     pub fn size_bytes(&self) -> u64 {
         let key = self.key.as_ref().map_or(0, Vec::len);
@@ -82,6 +115,33 @@ mod tests {
             "an empty event still costs memory"
         );
         assert_eq!(full.size_bytes() - bare.size_bytes(), 108);
+    }
+
+    #[test]
+    fn an_origin_key_names_the_first_event_and_other_keys_do_not() {
+        let origin = EventId::new(0x2a, 17);
+        let relayed = Event {
+            id: EventId::new(9, 1),
+            key: Some(origin.origin_key()),
+            created_us: 0,
+            payload: Vec::new(),
+        };
+        assert_eq!(
+            relayed.key.as_deref(),
+            Some(&b"flowgate-origin:000000000000002a:17"[..])
+        );
+        assert_eq!(relayed.origin(), origin);
+        for other in [
+            &b"user-42"[..],
+            b"flowgate-origin:2a:17",
+            b"flowgate-origin:000000000000002a:x",
+        ] {
+            let e = Event {
+                key: Some(other.to_vec()),
+                ..relayed.clone()
+            };
+            assert_eq!(e.origin(), e.id, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

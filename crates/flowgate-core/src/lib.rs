@@ -36,7 +36,7 @@ pub use backoff::Backoff;
 pub use credit::{
     Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due, pay_debt,
 };
-pub use event::{Event, EventId, RECORD_OVERHEAD_BYTES, credit_bytes};
+pub use event::{Event, EventId, ORIGIN_PREFIX, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use governor::MemoryGovernor;
 pub use limit::AimdLimit;
 pub use outage::{Outage, Told};

@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod charts;
 pub mod child;
 pub mod dashboard;

@@ -19,15 +19,17 @@ pub mod null;
 pub mod postgres;
 pub mod sqlite;
 pub mod stdout;
+pub mod topic;
 pub mod url;
 
 use flowgate_core::Event;
 
-pub use driver::{DriverConfig, DriverError, DriverStats, Outcome, SinkDriver, Source};
+pub use driver::{DriverConfig, DriverError, DriverStats, Outcome, SinkDriver, Source, Stage};
 pub use null::NullSink;
 pub use postgres::PostgresSink;
 pub use sqlite::{SqliteSink, count_rows};
 pub use stdout::StdoutSink;
+pub use topic::{Exec, TopicSink, Transform, TransformFn, Transformed};
 pub use url::{PayloadKind, SinkUrl, Synchronous, TableSpec};
 
 /// Why a sink could not commit at all. The batch is then not acknowledged.
@@ -54,6 +56,9 @@ pub enum SinkError {
         /// "was deleted" or "was replaced (inode A, now B)".
         what: String,
     },
+    /// A stage could not send on to its next topic, or its `--exec` child failed.
+    #[error("stage: {0}")]
+    Topic(String),
 }
 
 impl SinkError {
@@ -84,7 +89,10 @@ impl SinkError {
                     ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) || code == "55P03"
                 }
             },
-            SinkError::Io(_) | SinkError::BadUrl(_) | SinkError::Replaced { .. } => false,
+            SinkError::Io(_)
+            | SinkError::BadUrl(_)
+            | SinkError::Replaced { .. }
+            | SinkError::Topic(_) => false,
         }
     }
 }
@@ -121,6 +129,8 @@ pub enum AnySink {
     Stdout(StdoutSink),
     /// See [`NullSink`].
     Null(NullSink),
+    /// Another topic: a stage of a chain ([`Stage`]).
+    Topic(TopicSink),
 }
 
 impl AnySink {
@@ -170,6 +180,7 @@ impl AnySink {
             AnySink::Postgres(s) => s.write_batch(events).await,
             AnySink::Stdout(s) => s.write_batch(events),
             AnySink::Null(s) => s.write_batch(events),
+            AnySink::Topic(s) => s.write_batch(events).await,
         }
     }
 
@@ -188,7 +199,7 @@ impl AnySink {
         match self {
             AnySink::Sqlite(s) => tokio::task::block_in_place(|| s.dead_letter(letters)),
             AnySink::Postgres(s) => s.dead_letter(letters).await,
-            AnySink::Stdout(_) | AnySink::Null(_) => {
+            AnySink::Stdout(_) | AnySink::Null(_) | AnySink::Topic(_) => {
                 for l in letters {
                     tracing::warn!(
                         event = %l.event.id,

@@ -143,9 +143,11 @@ impl PostgresSink {
             &[Type::INT8, Type::INT8, Type::INT8, Type::BYTEA]
         ));
         for e in events {
+            // Keyed by the chain's first event, so a stage's resend lands once.
+            let id = e.origin();
             let row: [&(dyn ToSql + Sync); 4] = [
-                &as_sql(e.id.producer),
-                &as_sql(e.id.seq),
+                &as_sql(id.producer),
+                &as_sql(id.seq),
                 &as_sql(e.created_us),
                 &e.payload,
             ];
@@ -166,9 +168,10 @@ impl PostgresSink {
         let mut out = Committed::default();
         for (i, e) in events.iter().enumerate() {
             let sp = tx.savepoint("flowgate_row").await?;
+            let id = e.origin();
             let params: [&(dyn ToSql + Sync); 5] = [
-                &as_sql(e.id.producer),
-                &as_sql(e.id.seq),
+                &as_sql(id.producer),
+                &as_sql(id.seq),
                 &as_sql(e.created_us),
                 &committed_us,
                 &e.payload,
@@ -201,8 +204,8 @@ impl PostgresSink {
             tx.execute(
                 &self.dead_insert,
                 &[
-                    &as_sql(l.event.id.producer),
-                    &as_sql(l.event.id.seq),
+                    &as_sql(l.event.origin().producer),
+                    &as_sql(l.event.origin().seq),
                     &attempts,
                     &l.reason,
                     &failed_us,

@@ -1,5 +1,7 @@
 //! The SQLite sink: a table keyed by (producer, seq), WAL mode, one prepared statement and one
-//! transaction per batch. Idempotent: an id already present is left as it is.
+//! transaction per batch. Idempotent: an id already present is left as it is. The id is the
+//! event's origin ([`Event::origin`]): its own, or for an event a stage sent on, the chain's
+//! first event's.
 //!
 //! A row the database refuses (with `payload=json`, a payload that is not JSON) fails only its
 //! own statement: SQLite's default conflict handling aborts the statement, not the
@@ -127,11 +129,10 @@ impl SqliteSink {
         {
             let mut stmt = tx.prepare_cached(&self.insert)?;
             for (i, e) in events.iter().enumerate() {
-                let (producer, seq, created) = (
-                    as_sql(e.id.producer),
-                    as_sql(e.id.seq),
-                    as_sql(e.created_us),
-                );
+                // Keyed by the chain's first event, so a stage's resend lands once.
+                let id = e.origin();
+                let (producer, seq, created) =
+                    (as_sql(id.producer), as_sql(id.seq), as_sql(e.created_us));
                 let result = match self.payload {
                     PayloadKind::Bytes => {
                         stmt.execute(params![producer, seq, created, committed_us, e.payload])
@@ -173,8 +174,8 @@ impl SqliteSink {
             let mut stmt = tx.prepare_cached(&self.dead_insert)?;
             for l in letters {
                 stmt.execute(params![
-                    as_sql(l.event.id.producer),
-                    as_sql(l.event.id.seq),
+                    as_sql(l.event.origin().producer),
+                    as_sql(l.event.origin().seq),
                     l.attempts,
                     l.reason,
                     failed_us,
@@ -234,6 +235,34 @@ mod tests {
             1
         );
         assert_eq!(count_rows(&path, "events").unwrap(), 3);
+    }
+
+    #[test]
+    fn events_a_stage_sent_twice_are_one_row_keyed_by_their_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut sink =
+            SqliteSink::open(&path, &spec(PayloadKind::Bytes), Synchronous::Full).unwrap();
+        let origin = EventId::new(0x2a, 5);
+        // The same event relayed before and after the stage restarted: new ids, one origin.
+        let sent = |producer, seq| Event {
+            key: Some(origin.origin_key()),
+            ..event(producer, seq, b"x")
+        };
+        assert_eq!(sink.write_batch(&[sent(9, 1)]).unwrap().new_rows, 1);
+        assert_eq!(
+            sink.write_batch(&[sent(10, 1), sent(9, 2)])
+                .unwrap()
+                .new_rows,
+            0
+        );
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let row: (i64, i64) = conn
+            .query_row("SELECT producer, seq FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(row, (0x2a, 5), "keyed by the origin, not the relayed ids");
     }
 
     #[test]

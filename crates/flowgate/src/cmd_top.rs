@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use flowgate_observe::Snapshot;
+use flowgate_observe::chain::{Chain, chain};
 use flowgate_observe::units::{Span, human_bytes};
 use flowgate_observe::window::{Sample, Shares, Window, window};
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode};
@@ -24,6 +25,7 @@ Examples:
   flowgate top --broker 127.0.0.1:9100
   flowgate top --broker 127.0.0.1:9100 --producer 127.0.0.1:9101 --consumer 127.0.0.1:9102
   flowgate top --broker 127.0.0.1:9100 --once --json top.json
+  flowgate top --broker 127.0.0.1:9100 --chain raw,enriched   a chain of stages: the slowest named
 
 The addresses are the --metrics-addr of each process. Press q to quit. Without a terminal
 (or with --once) it prints text instead of drawing.";
@@ -44,6 +46,10 @@ pub(crate) struct TopArgs {
     /// The topic to show (default: the busiest).
     #[arg(long)]
     topic: Option<String>,
+    /// The topics of a chain of stages, in the order data flows through them (producer →
+    /// first topic → stage → second topic → …): names the slowest stage of the chain.
+    #[arg(long, value_name = "TOPIC,TOPIC", value_delimiter = ',')]
+    chain: Vec<String>,
     /// How often to refresh, and the window each figure covers.
     #[arg(long, default_value = "1s")]
     interval: Span,
@@ -96,16 +102,46 @@ pub(crate) fn run(args: TopArgs) -> Result<()> {
     draw_live(&args)
 }
 
+/// What `--once --json` writes: the window, and the chain when asked for.
+#[derive(serde::Serialize)]
+struct Once<'a> {
+    #[serde(flatten)]
+    window: &'a Window,
+    chain: Option<&'a Chain>,
+}
+
+impl TopArgs {
+    /// The chain between two samples, with `--chain`.
+    fn chain(&self, prev: &Sample, now: &Sample) -> Result<Option<Chain>> {
+        if self.chain.is_empty() {
+            return Ok(None);
+        }
+        let secs = now.at.duration_since(prev.at).as_secs_f64();
+        chain(&prev.broker, &now.broker, &self.chain, secs)
+            .map(Some)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
 fn print_windows(args: &TopArgs) -> Result<()> {
     let mut prev = args.sample()?;
     loop {
         std::thread::sleep(args.interval.0);
         let now = args.sample()?;
         let w = window(&prev, &now, args.topic.as_deref())?;
-        println!("{}\n", w.text());
+        let c = args.chain(&prev, &now)?;
+        println!("{}", w.text());
+        if let Some(c) = &c {
+            println!("  chain: {}", c.explanation);
+        }
+        println!();
         if args.once {
             if let Some(path) = &args.json {
-                std::fs::write(path, serde_json::to_string_pretty(&w)? + "\n")
+                let once = Once {
+                    window: &w,
+                    chain: c.as_ref(),
+                };
+                std::fs::write(path, serde_json::to_string_pretty(&once)? + "\n")
                     .with_context(|| format!("cannot write --json {}", path.display()))?;
             }
             return Ok(());
@@ -118,7 +154,7 @@ fn draw_live(args: &TopArgs) -> Result<()> {
     let mut terminal = ratatui::init();
     let result = (|| -> Result<()> {
         let mut prev = args.sample()?;
-        let mut shown: Option<Window> = None;
+        let mut shown: Option<(Window, Option<Chain>)> = None;
         loop {
             terminal.draw(|frame| render(frame, args, shown.as_ref()))?;
             let deadline = Instant::now() + args.interval.0;
@@ -131,7 +167,8 @@ fn draw_live(args: &TopArgs) -> Result<()> {
                 }
             }
             let now = args.sample()?;
-            shown = Some(window(&prev, &now, args.topic.as_deref())?);
+            let w = window(&prev, &now, args.topic.as_deref())?;
+            shown = Some((w, args.chain(&prev, &now)?));
             prev = now;
         }
     })();
@@ -139,13 +176,13 @@ fn draw_live(args: &TopArgs) -> Result<()> {
     result
 }
 
-fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {
+fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, shown: Option<&(Window, Option<Chain>)>) {
     let area = frame.area();
     let title = format!(" flowgate top — broker {} — q to quit ", args.broker);
     let block = Block::bordered().title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let Some(w) = w else {
+    let Some((w, chain)) = shown else {
         frame.render_widget(Paragraph::new("measuring the first window…"), inner);
         return;
     };
@@ -224,6 +261,9 @@ fn render(frame: &mut ratatui::Frame<'_>, args: &TopArgs, w: Option<&Window>) {
         w.explanation.clone(),
         Style::default().fg(color),
     )];
+    if let Some(c) = chain {
+        words.push(Line::raw(format!("chain: {}", c.explanation)));
+    }
     let forecast = w.forecast.iter().flat_map(|f| f.text(&w.topic));
     words.extend(forecast.map(|line| Line::raw(format!("forecast: {line}"))));
     frame.render_widget(Paragraph::new(words).wrap(Wrap { trim: true }), rows[5]);

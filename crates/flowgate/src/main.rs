@@ -26,6 +26,7 @@ Examples:
   flowgate broker --listen 127.0.0.1:7070
   flowgate produce --broker 127.0.0.1:7070 --topic t --rate 10000 --count 100000
   flowgate consume --broker 127.0.0.1:7070 --topic t --group g --sink sqlite:t.db --max-rate 1000
+  flowgate relay --broker 127.0.0.1:7070 --from raw --group enrich --to enriched --exec ./enrich
   flowgate top --broker 127.0.0.1:9100   live rates, time split, bottleneck (broker --metrics-addr)
   flowgate topics --broker 127.0.0.1:9100   every topic, its groups and forecasts
   flowgate <command> --help           every flag, with units";
@@ -54,6 +55,10 @@ enum Command {
     Produce(cmd_produce::ProduceArgs),
     /// Consume a topic into a sink, acknowledging after each commit.
     Consume(cmd_consume::ConsumeArgs),
+    /// A stage of a chain: consume a topic and send each event on to another, acknowledging
+    /// once the next topic confirmed it.
+    #[command(after_help = cmd_consume::RELAY_EXAMPLES)]
+    Relay(cmd_consume::ConsumeArgs),
     /// Live view of a running pipeline: rates, time split per stage, the bottleneck named.
     Top(cmd_top::TopArgs),
     /// Every topic of a broker with live figures, its groups and forecasts.
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => cmd_broker::run(args).map(|()| 0),
         Command::Produce(args) => cmd_produce::run(args),
         Command::Consume(args) => cmd_consume::run(args).map(|()| 0),
+        Command::Relay(args) => cmd_consume::run_relay(args).map(|()| 0),
         Command::Bench(args) => flowgate_bench::run(args),
         Command::Top(args) => cmd_top::run(args).map(|()| 0),
         Command::Topics(args) => cmd_topics::run(args).map(|()| 0),

@@ -160,7 +160,40 @@ pub struct SinkDriver<S: Source> {
     started: Instant,
 }
 
+/// A stage of a chain: a [`SinkDriver`] whose sink is the next topic
+/// ([`TopicSink`](crate::TopicSink)). It consumes from one topic, applies its
+/// [`Transform`](crate::Transform), sends on, and acks its source only once the next topic
+/// confirmed; the next topic's backpressure is its commit latency, so the slowest stage of a
+/// chain, wherever it sits, sets the pace of every stage before it.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate_client::{AnyConsumer, AnyProducer, ConsumerConfig, ProducerConfig};
+/// use flowgate_sink::{DriverConfig, Stage, Transform};
+/// let from = AnyConsumer::connect(ConsumerConfig::new("127.0.0.1:7070", "raw", "enrich")).await?;
+/// let to = AnyProducer::connect(ProducerConfig::new("127.0.0.1:7070", "enriched")).await?;
+/// let upper = Transform::Fn(Box::new(|e| {
+///     let payload = e.payload.to_ascii_uppercase();
+///     Box::pin(async move { Ok(Some(payload)) })
+/// }));
+/// let mut stage = Stage::stage(from, to, upper, DriverConfig::new())?;
+/// stage.run().await?;
+/// # Ok(()) }
+/// ```
+pub type Stage<S> = SinkDriver<S>;
+
 impl<S: Source> SinkDriver<S> {
+    /// A [`Stage`]: from `source`, through `transform`, to the topic `next` sends to.
+    pub fn stage(
+        source: S,
+        next: flowgate_client::AnyProducer,
+        transform: crate::Transform,
+        config: DriverConfig,
+    ) -> Result<Self, DriverError> {
+        let sink = AnySink::Topic(crate::TopicSink::new(next, transform));
+        SinkDriver::new(source, sink, config)
+    }
+
     /// A driver over `source` into `sink`; sets the source's demand to the largest batch.
     pub fn new(mut source: S, sink: AnySink, config: DriverConfig) -> Result<Self, DriverError> {
         if config.max_batch == 0 || config.max_batch_bytes == 0 || config.max_attempts == 0 {

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowgate_client::{AnyConsumer, ConsumerConfig, Subscribe};
+use flowgate_client::{AnyConsumer, AnyProducer, ConsumerConfig, ProducerConfig, Subscribe};
 use flowgate_core::Credit;
 use flowgate_observe::Snapshot;
 use flowgate_observe::units::{Rate, Size, Span};
 use flowgate_sink::driver::Emulation;
-use flowgate_sink::{AnySink, DriverConfig, Outcome, SinkDriver, SinkUrl};
+use flowgate_sink::{
+    AnySink, DriverConfig, Exec, Outcome, SinkDriver, SinkUrl, TopicSink, Transform,
+};
 use tracing::info;
 
 use crate::dial_args::DialArgs;
@@ -49,6 +51,25 @@ receiving, finishes the commit in flight, acknowledges it, and exits 0 with its 
 database refuses (e.g. payload=json and a payload that is not JSON) go to <table>_dead_letters
 with the reason after --max-attempts deliveries; the rest of their batch commits.";
 
+/// The examples of `flowgate relay`, which takes the flags of `consume` with `--to`.
+pub(crate) const RELAY_EXAMPLES: &str = "\
+Examples:
+  flowgate relay --broker 127.0.0.1:7070 --from raw --group enrich --to enriched
+  flowgate relay --broker 127.0.0.1:7070 --from raw --group enrich --to enriched \\
+      --exec 'jq -c --unbuffered \". + {enriched: true}\"'
+  flowgate relay --broker 10.0.0.1:7070 --from orders --group ship --to orders \\
+      --to-broker 10.0.0.2:7070 --max-rate 1000
+
+A relay is a consumer whose database is the next topic: a batch is acknowledged on --from
+only once --to confirmed all of it. So the next topic's backpressure is its commit latency,
+and the slowest stage of a chain, wherever it sits, sets the pace of every stage before it.
+Each event sent on carries the id of the chain's first event in its key, and the database
+sinks key their rows by it: a relay killed mid-batch (kill -9) and restarted sends the batch
+again, and no row lands twice. --exec runs the command with sh -c and writes each payload as
+one line; it must answer one line per line (the next payload, or an empty line to drop the
+event) and flush each answer (e.g. jq --unbuffered). A payload it cannot take (not one line
+of UTF-8) is refused, retried and dead-lettered (logged) after --max-attempts.";
+
 /// Flags of `flowgate consume`.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -56,7 +77,7 @@ pub(crate) struct ConsumeArgs {
     #[command(flatten)]
     dial: DialArgs,
     /// Topic to consume.
-    #[arg(long)]
+    #[arg(long, visible_alias = "from")]
     topic: String,
     /// Consumer group.
     #[arg(long, default_value = "default")]
@@ -107,6 +128,50 @@ pub(crate) struct ConsumeArgs {
     /// Write a summary of measured figures here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Send each event on to this topic instead of into a sink: a stage of a chain (what
+    /// `flowgate relay` runs). A batch is acknowledged once the next topic confirmed it, so
+    /// that topic's backpressure holds this stage, and through it the topic it reads.
+    #[arg(long, value_name = "TOPIC", conflicts_with = "sink")]
+    to: Option<String>,
+    /// The broker of --to, when it is another one.
+    #[arg(long, value_name = "ADDR", requires = "to")]
+    to_broker: Option<String>,
+    /// With --to: pipe each payload, as one line, through this command (run by sh -c), which
+    /// answers one line per line: the next payload, or an empty line to drop the event.
+    #[arg(long, value_name = "CMD", requires = "to")]
+    exec: Option<String>,
+    /// With --to: the producer id (hex) sending on; default: a fresh random one.
+    #[arg(long, value_name = "HEX", requires = "to", value_parser = crate::cmd_produce::parse_hex_id)]
+    producer_id: Option<u64>,
+}
+
+/// Runs a stage of a chain: a consumer whose sink is the next topic.
+pub(crate) fn run_relay(args: ConsumeArgs) -> Result<()> {
+    if args.to.is_none() {
+        return Err(bad_input(
+            "relay needs --to TOPIC, the topic it sends on to",
+        ));
+    }
+    run(args)
+}
+
+/// The sink of a stage: a producer to the next topic, through `--exec` if given.
+async fn next_topic(args: &ConsumeArgs, to: &str) -> Result<AnySink> {
+    let broker = args.to_broker.as_deref().unwrap_or(&args.dial.broker);
+    let config = ProducerConfig {
+        producer_id: args.producer_id,
+        token: args.dial.token(),
+        tls: args.dial.tls()?,
+        ..ProducerConfig::new(broker, to)
+    };
+    let producer = AnyProducer::connect(config)
+        .await
+        .with_context(|| format!("cannot send on to topic '{to}' at {broker}"))?;
+    let transform = match &args.exec {
+        Some(cmd) => Transform::Exec(Box::new(Exec::spawn(cmd)?)),
+        None => Transform::Pass,
+    };
+    Ok(AnySink::Topic(TopicSink::new(producer, transform)))
 }
 
 /// Runs the consumer.
@@ -120,10 +185,16 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
 
 async fn consume(args: ConsumeArgs) -> Result<()> {
     let shutdown = Shutdown::new();
-    let url = args.sink.clone();
-    let sink = AnySink::open(&url)
-        .await
-        .with_context(|| format!("cannot open sink {url}"))?;
+    let (sink, url) = match &args.to {
+        Some(to) => (next_topic(&args, to).await?, format!("topic '{to}'")),
+        None => {
+            let url = args.sink.clone();
+            let sink = AnySink::open(&url)
+                .await
+                .with_context(|| format!("cannot open sink {url}"))?;
+            (sink, url.to_string())
+        }
+    };
     let config = ConsumerConfig {
         prefetch: Credit::new(args.prefetch, args.prefetch_bytes.0),
         max_frame: args.max_frame,
@@ -208,8 +279,11 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
         }
     }
     s.record(driver.stats());
-    let (consumer, _sink) = driver.into_parts();
+    let (consumer, sink) = driver.into_parts();
     let stats = consumer.close().await;
+    if let AnySink::Topic(next) = sink {
+        next.close().await?;
+    }
     s.finish(started, &stats);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&s)? + "\n")

@@ -77,7 +77,7 @@ pub(crate) struct ProduceArgs {
     json: Option<PathBuf>,
 }
 
-fn parse_hex_id(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_hex_id(s: &str) -> Result<u64, String> {
     let id = u64::from_str_radix(s.trim_start_matches("0x"), 16)
         .map_err(|_| format!("'{s}' is not a hex producer id, e.g. 2a or 0x2a"))?;
     if id == 0 {
