@@ -16,7 +16,9 @@
 //! | `pattern.rs` | the emulated database's behaviour: steady, bursty, down then back |
 //! | `matrix.rs` | `--matrix`: every behaviour against naive, drop-newest and backpressure |
 //! | `distributed.rs` | `--distributed`: broker, producer and consumer as three processes |
+//! | `chain.rs` | `--chain`: producer, enrich stage and database stage as processes, one slow |
 
+mod chain;
 mod database;
 mod distributed;
 mod matrix;
@@ -68,6 +70,9 @@ Examples:
       every consumer behaviour x naive, drop-newest, backpressure: when is backpressure needed?
   flowgate demo --distributed --duration 60s
       broker, producer and consumer as three processes on loopback
+  flowgate demo --chain --slow middle
+      producer -> orders -> enrich stage -> enriched -> database, the enrich stage slow:
+      every stage held to it, and the slowest named
 
 The memory limit is enforced for real: each mode's pipeline runs as a child process in a
 memory cgroup of its own (the kernel OOM-kills it past the limit), or, where no cgroup can
@@ -123,6 +128,14 @@ pub struct DemoArgs {
     /// consumer) instead of in one process; --queue-* set the broker's topic capacity.
     #[arg(long)]
     distributed: bool,
+    /// Run a chain of stages as processes on loopback: producer -> topic orders -> enrich
+    /// stage (flowgate relay) -> topic enriched -> database; --slow picks which stage runs at
+    /// --consumer-rate, and the summary shows every stage held to it.
+    #[arg(long, conflicts_with_all = ["distributed", "matrix"])]
+    chain: bool,
+    /// With --chain: the slow stage.
+    #[arg(long, value_enum, default_value_t = chain::Slow::Middle, requires = "chain")]
+    slow: chain::Slow,
     /// Write the HTML report (charts over time, modes side by side) here [default:
     /// report.html beside the default database, in the temp dir].
     #[arg(long, value_name = "PATH")]
@@ -198,6 +211,9 @@ pub fn run(args: DemoArgs) -> Result<u8> {
         .map_err(|e| anyhow::Error::new(BadFlags(e)))?;
     if args.distributed {
         return distributed::run(&config, args.json.as_deref());
+    }
+    if args.chain {
+        return chain::run(&config, args.slow, args.json.as_deref());
     }
     if args.matrix {
         return matrix::run(&config, args.json.as_deref());

@@ -1,7 +1,8 @@
 //! A chain of stages between two samples: producer → topic 1 → stage → topic 2 → … → last
 //! stage. Backpressure runs upstream from the slowest stage, so every topic before it fills and
 //! every topic after it empties; the slowest stage is the one reading the last full topic (or
-//! the producer, when no topic of the chain fills). `flowgate top --chain A,B` says which, in
+//! the producer, when no topic of the chain fills). A topic is full when it was full most of
+//! the time it held anything. `flowgate top --chain A,B` says which, in
 //! words.
 
 use serde::Serialize;
@@ -9,8 +10,13 @@ use serde::Serialize;
 use crate::snapshot::{BrokerSnapshot, TopicSnapshot};
 use flowgate_core::StageSplit;
 
-/// A topic counts as full when it was backpressured at least this share of the window.
+/// A topic counts as full when it was full (backpressured) at least this share of the time it
+/// held anything: a window that includes a start or a drain, when it was empty, still shows
+/// which topics fill.
 const FULL: f64 = 0.5;
+
+/// And at least this share of the whole window.
+const FULL_AT_LEAST: f64 = 0.1;
 
 /// One topic of the chain over the window.
 #[derive(Debug, Clone, Serialize)]
@@ -66,7 +72,8 @@ pub fn chain(
         });
     }
     let pct = |x: f64| format!("{:.0}%", x * 100.0);
-    let Some(k) = topics.iter().rposition(|t| t.full >= FULL) else {
+    let fills = |t: &ChainTopic| t.full >= FULL_AT_LEAST && t.full >= FULL * (1.0 - t.empty);
+    let Some(k) = topics.iter().rposition(fills) else {
         let explanation = format!(
             "no topic of the chain fills ({}): the producer sets the pace",
             topics
@@ -128,8 +135,13 @@ mod tests {
                 .iter()
                 .map(|(name, group, full, empty)| TopicSnapshot {
                     name: (*name).into(),
+                    // Cumulative seconds: 10 s in all once anything was recorded.
                     stage: StageSeconds {
-                        busy_s: 10.0 - full - empty,
+                        busy_s: if full + empty > 0.0 {
+                            10.0 - full - empty
+                        } else {
+                            0.0
+                        },
                         backpressured_s: *full,
                         idle_s: *empty,
                     },

@@ -221,6 +221,12 @@ impl TopicSink {
         Ok(out)
     }
 
+    /// The next topic's producer's figures (its time waiting for credit is this stage's time
+    /// backpressured).
+    pub fn monitor(&self) -> flowgate_client::Monitor<flowgate_client::ProducerStats> {
+        self.producer.monitor()
+    }
+
     /// Flushes and closes the producer.
     pub async fn close(self) -> Result<(), SinkError> {
         self.producer

@@ -256,3 +256,52 @@ fn bad_flags_get_an_error_naming_the_flag_and_run_nothing() {
         assert!(!run.db.exists(), "{args:?}: nothing may run on bad flags");
     }
 }
+
+#[test]
+fn a_chain_holds_every_stage_to_the_slow_one_names_it_and_loses_nothing() {
+    for (slow, named) in [
+        ("middle", "the one reading 'orders' (group 'enrich')"),
+        ("db", "the last, reading 'enriched' (group 'db')"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("chain.json");
+        let output = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(["demo", "--chain", "--slow", slow, "--duration", "4s"])
+            .args(["--producer-rate", "5000", "--consumer-rate", "500"])
+            .args(["--queue-capacity", "200", "--db"])
+            .arg(dir.path().join("chain.db"))
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        let shown = format!(
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "--slow {slow}: {shown}");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert!(u(&v, "confirmed") > 0, "{shown}");
+        assert_eq!(u(&v, "committed"), u(&v, "confirmed"), "{shown}");
+        assert_eq!((u(&v, "lost"), u(&v, "duplicates")), (0, 0), "{shown}");
+        let why = v["explanation"].as_str().unwrap();
+        assert!(why.contains(named), "--slow {slow}: {why}");
+        let producer = &v["stages"][0];
+        assert_eq!(producer["stage"], "producer");
+        let pace = f(producer, "rate");
+        assert!(
+            (pace - 500.0).abs() <= 50.0,
+            "--slow {slow}: the producer asks 5,000/s and the slow stage takes 500/s, yet it ran at {pace:.0}/s: {shown}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for stage in [
+            "producer",
+            "topic orders",
+            "enrich stage",
+            "topic enriched",
+            "database stage",
+        ] {
+            assert!(stdout.contains(stage), "the summary shows {stage}: {shown}");
+        }
+    }
+}

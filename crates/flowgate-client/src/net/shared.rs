@@ -28,6 +28,12 @@ impl<S> Inner<S> {
     /// Parks a waiting handle's waker and starts its wait clock.
     pub fn park(&mut self, waker: &Waker) {
         self.waiting_since.get_or_insert_with(now);
+        self.listen(waker);
+    }
+
+    /// Parks a handle's waker without starting its wait clock: a wait that is not for credit
+    /// or deliveries (a flush waiting for confirms).
+    pub fn listen(&mut self, waker: &Waker) {
         if !self.waiters.iter().any(|w| w.will_wake(waker)) {
             self.waiters.push(waker.clone());
         }

@@ -215,12 +215,18 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     );
     let started = Instant::now();
     let live: SharedLive = SharedLive::default();
+    let downstream = match &sink {
+        AnySink::Topic(next) => Some(next.monitor()),
+        _ => None,
+    };
     if let Some(addr) = args.metrics_addr {
         let (view, monitor) = (std::sync::Arc::clone(&live), consumer.monitor());
+        let downstream = downstream.clone();
         let bound = flowgate_observe::serve(
             addr,
             std::sync::Arc::new(move || {
-                Snapshot::Consumer(summary::snapshot(&view, &monitor, started))
+                let next = downstream.as_ref();
+                Snapshot::Consumer(summary::snapshot(&view, &monitor, next, started))
             }),
             None,
         )
@@ -281,10 +287,11 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     s.record(driver.stats());
     let (consumer, sink) = driver.into_parts();
     let stats = consumer.close().await;
+    let held_back = downstream.map_or(Duration::ZERO, |m| m.stats().waited);
     if let AnySink::Topic(next) = sink {
         next.close().await?;
     }
-    s.finish(started, &stats);
+    s.finish(started, &stats, held_back);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&s)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use flowgate_client::{ConsumerStats, Monitor};
-use flowgate_observe::ConsumerSnapshot;
+use flowgate_client::{ConsumerStats, Monitor, ProducerStats};
+use flowgate_core::StageSplit;
+use flowgate_observe::{ConsumerSnapshot, StageSeconds};
 use flowgate_sink::DriverStats;
 use serde::Serialize;
 use tracing::info;
@@ -12,24 +13,30 @@ use tracing::info;
 /// The summary so far, shared with the `/stats` endpoint (updated after every commit).
 pub(super) type SharedLive = std::sync::Arc<std::sync::Mutex<ConsumeSummary>>;
 
-/// The `/stats` document now.
+/// How a consumer's time splits: idle while it waits for deliveries, backpressured while a
+/// stage's next topic makes it wait for credit (`downstream`; nothing holds a database sink
+/// back), busy the rest (committing, or waiting for its rate-limited database).
+pub(super) fn split(elapsed: Duration, waited: Duration, downstream: Duration) -> StageSplit {
+    StageSplit {
+        busy: elapsed.saturating_sub(waited).saturating_sub(downstream),
+        backpressured: downstream,
+        idle: waited,
+    }
+}
+
+/// The `/stats` document now; `downstream` is a stage's next-topic producer.
 pub(super) fn snapshot(
     live: &SharedLive,
     monitor: &Monitor<ConsumerStats>,
+    downstream: Option<&Monitor<ProducerStats>>,
     started: Instant,
 ) -> ConsumerSnapshot {
     let l = live.lock().map(|l| l.clone()).unwrap_or_default();
     let waited = monitor.stats().waited;
-    let elapsed = started.elapsed();
-    // A consumer is busy while it commits (or waits for its rate-limited database) and idle
-    // while it waits for deliveries; nothing downstream of the sink can hold it back.
-    let stage = flowgate_core::StageSplit {
-        busy: elapsed.saturating_sub(waited),
-        backpressured: Duration::ZERO,
-        idle: waited,
-    };
+    let held_back = downstream.map_or(Duration::ZERO, |m| m.stats().waited);
+    let stage = split(started.elapsed(), waited, held_back);
     ConsumerSnapshot {
-        uptime_s: elapsed.as_secs_f64(),
+        uptime_s: started.elapsed().as_secs_f64(),
         received: l.driver.received,
         committed: l.driver.committed,
         dead_lettered: l.driver.dead_lettered,
@@ -57,6 +64,8 @@ pub(super) struct ConsumeSummary {
     pub sessions: u64,
     /// Events per commit on average.
     pub mean_batch: f64,
+    /// The consumer's time split over the run (see [`split`]).
+    pub stage: StageSeconds,
 }
 
 impl ConsumeSummary {
@@ -82,9 +91,11 @@ impl ConsumeSummary {
         );
     }
 
-    /// Adds the connection's figures and logs the last line.
-    pub(super) fn finish(&mut self, started: Instant, stats: &ConsumerStats) {
+    /// Adds the connection's figures (and a stage's time waiting on its next topic) and logs
+    /// the last line.
+    pub(super) fn finish(&mut self, started: Instant, stats: &ConsumerStats, downstream: Duration) {
         self.duration_s = started.elapsed().as_secs_f64();
+        self.stage = split(started.elapsed(), stats.waited, downstream).into();
         self.redelivered = stats.redelivered;
         self.sessions = stats.sessions;
         let d = &self.driver;

@@ -282,7 +282,9 @@ impl Producer {
         if inner.session.unconfirmed() == 0 {
             return Poll::Ready(Ok(()));
         }
-        inner.park(cx.waker());
+        // Waiting for confirms is not waiting for credit: the wait clock (`waited`) is not
+        // started (it ran on until the next send, and counted a stage's whole commit).
+        inner.listen(cx.waker());
         Poll::Pending
     }
 
