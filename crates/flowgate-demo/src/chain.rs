@@ -17,6 +17,7 @@ use flowgate_observe::{BrokerSnapshot, TopicSnapshot};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::distributed::read_json;
 use super::supervisor::RunConfig;
 use flowgate_observe::child::{start_listening, wait_within};
 
@@ -179,12 +180,6 @@ pub(crate) fn run(config: &RunConfig, slow: Slow, json: Option<&Path>) -> Result
     } else {
         0
     })
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 fn num(v: &Value, key: &str) -> f64 {

@@ -143,7 +143,8 @@ fn forward_stats(child: &mut Child, name: &'static str) {
     });
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+/// A child process's `--json` summary.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))

@@ -160,9 +160,12 @@ pub(super) fn log_stats(
         let groups: String = if groups.len() > 1 {
             groups
                 .iter()
-                .map(|g| match g.skipped {
-                    0 => format!(" {}:lag {}", g.name, g.ready + g.unacked),
-                    n => format!(" {}:lag {} skipped {n}", g.name, g.ready + g.unacked),
+                .map(|g| {
+                    let lag = g.ready + g.unacked;
+                    match g.skipped {
+                        0 => format!(" {}:lag {lag}", g.name),
+                        n => format!(" {}:lag {lag} skipped {n}", g.name),
+                    }
                 })
                 .collect()
         } else {
