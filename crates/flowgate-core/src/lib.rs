@@ -44,6 +44,7 @@ pub use queue::{BoundedQueue, OverflowPolicy, Push, QueueStats};
 pub use stage::{Limit, PipelineView, StageClock, StageSplit, StageState, bottleneck};
 pub use token_bucket::{Shortfall, TokenBucket, TokenBucketError};
 pub use topic::{
-    Action, BooksError, ConnId, DEFAULT_MAX_GROUPS, Delivery, GroupMode, GroupStats, MarkLimits,
-    Published, Topic, TopicError, TopicStats,
+    Action, BooksError, ConnId, DEFAULT_MAX_GROUPS, Delivery, Expired, GroupMode, GroupStats,
+    KeyFn, MarkLimits, Overflow, Published, Topic, TopicError, TopicPolicy, TopicStats,
+    UnknownPolicy,
 };

@@ -2,6 +2,7 @@
 //! sequence numbers, and deduplicated by the producer id's high-water mark, so a retried batch
 //! is confirmed again and never stored twice.
 
+use super::policy::Admit;
 use super::{ConnId, Published, Topic, TopicError};
 use crate::credit::Credit;
 
@@ -63,6 +64,9 @@ impl<T: Clone> Topic<T> {
         let booked = self.granted_total.take(wanted);
         self.book(booked);
         let mut out = Published::default();
+        // Once the policy drops or refuses an event, the rest of the batch goes the same way,
+        // so what is stored is one run: the batch less its duplicates and its dropped tail.
+        let mut turned_away = None;
         for (seq, item, bytes) in batch {
             if seq <= high {
                 out.duplicates += 1;
@@ -70,6 +74,18 @@ impl<T: Clone> Topic<T> {
             }
             high = seq;
             let cost = Credit::new(1, bytes);
+            if turned_away.is_none() {
+                match self.admit(cost, &item) {
+                    Admit::Take => {}
+                    Admit::Drop => turned_away = Some(false),
+                    Admit::Refuse => turned_away = Some(true),
+                }
+            }
+            if let Some(refused) = turned_away {
+                out.dropped += 1;
+                out.refused += u64::from(refused);
+                continue;
+            }
             if self.spills(cost) {
                 let booked = self.on_disk.add(cost);
                 self.book(booked);
@@ -84,6 +100,8 @@ impl<T: Clone> Topic<T> {
         self.stats.accepted += out.accepted;
         self.stats.spilled += out.spilled;
         self.stats.duplicates += out.duplicates;
+        self.stats.rejected += out.refused;
+        self.stats.dropped_newest += out.dropped - out.refused;
         self.note_peak();
         Ok(out)
     }

@@ -59,7 +59,7 @@ impl<T: Clone> Topic<T> {
             });
         }
         let mut group = Group::new(Some(name.to_string()), mode, self.ack_wait);
-        for (delivery_id, (item, bytes)) in self.held_events() {
+        for (delivery_id, (item, bytes, born)) in self.held_events() {
             let booked = group.ready_total.add(Credit::new(1, bytes));
             self.book(booked);
             group.ready.push_back(Entry {
@@ -68,6 +68,7 @@ impl<T: Clone> Topic<T> {
                 delivery_id,
                 attempt: 1,
                 due: std::time::Duration::ZERO,
+                born,
             });
         }
         self.groups.push(group);
@@ -107,6 +108,7 @@ impl<T: Clone> Topic<T> {
     pub(super) fn push_ready(&mut self, item: T, bytes: u64, attempt: u32) {
         let delivery_id = self.next_delivery_id;
         self.next_delivery_id += 1;
+        self.note_key(&item, delivery_id);
         let cost = Credit::new(1, bytes);
         if self.blocking == 0 {
             self.dropped.push(item.clone());
@@ -133,6 +135,7 @@ impl<T: Clone> Topic<T> {
                 delivery_id,
                 attempt,
                 due: std::time::Duration::ZERO,
+                born: self.now,
             });
             let booked = group.ready_total.add(cost);
             self.book(booked);
@@ -163,6 +166,7 @@ impl<T: Clone> Topic<T> {
         }
         let booked = self.held_total.take(Credit::new(1, entry.bytes));
         self.book(booked);
+        self.forget_key(&entry.item, entry.delivery_id);
         Some(entry.item)
     }
 
@@ -174,13 +178,13 @@ impl<T: Clone> Topic<T> {
 
     /// What the blocking groups hold in memory, each event once, in delivery-id (acceptance)
     /// order, for a group that starts now.
-    fn held_events(&self) -> BTreeMap<u64, (T, u64)> {
+    fn held_events(&self) -> BTreeMap<u64, (T, u64, std::time::Duration)> {
         let mut held = BTreeMap::new();
         for group in self.groups.iter().filter(|g| g.blocks()) {
             let unacked = group.unacked.values().map(|(_, e)| e);
             for e in group.ready.iter().chain(unacked) {
                 held.entry(e.delivery_id)
-                    .or_insert_with(|| (e.item.clone(), e.bytes));
+                    .or_insert_with(|| (e.item.clone(), e.bytes, e.born));
             }
         }
         held

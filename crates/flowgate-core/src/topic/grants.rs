@@ -106,7 +106,8 @@ impl<T: Clone> Topic<T> {
         if free.events == 0 || free.bytes == 0 {
             return;
         }
-        let refill = grant_due(self.capacity, self.held(), self.granted_total.get()).is_some();
+        let refill =
+            grant_due(self.capacity, self.paced_held(), self.granted_total.get()).is_some();
         let from = self.grant_from;
         let candidates: Vec<ConnId> = self
             .producers
@@ -148,13 +149,24 @@ impl<T: Clone> Topic<T> {
         }
     }
 
+    /// What is held, as far as it holds producers back: nothing under a policy that drops or
+    /// refuses instead (credit is then bounded by the capacity alone, and the policy keeps
+    /// what is held within it).
+    fn paced_held(&self) -> Credit {
+        if self.policy.overflow.paces() {
+            self.held()
+        } else {
+            Credit::ZERO
+        }
+    }
+
     /// The space neither held nor promised, within every bound: the capacity, in spill mode
     /// the memory bound on what producers may send at once, and the room a disk log has left.
     /// (Held may exceed the capacity after a restore; the free space is then zero.)
     fn free_for_grants(&self) -> Credit {
         let mut free = self
             .capacity
-            .saturating_sub(self.held())
+            .saturating_sub(self.paced_held())
             .saturating_sub(self.granted_total.get());
         if let Some(memory) = self.memory {
             free = free.min(memory.saturating_sub(self.granted_total.get()));

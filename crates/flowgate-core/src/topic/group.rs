@@ -85,6 +85,8 @@ pub struct GroupStats {
     pub ack_timeouts: u64,
     /// Events it skipped, more than its max lag behind (best effort only).
     pub skipped: u64,
+    /// Events that waited past the topic's max age before it read them.
+    pub expired: u64,
 }
 
 /// Counters over a group's life.
@@ -96,6 +98,7 @@ pub(super) struct GroupCounts {
     pub nacked: u64,
     pub ack_timeouts: u64,
     pub skipped: u64,
+    pub expired: u64,
 }
 
 #[derive(Debug)]
@@ -177,6 +180,7 @@ impl<T: Clone> Group<T> {
             nacked: c.nacked,
             ack_timeouts: c.ack_timeouts,
             skipped: c.skipped,
+            expired: c.expired,
         }
     }
 }

@@ -60,6 +60,7 @@
 //! | `deadline.rs` | ack deadlines: deliveries taken back from a consumer that does not settle |
 //! | `dedup.rs` | a producer's batch: credit, sequence numbers, the high-water mark |
 //! | `marks.rs` | the high-water marks per producer id, bounded by an idle TTL and a cap |
+//! | `policy.rs` | the overflow policy (block, drop, reject, conflate) and the max age |
 //! | `spill.rs` | spill mode and restore |
 //! | `stats.rs` | counters, levels, the stage state |
 //! | `tally.rs` | the checked tallies and [`BooksError`] |
@@ -73,6 +74,7 @@ mod fanout;
 mod grants;
 mod group;
 mod marks;
+mod policy;
 mod spill;
 mod stats;
 mod tally;
@@ -80,6 +82,8 @@ mod tally;
 mod tests;
 #[cfg(test)]
 mod tests_fanout;
+#[cfg(test)]
+mod tests_policy;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,6 +95,7 @@ use group::Group;
 pub use group::{GroupMode, GroupStats};
 pub use marks::MarkLimits;
 use marks::Marks;
+pub use policy::{Expired, KeyFn, Overflow, TopicPolicy, UnknownPolicy};
 pub use stats::TopicStats;
 pub use tally::BooksError;
 use tally::Tally;
@@ -152,6 +157,13 @@ pub struct Published {
     pub confirm_up_to: u64,
     /// Of the accepted, how many (the last ones) went to disk only (spill mode).
     pub spilled: u64,
+    /// New events the policy did not store, the batch's last ones (drop-newest and reject;
+    /// drop-oldest when nothing could give way). Confirmed all the same: the topic is done
+    /// with them.
+    pub dropped: u64,
+    /// Of the dropped, how many were refused (reject): the producer must be told, they are
+    /// the sequence numbers up to `confirm_up_to`.
+    pub refused: u64,
 }
 
 /// Unacked deliveries by id. Ids are handed out in increasing order and mostly settled in
@@ -167,6 +179,8 @@ struct Entry<T> {
     attempt: u32,
     /// While unacked with an ack wait set: when it is taken back.
     due: Duration,
+    /// When the topic accepted (or loaded) it, for the max age.
+    born: Duration,
 }
 
 #[derive(Debug)]
@@ -248,6 +262,14 @@ pub struct Topic<T> {
     draining: bool,
     /// The first time the books stopped adding up; the topic takes no more work after it.
     broken: Option<BooksError>,
+    /// What a full topic does, and how old an event may get (`policy.rs`).
+    policy: TopicPolicy,
+    /// Reads an event's key, for conflate.
+    key_of: Option<KeyFn<T>>,
+    /// Conflate: the newest event accepted per key, by delivery id, while it is held.
+    keys: BTreeMap<Vec<u8>, u64>,
+    /// Events that waited past the max age, untaken ([`Topic::take_expired`]).
+    expired: Vec<Expired<T>>,
     stats: TopicStats,
 }
 
@@ -279,6 +301,10 @@ impl<T: Clone> Topic<T> {
             loading: false,
             draining: false,
             broken: None,
+            policy: TopicPolicy::default(),
+            key_of: None,
+            keys: BTreeMap::new(),
+            expired: Vec::new(),
             stats: TopicStats::default(),
         }
     }
@@ -334,6 +360,7 @@ impl<T: Clone> Topic<T> {
     pub fn tick(&mut self, now: Duration) {
         self.now = self.now.max(now);
         self.marks.expire(self.now);
+        self.expire_old();
         self.expire_deliveries();
         self.prune_deadlines();
     }
@@ -407,6 +434,7 @@ impl<T: Clone> Topic<T> {
         if self.draining || self.broken.is_some() {
             return actions;
         }
+        self.expire_old();
         self.deliver(&mut actions);
         self.load(&mut actions);
         self.grant(&mut actions);

@@ -44,6 +44,17 @@ pub struct TopicStats {
     pub unacked_bytes: u64,
     /// Events best-effort groups skipped, more than their max lag behind, summed.
     pub skipped: u64,
+    /// New events the policy dropped because the topic was full (drop-newest, and drop-oldest
+    /// when nothing could give way).
+    pub dropped_newest: u64,
+    /// Held events dropped to make room for new ones (drop-oldest).
+    pub dropped_oldest: u64,
+    /// New events refused, the producer told (reject).
+    pub rejected: u64,
+    /// Waiting events replaced by a newer one with the same key (conflate).
+    pub conflated: u64,
+    /// Events that waited past the max age for a group, summed over the groups.
+    pub expired: u64,
     /// Consumer groups the topic has (the lobby, before the first, is none).
     pub groups: u64,
     /// Credit granted to producers and not yet used.
@@ -86,6 +97,7 @@ impl<T: Clone> Topic<T> {
             unacked: self.sum(|g| g.unacked_total.get().events),
             unacked_bytes: self.sum(|g| g.unacked_total.get().bytes),
             skipped: self.sum(|g| g.counts.skipped),
+            expired: self.sum(|g| g.counts.expired),
             groups: self.groups.iter().filter(|g| g.name.is_some()).count() as u64,
             producer_credit: self.granted_total.get(),
             consumer_demand: self

@@ -10,7 +10,7 @@ pub(super) fn topic(events: u64) -> Topic<u64> {
     Topic::new(Credit::new(events, 1_000_000))
 }
 
-pub(super) fn grants(actions: &[Action<u64>]) -> Vec<(ConnId, Credit)> {
+pub(super) fn grants<T>(actions: &[Action<T>]) -> Vec<(ConnId, Credit)> {
     actions
         .iter()
         .filter_map(|a| match a {
