@@ -15,6 +15,12 @@
 //! capacity_bytes = 8388608
 //! # Groups that exist before their first consumer: a blocking one holds every event for it.
 //! group = [{ name = "db" }, { name = "dashboard", max_lag = 5000 }]
+//! # What a full topic does: block (the default), drop-newest, drop-oldest, reject or conflate.
+//! policy = "block"
+//! # An event unread this long after it was accepted is not delivered: it is a dead letter.
+//! max_age = "30s"
+//! # How long a delivery may stay unsettled here (the broker's --ack-wait otherwise).
+//! ack_wait = "10s"
 //!
 //! # With any token declared, every client must present one whose scope covers it.
 //! [[token]]
@@ -28,7 +34,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use flowgate_core::{Credit, GroupMode, MarkLimits};
+use flowgate_core::{Credit, GroupMode, MarkLimits, Overflow, TopicPolicy};
 use serde::Deserialize;
 
 use crate::auth::{TokenGrant, Tokens};
@@ -44,6 +50,10 @@ pub struct BrokerConfig {
     pub topics: BTreeMap<String, Credit>,
     /// Consumer groups declared per topic, with their modes, in the order declared.
     pub groups: BTreeMap<String, Vec<(String, GroupMode)>>,
+    /// Topics with a policy other than the default (block, no max age), by name.
+    pub policies: BTreeMap<String, TopicPolicy>,
+    /// Topics with their own ack wait, by name (others have `ack_wait`).
+    pub ack_waits: BTreeMap<String, Duration>,
     /// The most consumer groups a topic takes; a consumer of one more is refused.
     pub max_groups: usize,
     /// Whether a client naming an undeclared topic creates it (up to `max_topics`), or is
@@ -83,6 +93,8 @@ impl Default for BrokerConfig {
             default_capacity: Credit::new(10_000, 64 << 20),
             topics: BTreeMap::new(),
             groups: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            ack_waits: BTreeMap::new(),
             max_groups: flowgate_core::DEFAULT_MAX_GROUPS,
             create_topics: true,
             max_topics: 1000,
@@ -166,6 +178,9 @@ struct TopicDecl {
     capacity_bytes: u64,
     #[serde(default)]
     group: Vec<GroupDecl>,
+    policy: Option<String>,
+    max_age: Option<String>,
+    ack_wait: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +269,27 @@ impl BrokerConfig {
             if !groups.is_empty() {
                 self.groups.insert(t.name.clone(), groups);
             }
+            let what = format!("topic '{}'", t.name);
+            let overflow = match &t.policy {
+                Some(p) => p
+                    .parse::<Overflow>()
+                    .map_err(|e| invalid(format!("{what}: {e}")))?,
+                None => Overflow::Block,
+            };
+            let max_age = t
+                .max_age
+                .as_deref()
+                .map(|v| duration(&what, "max_age", v))
+                .transpose()
+                .map_err(invalid)?;
+            let policy = TopicPolicy { overflow, max_age };
+            if policy != TopicPolicy::default() {
+                self.policies.insert(t.name.clone(), policy);
+            }
+            if let Some(v) = &t.ack_wait {
+                let wait = duration(&what, "ack_wait", v).map_err(invalid)?;
+                self.ack_waits.insert(t.name.clone(), wait);
+            }
         }
         for t in file.token {
             for topic in t.produce.iter().chain(&t.consume).filter(|t| *t != "*") {
@@ -280,6 +316,17 @@ impl BrokerConfig {
             .copied()
             .unwrap_or(self.default_capacity)
     }
+}
+
+/// A duration such as "500ms" or "30s", at least a millisecond.
+fn duration(what: &str, key: &str, value: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        format!("{what}: {key} = \"{value}\" is not a duration ({e}); e.g. \"500ms\", \"30s\"")
+    })?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{what}: {key} must be at least 1ms"));
+    }
+    Ok(d)
 }
 
 fn capacity(what: &str, events: u64, bytes: u64) -> Result<Credit, String> {
@@ -338,6 +385,43 @@ mod tests {
         let e =
             BrokerConfig::default().load_str(&format!("{topic}group = [{{ name = \"a b\" }}]\n"));
         assert!(e.unwrap_err().to_string().contains("group"));
+    }
+
+    #[test]
+    fn policies_max_ages_and_ack_waits_are_per_topic_and_bad_ones_are_named() {
+        let topic = |name: &str, extra: &str| {
+            format!(
+                "[[topic]]\nname = \"{name}\"\ncapacity_events = 9\ncapacity_bytes = 900\n{extra}"
+            )
+        };
+        let mut c = BrokerConfig::default();
+        let text = [
+            topic("a", "policy = \"drop-oldest\"\nmax_age = \"250ms\"\n"),
+            topic("b", "ack_wait = \"2s\"\n"),
+        ]
+        .concat();
+        c.load_str(&text).unwrap();
+        assert_eq!(
+            c.policies["a"],
+            TopicPolicy {
+                overflow: Overflow::DropOldest,
+                max_age: Some(Duration::from_millis(250)),
+            }
+        );
+        assert!(
+            !c.policies.contains_key("b"),
+            "block, no max age: the default"
+        );
+        assert_eq!(c.ack_waits["b"], Duration::from_secs(2));
+        let e = BrokerConfig::default().load_str(&topic("t", "policy = \"drop\"\n"));
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("topic 't'") && e.contains("conflate"), "{e}");
+        let e = BrokerConfig::default().load_str(&topic("t", "max_age = \"soon\"\n"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("max_age = \"soon\" is not a duration")
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Turns a connection's [`Pending`] outbox into frames: one `CREDIT`, one `CONFIRM`,
+//! Turns a connection's [`Pending`] outbox into frames: one `CREDIT`, any `REFUSED`, one `CONFIRM`,
 //! `DELIVER` frames split to fit the peer's maximum frame, then `ERROR`s.
 
 use bytes::BytesMut;
-use flowgate_proto::{Confirm, Deliver, ErrorCode, ErrorFrame, Frame, Grant, encode};
+use flowgate_proto::{Confirm, Deliver, ErrorCode, ErrorFrame, Frame, Grant, Refused, encode};
 
 use crate::outbox::Pending;
 
@@ -15,6 +15,14 @@ pub(crate) fn encode_pending(pending: &Pending, peer_max_frame: u32, buf: &mut B
             }),
             buf,
         );
+    }
+    for (from_seq, to_seq, reason) in &pending.refused {
+        let refused = Refused {
+            from_seq: *from_seq,
+            to_seq: *to_seq,
+            reason: reason.clone(),
+        };
+        encode(&Frame::Refused(refused), buf);
     }
     if let Some(up_to_seq) = pending.confirm {
         encode(&Frame::Confirm(Confirm { up_to_seq }), buf);

@@ -1,11 +1,12 @@
 //! What a connection's inputs do beyond the topic's own rules: a producer's batch goes into
 //! the topic and its store under the topic's lock and is confirmed once the store says it is
-//! durable; rejected acks and nacks go back to the consumer as notices.
+//! durable, and told which events a `reject` policy refused; rejected acks and nacks go back
+//! to the consumer as notices.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use flowgate_core::{ConnId, TopicError};
+use flowgate_core::{ConnId, Published, TopicError};
 use flowgate_proto::{ErrorCode, WireEvent};
 
 use crate::connection::End;
@@ -34,6 +35,7 @@ pub(crate) fn publish(
         let out = topic
             .apply(|t| t.topic.publish(conn, batch))
             .map_err(|e| fatal_topic_error(&e))?;
+        tell_refused(topic, outbox, &out);
         outbox.confirm(out.confirm_up_to);
         return Ok(());
     }
@@ -41,12 +43,15 @@ pub(crate) fn publish(
     let (out, durable) = topic
         .apply(|t| {
             let out = t.topic.publish(conn, batch)?;
-            // The accepted events are the batch's last ones; the rest were duplicates.
-            let fresh = &events[events.len() - out.accepted as usize..];
+            // The stored events are one run: after the duplicates, before what the policy
+            // dropped or refused.
+            let first = out.duplicates as usize;
+            let fresh = &events[first..first + out.accepted as usize];
             let spilled = out.spilled as usize;
             Ok((out, shared.storage.append(&topic.name, fresh, spilled)))
         })
         .map_err(|e| fatal_topic_error(&e))?;
+    tell_refused(topic, outbox, &out);
     let outbox = Arc::clone(outbox);
     let shared = Arc::clone(shared);
     let topic_name = topic.name.clone();
@@ -66,6 +71,23 @@ pub(crate) fn publish(
         shared.confirming.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(())
+}
+
+/// Tells the producer which of its events the topic's policy refused: the batch's last ones,
+/// up to the sequence number confirmed.
+fn tell_refused(topic: &TopicHandle, outbox: &Outbox, out: &Published) {
+    if out.refused == 0 {
+        return;
+    }
+    let reason = format!(
+        "topic '{}' is full and its policy is reject: the event was not stored",
+        topic.name
+    );
+    outbox.refuse(
+        out.confirm_up_to + 1 - out.refused,
+        out.confirm_up_to,
+        reason,
+    );
 }
 
 pub(crate) fn notice_rejections(shared: &Shared, outbox: &Outbox, rejected: Vec<TopicError>) {

@@ -22,6 +22,7 @@
 //! | [`auth`] | tokens and their topic scopes |
 //! | [`storage`] | the [`Storage`] trait and [`MemoryStorage`] |
 //! | [`disk`] | [`DiskStorage`]: a log per topic, a group-commit writer thread per log |
+//! | [`dead_letters`] | [`DeadLetter`]: events past a topic's max age, the latest kept per topic |
 //! | [`dir_lock`] | [`DirLock`]: one broker per data directory |
 //! | [`governor`] | the memory governor: a budget (flag or cgroup), the resident set sampled, one pool of bytes all topics lease from |
 //! | [`names`] | topic and group name rules (re-exported from `flowgate-proto`, where the handshake checks them) |
@@ -32,6 +33,7 @@ mod attach;
 pub mod auth;
 pub mod config;
 mod connection;
+pub mod dead_letters;
 pub mod dir_lock;
 pub mod disk;
 mod drain;
@@ -48,6 +50,7 @@ mod writer;
 
 pub use auth::{TokenGrant, Tokens};
 pub use config::{BrokerConfig, ConfigError};
+pub use dead_letters::DeadLetter;
 pub use dir_lock::DirLock;
 pub use disk::{DiskOptions, DiskStorage};
 pub use drain::DrainReport;

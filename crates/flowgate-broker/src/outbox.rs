@@ -19,6 +19,8 @@ pub(crate) struct Pending {
     pub grant: Credit,
     /// Highest sequence number to confirm.
     pub confirm: Option<u64>,
+    /// Sequence numbers refused, `(from, to, reason)`, adjacent ranges with one reason merged.
+    pub refused: Vec<(u64, u64, String)>,
     /// Deliveries, in order.
     pub deliveries: Vec<DeliveredEvent>,
     /// Non-fatal errors.
@@ -36,6 +38,7 @@ impl Pending {
     pub fn is_idle(&self) -> bool {
         self.grant.is_zero()
             && self.confirm.is_none()
+            && self.refused.is_empty()
             && self.deliveries.is_empty()
             && self.notices.is_empty()
             && self.notices_dropped == 0
@@ -70,6 +73,15 @@ impl Outbox {
     /// Confirms up to `seq`.
     pub fn confirm(&self, seq: u64) {
         self.push(|p| p.confirm = Some(p.confirm.map_or(seq, |c| c.max(seq))));
+    }
+
+    /// Tells the producer its events `from..=to` were refused, and why (before the confirm
+    /// that covers them).
+    pub fn refuse(&self, from: u64, to: u64, reason: String) {
+        self.push(|p| match p.refused.last_mut() {
+            Some(last) if last.1 + 1 == from && last.2 == reason => last.1 = to,
+            _ => p.refused.push((from, to, reason)),
+        });
     }
 
     /// Queues deliveries.

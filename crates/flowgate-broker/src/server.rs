@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::dead_letters::DeadLetter;
 use crate::governor::{self, Governor};
 use crate::storage::Storage;
 use crate::topics::Topics;
@@ -83,6 +84,8 @@ pub struct BrokerStats {
     pub storage_failures: BTreeMap<String, String>,
     /// The memory governor, when the broker has a budget.
     pub memory: Option<MemoryStats>,
+    /// The latest dead letters of each topic that has any (events past its max age).
+    pub dead_letters: BTreeMap<String, Vec<DeadLetter>>,
 }
 
 /// The memory governor's figures.
@@ -283,6 +286,7 @@ impl Reporter {
                 .filter_map(|(n, _, _, _)| Some((n.clone(), self.shared.storage.failure(n)?)))
                 .collect(),
             stages: all.into_iter().map(|(n, _, _, s)| (n, s)).collect(),
+            dead_letters: self.shared.topics.dead_letters(),
             memory: self.shared.governor.as_ref().map(|g| {
                 let (pool, held, rss, peak_rss) = g.figures();
                 MemoryStats {

@@ -15,6 +15,7 @@ use flowgate_core::{
 use flowgate_proto::WireEvent;
 
 use crate::config::BrokerConfig;
+use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::governor::Governor;
 use crate::outbox::Outbox;
 use crate::storage::{RecoveredTopic, Storage};
@@ -31,6 +32,8 @@ pub(crate) struct TopicInner {
     broken_logged: bool,
     /// What it counts against the memory governor's pool (held and promised bytes).
     governed: u64,
+    /// Events that waited past the topic's max age, the latest kept.
+    dead_letters: DeadLetters,
 }
 
 /// A topic shared by its connections.
@@ -80,6 +83,10 @@ impl TopicHandle {
         if !requeued.is_empty() {
             let attempts = requeued.iter().map(|(e, a)| (e.id, *a)).collect();
             self.storage.record_attempts(&self.name, attempts);
+        }
+        let expired = inner.topic.take_expired();
+        if !expired.is_empty() {
+            inner.dead_letters.record(&self.name, expired);
         }
         let dropped = inner.topic.take_dropped();
         if !dropped.is_empty() {
@@ -148,6 +155,11 @@ impl TopicHandle {
         (inner.topic.stats(), inner.topic.groups())
     }
 
+    /// The latest dead letters, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.lock().dead_letters.list()
+    }
+
     /// Time spent in each state (see `Topic::stage_state`).
     pub fn stage(&self) -> StageSplit {
         self.lock().clock.split(self.epoch.elapsed())
@@ -156,6 +168,11 @@ impl TopicHandle {
     fn lock(&self) -> MutexGuard<'_, TopicInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// An event's key, for a topic that conflates.
+fn wire_key(e: &WireEvent) -> Option<&[u8]> {
+    e.key.as_deref()
 }
 
 /// Why a topic a client named cannot be served.
@@ -285,7 +302,10 @@ impl Topics {
                 None => Topic::new(memory),
             };
             topic.set_mark_limits(self.config.marks);
-            topic.set_ack_wait(self.config.ack_wait);
+            let ack_wait = self.config.ack_waits.get(name).copied();
+            topic.set_ack_wait(ack_wait.or(self.config.ack_wait));
+            let policy = self.config.policies.get(name).copied().unwrap_or_default();
+            topic.set_policy(policy, Some(wire_key));
             topic.set_max_groups(self.config.max_groups);
             for (group, mode) in self.config.groups.get(name).into_iter().flatten() {
                 // The configuration checked the names, their number and their modes.
@@ -300,6 +320,7 @@ impl Topics {
                     clock: StageClock::new(StageState::Idle, self.epoch.elapsed()),
                     broken_logged: false,
                     governed: 0,
+                    dead_letters: DeadLetters::default(),
                 }),
                 epoch: self.epoch,
                 storage: Arc::clone(&self.storage),
@@ -316,11 +337,23 @@ impl Topics {
         }
     }
 
-    /// How often [`Topics::tick_all`] should run: a tenth of the ack wait, between 10 ms
-    /// and 1 s, so a deadline is acted on within a tenth of it.
+    /// How often [`Topics::tick_all`] should run: a tenth of the shortest ack wait or max
+    /// age, between 10 ms and 1 s, so a deadline is acted on within a tenth of it.
     pub fn tick_every(&self) -> Duration {
-        let wait = self.config.ack_wait.unwrap_or(Duration::from_secs(10));
-        (wait / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        let c = &self.config;
+        let waits = c.ack_wait.into_iter().chain(c.ack_waits.values().copied());
+        let ages = c.policies.values().filter_map(|p| p.max_age);
+        let shortest = waits.chain(ages).min().unwrap_or(Duration::from_secs(10));
+        (shortest / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Every topic's latest dead letters, by name (topics without any left out).
+    pub fn dead_letters(&self) -> std::collections::BTreeMap<String, Vec<DeadLetter>> {
+        self.all()
+            .iter()
+            .map(|h| (h.name.clone(), h.dead_letters()))
+            .filter(|(_, d)| !d.is_empty())
+            .collect()
     }
 
     /// Every topic's name, stats, groups and stage split, sorted by name.

@@ -32,6 +32,6 @@ pub mod window;
 
 pub use http::{ObserveError, fetch, serve};
 pub use snapshot::{
-    BrokerSnapshot, ConsumerSnapshot, GroupSnapshot, ProducerSnapshot, Snapshot, StageSeconds,
-    TopicSnapshot,
+    BrokerSnapshot, ConsumerSnapshot, DeadLetterSnapshot, GroupSnapshot, ProducerSnapshot,
+    Snapshot, StageSeconds, TopicSnapshot,
 };

@@ -132,6 +132,23 @@ pub struct TopicSnapshot {
     pub unacked_bytes: u64,
     /// Events best-effort groups skipped, more than their max lag behind.
     pub skipped: u64,
+    /// What the topic does when full: block, drop-newest, drop-oldest, reject or conflate.
+    pub policy: String,
+    /// An event unread this long after it was accepted is a dead letter; `None`: no limit.
+    pub max_age_ms: Option<u64>,
+    /// New events dropped because the topic was full (drop-newest; drop-oldest when nothing
+    /// could give way).
+    pub dropped_newest: u64,
+    /// Held events dropped to make room (drop-oldest).
+    pub dropped_oldest: u64,
+    /// New events refused, their producers told (reject).
+    pub rejected: u64,
+    /// Waiting events replaced by a newer one with the same key (conflate).
+    pub conflated: u64,
+    /// Events that waited past the max age for a group, summed over the groups.
+    pub expired: u64,
+    /// The latest dead letters (events past the max age), oldest first.
+    pub dead_letters: Vec<DeadLetterSnapshot>,
     /// Credit granted to producers and not yet used, in events.
     pub producer_credit_events: u64,
     /// Demand requested by consumers and not yet delivered, in events.
@@ -183,6 +200,23 @@ pub struct GroupSnapshot {
     pub ack_timeouts: u64,
     /// Events it skipped, more than its max lag behind.
     pub skipped: u64,
+    /// Events that waited past the topic's max age before it read them.
+    pub expired: u64,
+}
+
+/// An event that waited past its topic's max age and was not delivered to a group.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DeadLetterSnapshot {
+    /// The group it was not delivered to.
+    pub group: String,
+    /// The event's id (`producer:seq`, in hex and decimal).
+    pub id: String,
+    /// When its producer created it, microseconds since the Unix epoch.
+    pub created_us: u64,
+    /// How long it had waited in the topic, in milliseconds.
+    pub age_ms: u64,
+    /// Its bytes (key and payload, as credit counts them).
+    pub bytes: u64,
 }
 
 impl GroupSnapshot {
@@ -201,6 +235,7 @@ impl GroupSnapshot {
             nacked: g.nacked,
             ack_timeouts: g.ack_timeouts,
             skipped: g.skipped,
+            expired: g.expired,
         }
     }
 
@@ -240,6 +275,14 @@ impl TopicSnapshot {
             unacked: t.unacked,
             unacked_bytes: t.unacked_bytes,
             skipped: t.skipped,
+            policy: t.policy.overflow.to_string(),
+            max_age_ms: t.policy.max_age.map(|a| a.as_millis() as u64),
+            dropped_newest: t.dropped_newest,
+            dropped_oldest: t.dropped_oldest,
+            rejected: t.rejected,
+            conflated: t.conflated,
+            expired: t.expired,
+            dead_letters: Vec::new(),
             producer_credit_events: t.producer_credit.events,
             consumer_demand_events: t.consumer_demand.events,
             peak_events: t.peak_events,

@@ -39,13 +39,15 @@ pub use error::ProtoError;
 pub use event::WireEvent;
 pub use frame::{
     Ack, Blocked, Confirm, Deliver, DeliveredEvent, ErrorFrame, Frame, FrameType, Grant, Heartbeat,
-    Hello, Nack, Progress, Publish, Request, Role, Settle, Welcome,
+    Hello, Nack, Progress, Publish, Refused, Request, Role, Settle, Welcome,
 };
-pub use session::{ConsumerSession, ProducerSession, ServerSession, SessionError};
+pub use session::{
+    ConsumerSession, MAX_UNTAKEN_REFUSED, ProducerSession, ServerSession, SessionError,
+};
 
 /// The protocol version this crate speaks. A peer offering another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// The four bytes that open every connection's first frame (`HELLO`).
 pub const MAGIC: [u8; 4] = *b"FLGT";

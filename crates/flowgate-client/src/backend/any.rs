@@ -82,6 +82,12 @@ impl Publish for AnyProducer {
             AnyProducer::Flowgate(p) => Publish::monitor(p),
         }
     }
+
+    fn take_refused(&mut self) -> Vec<Event> {
+        match self {
+            AnyProducer::Flowgate(p) => p.take_refused(),
+        }
+    }
 }
 
 /// A consumer of the backend `config.addr` names.

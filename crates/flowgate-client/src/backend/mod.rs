@@ -137,6 +137,9 @@ pub trait Publish: Send + Sized {
     fn stats(&self) -> ProducerStats;
     /// Reads the stats from elsewhere.
     fn monitor(&self) -> Monitor<ProducerStats>;
+    /// The events the broker refused since the last call (their topic's policy is `reject`
+    /// and it was full), oldest first: counted in [`ProducerStats::refused`], never stored.
+    fn take_refused(&mut self) -> Vec<Event>;
 }
 
 /// A consumer of any backend: receives only what it asked for, and acknowledges after it has

@@ -45,6 +45,10 @@ impl Publish for Producer {
         let monitor = Producer::monitor(self);
         Monitor::new(move || monitor.stats())
     }
+
+    fn take_refused(&mut self) -> Vec<Event> {
+        Producer::take_refused(self)
+    }
 }
 
 impl Subscribe for Consumer {

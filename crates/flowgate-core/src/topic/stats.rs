@@ -1,7 +1,7 @@
 //! What a topic reports: [`TopicStats`], its counters and levels, and its state as a pipeline
 //! stage.
 
-use super::{Group, Topic};
+use super::{Group, Topic, TopicPolicy};
 use crate::credit::Credit;
 use crate::stage::StageState;
 
@@ -10,6 +10,8 @@ use crate::stage::StageState;
 pub struct TopicStats {
     /// What the topic holds at most (held and promised), in events and bytes.
     pub capacity: Credit,
+    /// What it does when full, and how old an event may get.
+    pub policy: TopicPolicy,
     /// Producers attached now.
     pub producers: u64,
     /// Consumers attached now, of every group.
@@ -84,6 +86,7 @@ impl<T: Clone> Topic<T> {
     pub fn stats(&self) -> TopicStats {
         TopicStats {
             capacity: self.capacity,
+            policy: self.policy,
             producers: self.producers.len() as u64,
             consumers: self.members.len() as u64,
             producer_ids: self.marks.len() as u64,

@@ -28,6 +28,7 @@ mod hello;
 mod nack;
 mod progress;
 mod publish;
+mod refused;
 mod request;
 mod settle;
 mod welcome;
@@ -45,6 +46,7 @@ pub use hello::Hello;
 pub use nack::Nack;
 pub use progress::Progress;
 pub use publish::Publish;
+pub use refused::Refused;
 pub use request::Request;
 pub use settle::Settle;
 pub use welcome::Welcome;
@@ -111,6 +113,8 @@ pub enum FrameType {
     Blocked = 0x0C,
     /// `PROGRESS`
     Progress = 0x0D,
+    /// `REFUSED`
+    Refused = 0x0E,
 }
 
 impl FrameType {
@@ -130,6 +134,7 @@ impl FrameType {
             0x0B => FrameType::Heartbeat,
             0x0C => FrameType::Blocked,
             0x0D => FrameType::Progress,
+            0x0E => FrameType::Refused,
             _ => return None,
         })
     }
@@ -150,6 +155,7 @@ impl FrameType {
             FrameType::Heartbeat => "HEARTBEAT",
             FrameType::Blocked => "BLOCKED",
             FrameType::Progress => "PROGRESS",
+            FrameType::Refused => "REFUSED",
         }
     }
 }
@@ -183,6 +189,8 @@ pub enum Frame {
     Blocked(Blocked),
     /// See [`Progress`].
     Progress(Progress),
+    /// See [`Refused`].
+    Refused(Refused),
 }
 
 impl Frame {
@@ -202,6 +210,7 @@ impl Frame {
             Frame::Heartbeat(_) => FrameType::Heartbeat,
             Frame::Blocked(_) => FrameType::Blocked,
             Frame::Progress(_) => FrameType::Progress,
+            Frame::Refused(_) => FrameType::Refused,
         }
     }
 
@@ -220,6 +229,7 @@ impl Frame {
             Frame::Heartbeat(_) => {}
             Frame::Blocked(f) => f.encode_body(buf),
             Frame::Progress(f) => f.encode_body(buf),
+            Frame::Refused(f) => f.encode_body(buf),
         }
     }
 
@@ -239,6 +249,7 @@ impl Frame {
             FrameType::Heartbeat => Frame::Heartbeat(Heartbeat::decode_body(r)?),
             FrameType::Blocked => Frame::Blocked(Blocked::decode_body(r)?),
             FrameType::Progress => Frame::Progress(Progress::decode_body(r)?),
+            FrameType::Refused => Frame::Refused(Refused::decode_body(r)?),
         })
     }
 }

@@ -7,7 +7,7 @@ use flowgate_core::{Action, ConnId, Topic, TopicError};
 
 use crate::session::{Input, ServerSession};
 use crate::{
-    Confirm, Deliver, DeliveredEvent, ErrorCode, ErrorFrame, Frame, Grant, Role, WireEvent,
+    Confirm, Deliver, DeliveredEvent, ErrorCode, ErrorFrame, Frame, Grant, Refused, Role, WireEvent,
 };
 
 /// Applies `input`, which came from the peer of `session` on `conn`, to `topic`, and appends
@@ -42,6 +42,14 @@ pub fn apply(
                 })
                 .collect();
             let published = topic.publish(conn, batch)?;
+            if published.refused > 0 {
+                let refused = Refused {
+                    from_seq: published.confirm_up_to + 1 - published.refused,
+                    to_seq: published.confirm_up_to,
+                    reason: "the topic is full and its policy is reject".to_string(),
+                };
+                out.push((conn, Frame::Refused(refused)));
+            }
             let confirm = Confirm {
                 up_to_seq: published.confirm_up_to,
             };

@@ -32,7 +32,7 @@ use std::time::Instant;
 use crate::Frame;
 
 pub use consumer::{ConsumerEvent, ConsumerSession, ConsumerStats, Delivery, DeliveryTag};
-pub use producer::{ProducerEvent, ProducerSession, ProducerStats};
+pub use producer::{MAX_UNTAKEN_REFUSED, ProducerEvent, ProducerSession, ProducerStats};
 pub use server::{Input, Refusal, ServerLimits, ServerSession};
 
 use crate::ErrorCode;

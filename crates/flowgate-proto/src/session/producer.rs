@@ -32,6 +32,9 @@ pub struct ProducerStats {
     pub sessions: u64,
     /// Events resent after a reconnect.
     pub resent: u64,
+    /// Events the broker refused (a full topic whose policy is `reject`), handed back by
+    /// [`ProducerSession::take_refused`].
+    pub refused: u64,
 }
 
 /// What happened that the application may be waiting for.
@@ -49,7 +52,18 @@ pub enum ProducerEvent {
         /// The highest confirmed sequence number.
         up_to_seq: u64,
     },
+    /// The broker refused `count` events (their topic's policy is `reject` and it was full):
+    /// [`ProducerSession::take_refused`] hands them back.
+    Refused {
+        /// How many.
+        count: u64,
+    },
 }
+
+/// The most refused events a producer keeps for its caller to take; beyond it the oldest are
+/// let go (still counted in [`ProducerStats::refused`]), so a caller that never takes them
+/// does not grow without bound.
+pub const MAX_UNTAKEN_REFUSED: usize = 100_000;
 
 /// One producer's protocol state, across all its connections.
 #[derive(Debug)]
@@ -71,6 +85,8 @@ pub struct ProducerSession {
     events: VecDeque<ProducerEvent>,
     /// From the last `WELCOME`: see [`ProducerSession::largest_payload`].
     largest_payload: Option<u64>,
+    /// Refused by the broker, not yet taken by the caller (at most [`MAX_UNTAKEN_REFUSED`]).
+    refused: VecDeque<Event>,
 }
 
 impl ProducerSession {
@@ -87,6 +103,7 @@ impl ProducerSession {
             closing: false,
             events: VecDeque::new(),
             largest_payload: None,
+            refused: VecDeque::new(),
         }
     }
 
@@ -156,6 +173,12 @@ impl ProducerSession {
             .chain(&self.to_send)
             .chain(&self.inflight);
         all.map(WireEvent::credit_bytes).sum()
+    }
+
+    /// The events the broker refused since the last call, oldest first, for the caller to
+    /// count, retry elsewhere or report.
+    pub fn take_refused(&mut self) -> Vec<Event> {
+        self.refused.drain(..).collect()
     }
 
     /// Credit available now.
@@ -246,6 +269,25 @@ impl ClientSession for ProducerSession {
                 self.events.push_back(ProducerEvent::Confirmed {
                     up_to_seq: c.up_to_seq,
                 });
+            }
+            Frame::Refused(r) => {
+                // Written, so in flight until the confirm that follows covers them.
+                let mut count = 0;
+                for e in self
+                    .inflight
+                    .iter()
+                    .filter(|e| (r.from_seq..=r.to_seq).contains(&e.id.seq))
+                {
+                    count += 1;
+                    if self.refused.len() == MAX_UNTAKEN_REFUSED {
+                        self.refused.pop_front();
+                    }
+                    self.refused.push_back(e.to_event());
+                }
+                self.inflight
+                    .retain(|e| !(r.from_seq..=r.to_seq).contains(&e.id.seq));
+                self.stats.refused += count;
+                self.events.push_back(ProducerEvent::Refused { count });
             }
             Frame::Heartbeat(_) => {}
             other => return Err(link::unexpected(other, "producer")),

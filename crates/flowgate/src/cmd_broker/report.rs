@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use flowgate_broker::{BrokerStats, RecoveryReport};
 use flowgate_observe::units::{human_bytes, thousands};
-use flowgate_observe::{BrokerSnapshot, TopicSnapshot, procfs};
+use flowgate_observe::{BrokerSnapshot, DeadLetterSnapshot, TopicSnapshot, procfs};
 use serde::Serialize;
 use tracing::info;
 
@@ -126,6 +126,19 @@ pub(super) fn snapshot(stats: &BrokerStats, started: Instant) -> BrokerSnapshot 
             .zip(&stats.groups)
             .map(|(((name, t), (_, stage)), (_, groups))| TopicSnapshot {
                 storage_failure: stats.storage_failures.get(name).cloned(),
+                dead_letters: stats
+                    .dead_letters
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .map(|d| DeadLetterSnapshot {
+                        group: d.group.clone(),
+                        id: d.id.to_string(),
+                        created_us: d.created_us,
+                        age_ms: d.age.as_millis() as u64,
+                        bytes: d.bytes,
+                    })
+                    .collect(),
                 ..TopicSnapshot::new(name, t, groups, *stage)
             })
             .collect(),

@@ -39,7 +39,7 @@ pub(super) async fn send_generated(run: &mut Run, args: &ProduceArgs) -> Result<
             let k = stamp.len().min(payload.len());
             payload[..k].copy_from_slice(&stamp.as_bytes()[..k]);
             // The deadline also ends a wait for credit.
-            let send = run.send(payload);
+            let send = run.send(payload, None);
             let sent_one = match deadline {
                 Some(d) => match tokio::time::timeout_at(d.into(), send).await {
                     Ok(sent_one) => sent_one,

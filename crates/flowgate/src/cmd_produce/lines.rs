@@ -17,8 +17,9 @@ use tracing::{info, warn};
 
 use super::Run;
 
-/// A line read: its number, and its bytes or why it cannot be an event.
-type Line = (u64, Result<Vec<u8>, String>);
+/// A line read: its number, and its bytes with its key (`--key-field`) or why it cannot be an
+/// event.
+type Line = (u64, Result<(Vec<u8>, Option<Vec<u8>>), String>);
 
 /// Sends every line of `path` ('-' for standard input) until the end or a stop.
 pub(super) async fn send_lines(run: &mut Run, path: &Path) -> Result<()> {
@@ -44,25 +45,30 @@ pub(super) async fn send_lines(run: &mut Run, path: &Path) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Line>(1024);
     let path = path.to_path_buf();
     // Lines are read on a blocking thread; the bounded channel carries backpressure to it.
-    let reader = tokio::task::spawn_blocking(move || read_lines(&path, &tx));
+    let key_field = run.key_field.clone();
+    let reader = tokio::task::spawn_blocking(move || read_lines(&path, key_field.as_deref(), &tx));
     let mut sendable = 0u64;
     while let Some((line_no, line)) = rx.recv().await {
         let payload = match line {
-            Ok(payload) if payload.len() as u64 > largest => Err(ClientError::EventTooLarge {
-                payload: payload.len() as u64,
-                key: 0,
-                largest,
+            Ok((payload, key))
+                if (payload.len() + key.as_ref().map_or(0, Vec::len)) as u64 > largest =>
+            {
+                Err(ClientError::EventTooLarge {
+                    payload: payload.len() as u64,
+                    key: key.map_or(0, |k| k.len() as u64),
+                    largest,
+                }
+                .to_string())
             }
-            .to_string()),
             other => other,
         };
         match payload {
-            Ok(payload) => {
+            Ok((payload, key)) => {
                 sendable += 1;
                 if sendable <= skip {
                     continue;
                 }
-                match run.send(payload).await {
+                match run.send(payload, key).await {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(e.into()),
                     None => break,
@@ -84,7 +90,11 @@ pub(super) async fn send_lines(run: &mut Run, path: &Path) -> Result<()> {
 
 /// Reads lines as bytes, checking each is UTF-8 and one JSON value, and hands them over in
 /// order; blank lines are passed over (they keep their numbers).
-fn read_lines(path: &Path, tx: &tokio::sync::mpsc::Sender<Line>) -> Result<()> {
+fn read_lines(
+    path: &Path,
+    key_field: Option<&str>,
+    tx: &tokio::sync::mpsc::Sender<Line>,
+) -> Result<()> {
     let mut input: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -106,8 +116,8 @@ fn read_lines(path: &Path, tx: &tokio::sync::mpsc::Sender<Line>) -> Result<()> {
         if line_no == 1 {
             bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
         }
-        let checked = check(bytes);
-        if matches!(&checked, Ok(b) if b.is_empty()) {
+        let checked = check(bytes, key_field);
+        if matches!(&checked, Ok((b, _)) if b.is_empty()) {
             continue;
         }
         if tx.blocking_send((line_no, checked)).is_err() {
@@ -117,8 +127,10 @@ fn read_lines(path: &Path, tx: &tokio::sync::mpsc::Sender<Line>) -> Result<()> {
     Ok(())
 }
 
-/// A line's bytes as an event payload, or why they cannot be one. Blank is `Ok(empty)`.
-fn check(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// A line's bytes as an event payload, with the value of its `key_field` as its key (a string's
+/// text, any other value's JSON; none when the line has no such field), or why they cannot be
+/// one. Blank is `Ok(empty)`.
+fn check(bytes: &[u8], key_field: Option<&str>) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         format!(
             "not UTF-8 (an invalid byte at column {})",
@@ -126,11 +138,24 @@ fn check(bytes: &[u8]) -> Result<Vec<u8>, String> {
         )
     })?;
     if text.trim().is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map(|_| text.as_bytes().to_vec())
-        .map_err(|e| format!("not one JSON value ({e})"))
+    let not_json = |e: serde_json::Error| format!("not one JSON value ({e})");
+    let key = match key_field {
+        None => {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
+            None
+        }
+        Some(field) => match serde_json::from_str::<serde_json::Value>(text).map_err(not_json)? {
+            serde_json::Value::Object(mut o) => match o.remove(field) {
+                Some(serde_json::Value::String(s)) => Some(s.into_bytes()),
+                Some(other) => Some(other.to_string().into_bytes()),
+                None => None,
+            },
+            _ => None,
+        },
+    };
+    Ok((text.as_bytes().to_vec(), key))
 }
 
 #[cfg(test)]
@@ -139,10 +164,34 @@ mod tests {
 
     #[test]
     fn a_line_is_checked_for_utf8_then_json() {
-        assert_eq!(check(br#"{"n":1}"#), Ok(br#"{"n":1}"#.to_vec()));
-        assert_eq!(check(b"  "), Ok(Vec::new()));
-        let bad = check(b"{\"n\":\xff}").unwrap_err();
+        assert_eq!(
+            check(br#"{"n":1}"#, None),
+            Ok((br#"{"n":1}"#.to_vec(), None))
+        );
+        assert_eq!(check(b"  ", None), Ok((Vec::new(), None)));
+        let bad = check(b"{\"n\":\xff}", None).unwrap_err();
         assert_eq!(bad, "not UTF-8 (an invalid byte at column 6)");
-        assert!(check(b"{").unwrap_err().starts_with("not one JSON value"));
+        assert!(
+            check(b"{", None)
+                .unwrap_err()
+                .starts_with("not one JSON value")
+        );
+    }
+
+    #[test]
+    fn the_key_field_gives_the_key_a_string_as_its_text() {
+        let key = |line: &[u8]| check(line, Some("id")).unwrap().1;
+        assert_eq!(
+            key(br#"{"id":"sensor-7","t":1}"#),
+            Some(b"sensor-7".to_vec())
+        );
+        assert_eq!(key(br#"{"id":42}"#), Some(b"42".to_vec()));
+        assert_eq!(key(br#"{"other":1}"#), None, "no field, no key");
+        assert_eq!(key(b"[1,2]"), None);
+        assert!(
+            check(b"{", Some("id"))
+                .unwrap_err()
+                .starts_with("not one JSON value")
+        );
     }
 }

@@ -14,10 +14,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use flowgate_client::{AnyProducer, ClientError, ProducerConfig, Publish};
-use flowgate_core::EventId;
+use flowgate_core::{Event, EventId};
 use flowgate_observe::Snapshot;
 use flowgate_observe::units::{Rate, Size, Span};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::dial_args::DialArgs;
 use crate::fail::bad_input;
@@ -38,6 +38,9 @@ ignored. Rerun over the same file with the same --producer-id, a producer skips 
 broker already holds, so a run killed midway and rerun sends every line exactly once. From
 standard input a rerun cannot skip: it numbers its lines after the broker's resume point.
 Give --producer-id to a restarted producer to continue its sequence without duplicates.
+With --key-field NAME each line's NAME field is its event's key (for a topic that conflates).
+When the topic's policy is reject and it is full, the broker refuses events instead of making
+the producer wait: they are counted ('refused' in the summary), and the exit status is 1.
 On SIGTERM or Ctrl-C it stops sending, waits for the broker to confirm what it sent, and
 exits 0 with its summary.";
 
@@ -66,6 +69,11 @@ pub(crate) struct ProduceArgs {
     /// Publish one event per line of this NDJSON file ('-' for standard input).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["count", "duration"])]
     from: Option<PathBuf>,
+    /// Give each event (of --from) the value of this JSON field as its key: a string's text,
+    /// any other value's JSON; a line without it has no key. A topic whose policy is
+    /// conflate keeps only the newest waiting event per key.
+    #[arg(long, value_name = "NAME", requires = "from")]
+    key_field: Option<String>,
     /// Producer instance id (hex); default: a fresh random one.
     #[arg(long, value_name = "HEX", value_parser = parse_hex_id)]
     producer_id: Option<u64>,
@@ -104,6 +112,8 @@ struct Run {
     started: Instant,
     first_seq: u64,
     rejected_lines: u64,
+    /// `--key-field`.
+    key_field: Option<String>,
     progress: Progress,
     /// (seconds, events sent) after each burst, for the steady rate.
     pace: Vec<(f64, f64)>,
@@ -114,7 +124,11 @@ struct Run {
 impl Run {
     /// Sends one payload once there is credit, unless asked to stop first (`None`). `send`
     /// is cancel safe: an event not yet paid for is simply not produced.
-    async fn send(&mut self, payload: Vec<u8>) -> Option<Result<EventId, ClientError>> {
+    async fn send(
+        &mut self,
+        payload: Vec<u8>,
+        key: Option<Vec<u8>>,
+    ) -> Option<Result<EventId, ClientError>> {
         if let Some(why) = self.shutdown.fired() {
             info!("{why}: stopping; nothing more is sent");
             return None;
@@ -123,7 +137,7 @@ impl Run {
         // at only while it waits (and before each send, above).
         let sent = tokio::select! {
             biased;
-            sent = self.producer.send_payload(payload) => sent,
+            sent = self.producer.send(Event { id: EventId::default(), key, created_us: 0, payload }) => sent,
             why = self.shutdown.wait() => {
                 info!("{why}: stopping; nothing more is sent");
                 return None;
@@ -184,6 +198,7 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         started: Instant::now(),
         first_seq: 0,
         rejected_lines: 0,
+        key_field: args.key_field.clone(),
         progress: Progress::new(),
         pace: Vec::new(),
         slept: Arc::new(AtomicU64::new(0)),
@@ -233,5 +248,15 @@ async fn produce(args: ProduceArgs) -> Result<u8> {
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
-    Ok(if run.rejected_lines > 0 { 1 } else { 0 })
+    if stats.refused > 0 {
+        warn!(
+            "the broker refused {} events: topic '{}' was full and its policy is reject; they were not stored",
+            stats.refused, args.topic
+        );
+    }
+    Ok(if run.rejected_lines > 0 || stats.refused > 0 {
+        1
+    } else {
+        0
+    })
 }

@@ -51,6 +51,8 @@ pub(super) struct ProduceSummary {
     pub wait_ratio: f64,
     pub sessions: u64,
     pub resent: u64,
+    /// Events the broker refused (a full topic whose policy is reject): not stored.
+    pub refused: u64,
 }
 
 impl ProduceSummary {
@@ -77,14 +79,16 @@ impl ProduceSummary {
             wait_ratio: (stats.waited.as_secs_f64() / secs).min(1.0),
             sessions: stats.sessions,
             resent: stats.resent,
+            refused: stats.refused,
         };
         info!(
-            "sent {} events in {:.1} s ({:.0}/s, {:.0}/s in the second half), confirmed up to seq {}, waited for credit {:.0}% of the time, {} session(s)",
+            "sent {} events in {:.1} s ({:.0}/s, {:.0}/s in the second half), confirmed up to seq {}, {} refused, waited for credit {:.0}% of the time, {} session(s)",
             summary.sent,
             summary.duration_s,
             summary.rate,
             summary.rate_steady,
             summary.confirmed_seq,
+            summary.refused,
             summary.wait_ratio * 100.0,
             summary.sessions
         );

@@ -207,6 +207,14 @@ impl Producer {
         self.shared.lock().session.credit()
     }
 
+    /// The events the broker refused since the last call, oldest first: their topic's policy
+    /// is `reject` and it was full, so they were not stored (and are not resent). Counted in
+    /// [`ProducerStats::refused`]; the caller may retry them later, send them elsewhere or
+    /// report them. At most [`flowgate_proto::MAX_UNTAKEN_REFUSED`] wait to be taken.
+    pub fn take_refused(&mut self) -> Vec<Event> {
+        self.shared.lock().session.take_refused()
+    }
+
     /// Events sent but not yet confirmed.
     pub fn unconfirmed(&self) -> usize {
         self.shared.lock().session.unconfirmed()
