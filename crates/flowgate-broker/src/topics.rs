@@ -289,13 +289,21 @@ impl Topics {
     fn create(&self, map: &mut HashMap<String, Arc<TopicHandle>>, name: &str) -> Arc<TopicHandle> {
         Arc::clone(map.entry(name.to_string()).or_insert_with(|| {
             let memory = self.config.capacity_of(name);
+            let policy = self.config.policies.get(name).copied().unwrap_or_default();
             // A store that keeps events beyond memory bounds the topic; memory keeps the
-            // configured capacity and the rest spills.
+            // configured capacity and the rest spills. A topic that drops or refuses what does
+            // not fit builds no backlog: its capacity is the configured one, disk or not (the
+            // log keeps what it holds across a restart).
             let mut topic = match self.storage.capacity() {
-                Some(disk) => {
+                Some(disk) if policy.overflow.paces() => {
                     let mut t = Topic::new(disk);
                     t.spill_beyond(memory);
                     // The log keeps attempt counts across restarts.
+                    t.record_attempts();
+                    t
+                }
+                Some(_) => {
+                    let mut t = Topic::new(memory);
                     t.record_attempts();
                     t
                 }
@@ -304,7 +312,6 @@ impl Topics {
             topic.set_mark_limits(self.config.marks);
             let ack_wait = self.config.ack_waits.get(name).copied();
             topic.set_ack_wait(ack_wait.or(self.config.ack_wait));
-            let policy = self.config.policies.get(name).copied().unwrap_or_default();
             topic.set_policy(policy, Some(wire_key));
             topic.set_max_groups(self.config.max_groups);
             for (group, mode) in self.config.groups.get(name).into_iter().flatten() {

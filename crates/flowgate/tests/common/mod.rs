@@ -227,13 +227,19 @@ pub fn row_count(db: &Path) -> u64 {
 
 /// `GET path` from an HTTP server at `addr`, its body parsed as JSON.
 pub fn get_json(addr: &str, path: &str) -> Value {
+    let response = get_text(addr, path);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+/// The whole HTTP/1.0 response to `GET path`, headers included.
+pub fn get_text(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+    response
 }
 
 pub fn json(path: &Path) -> Value {
