@@ -1,6 +1,7 @@
 //! The broker's live dashboard: `GET /` on `--metrics-addr`, a page that redraws every two
 //! seconds with the last ten minutes of the broker's figures — events held, rates in and out,
-//! memory, and how the topics' time splits — drawn by the same chart code as the demo report.
+//! memory, and how the topics' time splits — drawn by the same chart code as the demo report,
+//! then its topics and consumer groups now, with their forecasts (`dashboard_now.rs`).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -26,12 +27,16 @@ struct Point {
     stage: StageSplit,
 }
 
-/// The broker's recent history, shared by the stats loop and the page.
+/// The broker's recent history and its latest snapshot, shared by the stats loop and the page.
 #[derive(Clone, Default)]
-pub struct History(Arc<Mutex<VecDeque<Point>>>);
+pub struct History {
+    points: Arc<Mutex<VecDeque<Point>>>,
+    last: Arc<Mutex<Option<BrokerSnapshot>>>,
+}
 
 impl History {
-    /// Records the broker's figures (its uptime is the point's time).
+    /// Records the broker's figures (its uptime is the point's time; fill in its forecasts
+    /// first for the page to show them).
     pub fn record(&self, stats: &BrokerSnapshot) {
         let sum = |f: fn(&crate::TopicSnapshot) -> u64| stats.topics.iter().map(f).sum::<u64>();
         let stage = stats.topics.iter().map(|t| StageSplit::from(t.stage)).fold(
@@ -50,16 +55,19 @@ impl History {
             rss: stats.rss_bytes,
             stage,
         };
-        if let Ok(mut h) = self.0.lock() {
+        if let Ok(mut h) = self.points.lock() {
             if h.len() == KEEP {
                 h.pop_front();
             }
             h.push_back(point);
         }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(stats.clone());
+        }
     }
 
     fn points(&self) -> Vec<Point> {
-        self.0
+        self.points
             .lock()
             .map(|h| h.iter().copied().collect())
             .unwrap_or_default()
@@ -99,6 +107,7 @@ pub fn page(history: &History, refresh: bool) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          {reload}<title>flowgate broker</title>\n<style>\
          body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}figure{{margin:1.5em 0}}\
+         table{{border-collapse:collapse;font-size:90%}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}\
          </style></head><body>\n<h1>flowgate broker</h1>\n"
     );
     match points.last() {
@@ -175,6 +184,9 @@ pub fn page(history: &History, refresh: bool) -> String {
                 let _ = writeln!(html, "<p>chart {id} failed: {e}</p>");
             }
         }
+    }
+    if let Some(last) = history.last.lock().ok().and_then(|l| l.clone()) {
+        html.push_str(&crate::dashboard_now::tables(&last));
     }
     html.push_str("</body></html>\n");
     html

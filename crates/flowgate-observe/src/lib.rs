@@ -8,6 +8,7 @@
 //! | [`table`] | every metric's name, kind, labels, help and source; registration and publishing |
 //! | [`http`] | serving `/stats`, `/metrics` and a page; fetching `/stats` |
 //! | [`dashboard`] | the broker's page: ten minutes of history, drawn as charts |
+//! | `dashboard_now` | the page's tables: topics (policy, fill, drops, forecast) and groups now |
 //! | [`child`] | services run as child processes: the address each announces, waits with a deadline |
 //! | [`charts`] | line charts as inline SVG |
 //! | [`fit`] | a run's steady rate: the least-squares slope of its second half |
@@ -21,6 +22,7 @@ pub mod chain;
 pub mod charts;
 pub mod child;
 pub mod dashboard;
+mod dashboard_now;
 pub mod fit;
 pub mod forecast;
 pub mod http;

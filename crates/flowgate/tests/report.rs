@@ -112,6 +112,16 @@ fn the_broker_dashboard_renders_every_chart_in_a_browser() {
         );
     }
     assert!(dom.contains("events accepted"), "live figures in the page");
+    let groups = &dom[dom.find("<table id=\"groups\"").expect("a groups table")..];
+    assert!(
+        groups.contains("<td>t</td><td>g</td><td>blocking</td><td>1</td>"),
+        "group g of t, blocking, one consumer: {groups}"
+    );
+    let topics = &dom[dom.find("<table id=\"topics\"").expect("a topics table")..];
+    assert!(
+        topics.contains("<td>block</td>") && topics.contains("/s out"),
+        "the topic's policy and its forecast in words: {topics}"
+    );
     let shot = dir.path().join("dashboard.png");
     flowgate_testkit::chromium::screenshot(&url, &shot, 1000, 1500);
     assert!(std::fs::read(&shot).unwrap().len() > 30_000);

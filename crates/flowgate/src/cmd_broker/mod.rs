@@ -163,7 +163,10 @@ enum StorageKind {
 pub(crate) fn run(args: BrokerArgs) -> Result<()> {
     let config = args
         .config()
-        .and_then(|c| Ok((c, args.storage()?)))
+        .and_then(|c| {
+            let storage = args.storage(&c.disk_limits)?;
+            Ok((c, storage))
+        })
         .map_err(|e| bad_input(format!("{e:#}")))?;
     // One descriptor per connection: take the hard limit, not the default soft 1,024.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -225,8 +228,9 @@ async fn serve(
                 let stats = broker.stats();
                 let rss = procfs::own_rss();
                 rss_samples.push(rss.now);
-                let snapshot = report::snapshot(&stats, started);
+                let mut snapshot = report::snapshot(&stats, started);
                 forecasts.record(&snapshot);
+                forecasts.fill(&mut snapshot);
                 history.record(&snapshot);
                 report::log_stats(started, &stats, last.as_ref(), rss.now);
                 last = Some((Instant::now(), stats));
