@@ -21,6 +21,8 @@
 //! max_age = "30s"
 //! # How long a delivery may stay unsettled here (the broker's --ack-wait otherwise).
 //! ack_wait = "10s"
+//! # With --storage disk: the most bytes this topic's log takes (--max-disk-bytes otherwise).
+//! max_disk_bytes = 1073741824
 //!
 //! # With any token declared, every client must present one whose scope covers it.
 //! [[token]]
@@ -54,6 +56,9 @@ pub struct BrokerConfig {
     pub policies: BTreeMap<String, TopicPolicy>,
     /// Topics with their own ack wait, by name (others have `ack_wait`).
     pub ack_waits: BTreeMap<String, Duration>,
+    /// Topics whose disk log has its own limit in bytes, by name (others have the broker's
+    /// `--max-disk-bytes`).
+    pub disk_limits: BTreeMap<String, u64>,
     /// The most consumer groups a topic takes; a consumer of one more is refused.
     pub max_groups: usize,
     /// Whether a client naming an undeclared topic creates it (up to `max_topics`), or is
@@ -95,6 +100,7 @@ impl Default for BrokerConfig {
             groups: BTreeMap::new(),
             policies: BTreeMap::new(),
             ack_waits: BTreeMap::new(),
+            disk_limits: BTreeMap::new(),
             max_groups: flowgate_core::DEFAULT_MAX_GROUPS,
             create_topics: true,
             max_topics: 1000,
@@ -181,6 +187,7 @@ struct TopicDecl {
     policy: Option<String>,
     max_age: Option<String>,
     ack_wait: Option<String>,
+    max_disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,6 +297,14 @@ impl BrokerConfig {
                 let wait = duration(&what, "ack_wait", v).map_err(invalid)?;
                 self.ack_waits.insert(t.name.clone(), wait);
             }
+            if let Some(bytes) = t.max_disk_bytes {
+                if bytes < MIN_DISK_BYTES {
+                    return Err(invalid(format!(
+                        "{what}: max_disk_bytes = {bytes} is below the smallest log, {MIN_DISK_BYTES} bytes (four 4 KiB segments)"
+                    )));
+                }
+                self.disk_limits.insert(t.name.clone(), bytes);
+            }
         }
         for t in file.token {
             for topic in t.produce.iter().chain(&t.consume).filter(|t| *t != "*") {
@@ -317,6 +332,9 @@ impl BrokerConfig {
             .unwrap_or(self.default_capacity)
     }
 }
+
+/// The smallest per-topic log: four segments of the smallest size, so one can fill and close.
+const MIN_DISK_BYTES: u64 = 16 * 1024;
 
 /// A duration such as "500ms" or "30s", at least a millisecond.
 fn duration(what: &str, key: &str, value: &str) -> Result<Duration, String> {
@@ -397,7 +415,7 @@ mod tests {
         let mut c = BrokerConfig::default();
         let text = [
             topic("a", "policy = \"drop-oldest\"\nmax_age = \"250ms\"\n"),
-            topic("b", "ack_wait = \"2s\"\n"),
+            topic("b", "ack_wait = \"2s\"\nmax_disk_bytes = 65536\n"),
         ]
         .concat();
         c.load_str(&text).unwrap();
@@ -413,6 +431,13 @@ mod tests {
             "block, no max age: the default"
         );
         assert_eq!(c.ack_waits["b"], Duration::from_secs(2));
+        assert_eq!(c.disk_limits["b"], 65536);
+        let e = BrokerConfig::default().load_str(&topic("t", "max_disk_bytes = 100\n"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("below the smallest log")
+        );
         let e = BrokerConfig::default().load_str(&topic("t", "policy = \"drop\"\n"));
         let e = e.unwrap_err().to_string();
         assert!(e.contains("topic 't'") && e.contains("conflate"), "{e}");

@@ -84,6 +84,8 @@ pub struct DiskStorage {
     logs: Mutex<HashMap<String, Arc<TopicLog>>>,
     /// Who to tell when a log's removed segments free room (set once by the broker).
     room_freed: Arc<OnceLock<RoomFreed>>,
+    /// Topics whose log has a limit of its own instead of `max_disk_bytes`.
+    topic_limits: std::collections::BTreeMap<String, u64>,
     /// Held for the storage's life on the real filesystem: one broker per data directory.
     _lock: Option<DirLock>,
 }
@@ -131,8 +133,24 @@ impl DiskStorage {
             options,
             logs: Mutex::new(HashMap::new()),
             room_freed: Arc::new(OnceLock::new()),
+            topic_limits: std::collections::BTreeMap::new(),
             _lock: None,
         }
+    }
+
+    /// Gives these topics' logs a limit of their own (a topic declaration's `max_disk_bytes`)
+    /// instead of `max_disk_bytes`; call before the first topic opens.
+    pub fn limit_topics(mut self, limits: std::collections::BTreeMap<String, u64>) -> Self {
+        self.topic_limits = limits;
+        self
+    }
+
+    /// The most bytes the log of `topic` may take.
+    fn limit(&self, topic: &str) -> u64 {
+        self.topic_limits
+            .get(topic)
+            .copied()
+            .unwrap_or(self.options.max_disk_bytes)
     }
 
     /// Opens (recovering) the log of `topic` and starts its writer; reads at most `memory` of
@@ -144,7 +162,9 @@ impl DiskStorage {
     ) -> io::Result<(Arc<TopicLog>, RecoveredTopic)> {
         let dir = self.options.data_dir.join(topic);
         let options = LogOptions {
-            segment_bytes: self.options.segment_bytes,
+            // A quarter of the topic's own limit at most, so a segment can fill, close and be
+            // reclaimed before the limit is reached.
+            segment_bytes: cap_segment(self.options.segment_bytes, self.limit(topic), None),
             recover_at_most: memory.map(|m| (m.events, m.bytes)),
         };
         let (log, recovery) = Log::open(Arc::clone(&self.fs), &dir, options)?;
@@ -207,9 +227,9 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
-    fn capacity(&self) -> Option<Credit> {
+    fn capacity(&self, topic: &str) -> Option<Credit> {
         // Every event costs at least 64 credit bytes, so the bytes bind first.
-        let bytes = self.options.max_disk_bytes;
+        let bytes = self.limit(topic);
         Some(Credit::new((bytes / 64).max(1), bytes))
     }
 
@@ -297,7 +317,7 @@ impl Storage for DiskStorage {
         let used = logs.get(topic).map_or(0, |log| {
             log.disk_bytes.load(Ordering::Relaxed) + log.queued_bytes.load(Ordering::Relaxed)
         });
-        Some(self.options.max_disk_bytes.saturating_sub(used))
+        Some(self.limit(topic).saturating_sub(used))
     }
 
     fn close(&self) {

@@ -30,7 +30,7 @@ pub(crate) fn publish(
         let bytes = e.credit_bytes();
         (e.id.seq, e, bytes)
     };
-    if shared.storage.capacity().is_none() {
+    if shared.storage.capacity(&topic.name).is_none() {
         let batch: Vec<_> = events.into_iter().map(to_batch).collect();
         let out = topic
             .apply(|t| t.topic.publish(conn, batch))

@@ -63,7 +63,7 @@ pub trait Storage: Send + Sync {
     /// What a topic may hold on disk and in memory together, when the store keeps events
     /// beyond memory (the topic then keeps its configured capacity in memory and spills the
     /// rest); `None` when memory is all there is, and appends need not be handed over.
-    fn capacity(&self) -> Option<Credit>;
+    fn capacity(&self, topic: &str) -> Option<Credit>;
 
     /// What the store holds from before this start, by topic; at most `memory_of(topic)` of
     /// each topic's events are read into memory, the rest counted as spilled.
@@ -128,7 +128,7 @@ pub type RoomFreed = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct MemoryStorage;
 
 impl Storage for MemoryStorage {
-    fn capacity(&self) -> Option<Credit> {
+    fn capacity(&self, _topic: &str) -> Option<Credit> {
         None
     }
 

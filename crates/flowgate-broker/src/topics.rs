@@ -294,7 +294,7 @@ impl Topics {
             // configured capacity and the rest spills. A topic that drops or refuses what does
             // not fit builds no backlog: its capacity is the configured one, disk or not (the
             // log keeps what it holds across a restart).
-            let mut topic = match self.storage.capacity() {
+            let mut topic = match self.storage.capacity(name) {
                 Some(disk) if policy.overflow.paces() => {
                     let mut t = Topic::new(disk);
                     t.spill_beyond(memory);

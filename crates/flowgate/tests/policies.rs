@@ -249,3 +249,45 @@ fn with_a_disk_log_what_drop_oldest_dropped_stays_dropped_across_a_restart() {
     );
     broker.stop();
 }
+
+#[test]
+fn a_topic_declared_with_max_disk_bytes_holds_its_producer_at_its_own_log_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    let declare = |name: &str, extra: &str| {
+        format!(
+            "[[topic]]\nname = \"{name}\"\ncapacity_events = 10\ncapacity_bytes = 1048576\n{extra}\n"
+        )
+    };
+    let text = declare("small", "max_disk_bytes = 65536") + &declare("big", "");
+    std::fs::write(&config, text).unwrap();
+    let flags = format!(
+        "--config {} --storage disk --data-dir {} --max-disk-bytes 1GiB",
+        config.display(),
+        dir.path().join("data").display()
+    );
+    let broker = BrokerProc::start(dir.path(), &flags);
+    let (addr, d) = (broker.addr.clone(), dir.path());
+    let args = "--rate 1000000 --payload-size 1KiB --duration 2s";
+    let (code, small) = produce(d, &addr, "small", args);
+    assert_eq!(code, Some(0));
+    let sent = small["sent"].as_u64().unwrap();
+    // Each 1 KiB event takes a little more than 1 KiB of log.
+    assert!((30..64).contains(&sent), "held at its own 64 KiB: {small}");
+    assert!(
+        small["wait_ratio"].as_f64().unwrap() > 0.5,
+        "it waited: {small}"
+    );
+    let (code, big) = produce(
+        d,
+        &addr,
+        "big",
+        &args.replace("--duration 2s", "--count 1000"),
+    );
+    assert_eq!(
+        (code, big["sent"].as_u64()),
+        (Some(0), Some(1000)),
+        "the broker's 1 GiB: {big}"
+    );
+    broker.stop();
+}

@@ -54,7 +54,11 @@ impl BrokerArgs {
         Ok(config)
     }
 
-    pub(super) fn storage(&self) -> Result<Arc<dyn Storage>> {
+    /// The store the flags ask for; `disk_limits` are the declared topics' own log limits.
+    pub(super) fn storage(
+        &self,
+        disk_limits: &std::collections::BTreeMap<String, u64>,
+    ) -> Result<Arc<dyn Storage>> {
         match (self.storage, &self.data_dir) {
             (StorageKind::Memory, None) => Ok(Arc::new(MemoryStorage)),
             (StorageKind::Memory, Some(_)) => {
@@ -67,11 +71,12 @@ impl BrokerArgs {
                         "--segment-bytes must be at least 4KiB and --max-disk-bytes at least one segment"
                     );
                 }
-                Ok(Arc::new(DiskStorage::locked(DiskOptions {
+                let storage = DiskStorage::locked(DiskOptions {
                     data_dir: dir.clone(),
                     max_disk_bytes: self.max_disk_bytes.0,
                     segment_bytes: self.segment_bytes.0,
-                })?))
+                })?;
+                Ok(Arc::new(storage.limit_topics(disk_limits.clone())))
             }
         }
     }
