@@ -206,14 +206,20 @@ impl<T: Clone> Topic<T> {
         };
         let now = self.now;
         for gi in 0..self.groups.len() {
-            // Ready queues are in acceptance order behind their redeliveries, which are older
-            // still: the expired ones are at the front.
-            while let Some(front) = self.groups[gi].ready.front() {
-                let age = now.saturating_sub(front.born);
+            // A ready queue holds its redeliveries first, in the order they came back (not by
+            // age), then first deliveries in acceptance order: the expired ones are among the
+            // redeliveries, and at the front of the rest.
+            let mut at = 0;
+            while let Some(e) = self.groups[gi].ready.get(at) {
+                let age = now.saturating_sub(e.born);
                 if age < max_age {
-                    break;
+                    if e.attempt == 1 {
+                        break;
+                    }
+                    at += 1;
+                    continue;
                 }
-                let Some(entry) = self.groups[gi].ready.pop_front() else {
+                let Some(entry) = self.groups[gi].ready.remove(at) else {
                     break;
                 };
                 let group = &mut self.groups[gi];
@@ -239,7 +245,8 @@ impl<T: Clone> Topic<T> {
         after.events <= self.capacity.events && after.bytes <= self.capacity.bytes
     }
 
-    /// Drops the oldest event waiting at the front of a blocking group that no consumer holds.
+    /// Drops the oldest event waiting at the front of a blocking group that no consumer of a
+    /// blocking group holds.
     /// False when there is none (every held event is delivered, or only on disk).
     fn drop_oldest(&mut self) -> bool {
         let mut fronts: Vec<u64> = self
@@ -273,13 +280,14 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// Takes an event out of every group that has not read it, if no consumer holds it; what
-    /// a blocking group held is freed and handed to the store to forget.
+    /// Takes an event out of every group that has not read it, if no consumer of a blocking
+    /// group holds it; what a blocking group held is freed and handed to the store to forget.
+    /// (A best-effort group's consumer that holds it keeps its copy, which holds nothing.)
     fn evict(&mut self, delivery_id: u64) -> bool {
         if self
             .groups
             .iter()
-            .any(|g| g.unacked.contains_key(&delivery_id))
+            .any(|g| g.blocks() && g.unacked.contains_key(&delivery_id))
         {
             return false;
         }
