@@ -24,12 +24,12 @@ pub(crate) fn tables(snapshot: &BrokerSnapshot) -> String {
             html,
             "<tr><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&t.name),
-            policy(t),
+            escape(&t.policy_text()),
             thousands(t.held()),
             thousands(t.capacity_events),
             t.producers,
             t.consumers,
-            drops(t),
+            t.drops_text().unwrap_or_else(|| "none".to_string()),
             escape(&forecast)
         );
     }
@@ -59,35 +59,6 @@ pub(crate) fn tables(snapshot: &BrokerSnapshot) -> String {
     }
     html.push_str("</table>\n");
     html
-}
-
-fn policy(t: &crate::TopicSnapshot) -> String {
-    match t.max_age_ms {
-        Some(ms) => format!("{}, max age {} ms", escape(&t.policy), thousands(ms)),
-        None => escape(&t.policy),
-    }
-}
-
-/// Every drop the topic counted, by kind; "none" when there were none.
-fn drops(t: &crate::TopicSnapshot) -> String {
-    let kinds = [
-        ("newest", t.dropped_newest),
-        ("oldest", t.dropped_oldest),
-        ("rejected", t.rejected),
-        ("conflated", t.conflated),
-        ("expired", t.expired),
-        ("skipped", t.skipped),
-    ];
-    let counted: Vec<String> = kinds
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{} {k}", thousands(*n)))
-        .collect();
-    if counted.is_empty() {
-        "none".to_string()
-    } else {
-        counted.join(", ")
-    }
 }
 
 /// Text safe inside HTML.

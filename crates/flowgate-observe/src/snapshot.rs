@@ -301,6 +301,36 @@ impl TopicSnapshot {
         }
     }
 
+    /// The policy in words: "drop-oldest, max age 30,000 ms".
+    pub fn policy_text(&self) -> String {
+        match self.max_age_ms {
+            Some(ms) => format!(
+                "{}, max age {} ms",
+                self.policy,
+                crate::units::thousands(ms)
+            ),
+            None => self.policy.clone(),
+        }
+    }
+
+    /// Every event the topic let go of, by kind ("900 dropped oldest, 12 expired"); `None`
+    /// when it let go of none.
+    pub fn drops_text(&self) -> Option<String> {
+        let kinds = [
+            ("dropped newest", self.dropped_newest),
+            ("dropped oldest", self.dropped_oldest),
+            ("rejected", self.rejected),
+            ("conflated", self.conflated),
+            ("expired", self.expired),
+            ("skipped", self.skipped),
+        ];
+        let counted: Vec<String> = kinds
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{} {k}", crate::units::thousands(*n)))
+            .collect();
+        (!counted.is_empty()).then(|| counted.join(", "))
+    }
     /// Events the topic holds for its blocking groups: in memory and on disk.
     pub fn held(&self) -> u64 {
         self.held_events + self.on_disk

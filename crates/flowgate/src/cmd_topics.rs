@@ -53,6 +53,12 @@ struct TopicLine {
     consumers: u64,
     /// Share of the window the topic was full with a producer blocked.
     backpressured: f64,
+    /// What it does when full (block, drop-newest, drop-oldest, reject, conflate).
+    policy: String,
+    /// Its max age, if it has one.
+    max_age_ms: Option<u64>,
+    /// Every event it let go of, by kind, over its life; `None`: none.
+    drops: Option<String>,
     groups: Vec<GroupRate>,
     forecast: Forecast,
 }
@@ -87,6 +93,9 @@ fn line(prev: Option<&TopicSnapshot>, now: &TopicSnapshot, secs: f64) -> TopicLi
         producers: now.producers,
         consumers: now.consumers,
         backpressured,
+        policy: now.policy.clone(),
+        max_age_ms: now.max_age_ms,
+        drops: now.drops_text(),
         groups: now
             .groups
             .iter()
@@ -122,7 +131,7 @@ pub(crate) fn run(args: TopicsArgs) -> Result<()> {
         "{:<20} {:>20} {:>22} {:>9} {:>9} {:>5} {:>5} {:>5}",
         "topic", "capacity", "held", "in/s", "out/s", "prod", "cons", "full"
     );
-    for l in &lines {
+    for (l, t) in lines.iter().zip(&second.topics) {
         let fill = l.held as f64 / l.capacity_events.max(1) as f64;
         println!(
             "{:<20} {:>20} {:>22} {:>9.0} {:>9.0} {:>5} {:>5} {:>4.0}%",
@@ -140,6 +149,10 @@ pub(crate) fn run(args: TopicsArgs) -> Result<()> {
             l.consumers,
             l.backpressured * 100.0
         );
+        if l.policy != "block" || l.max_age_ms.is_some() || l.drops.is_some() {
+            let drops = l.drops.as_deref().unwrap_or("nothing let go");
+            println!("  policy {}: {drops}", t.policy_text());
+        }
         for g in &l.groups {
             println!("  {}", g.text());
         }

@@ -213,6 +213,19 @@ fn every_policy_drops_refuses_or_replaces_exactly_what_does_not_fit_and_counts_i
         consume(d, &addr, "fresh").is_empty(),
         "none is delivered late"
     );
+    let topics = std::process::Command::new(common::BIN)
+        .args(["topics", "--broker", &metrics, "--interval", "200ms"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&topics.stdout);
+    for line in [
+        "policy drop-oldest: 900 dropped oldest",
+        "policy reject: 900 rejected",
+        "policy conflate: 990 conflated",
+        "policy block, max age 2,000 ms: 500 expired",
+    ] {
+        assert!(listing.contains(line), "'{line}' in:\n{listing}");
+    }
     broker.stop();
 }
 
