@@ -133,3 +133,53 @@ async fn a_permit_waits_for_credit_then_sends_without_waiting() {
     assert_eq!(second[0].event.payload, b"second");
     assert_eq!(producer.close().await.unwrap().confirmed_seq, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_reject_topic_refuses_come_back_whole_and_counted_and_the_rest_are_delivered() {
+    // Room for 5; nobody consumes while 20 are sent.
+    let mut config = common::capacity(Credit::new(5, 1 << 20));
+    config.policies.insert(
+        "t".to_string(),
+        flowgate_core::TopicPolicy {
+            overflow: flowgate_core::Overflow::Reject,
+            max_age: None,
+        },
+    );
+    let b = common::broker_with(config).await;
+    let addr = b.local_addr().to_string();
+    let mut producer = Producer::connect(ProducerConfig::new(&addr, "t"))
+        .await
+        .unwrap();
+    for i in 0..20u8 {
+        producer.send(event(&[i])).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let refused = producer.take_refused();
+    let payloads: Vec<Vec<u8>> = refused.iter().map(|e| e.payload.clone()).collect();
+    assert_eq!(payloads, (5..20u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.key.as_deref() == Some(&b"k"[..]) && e.created_us == 42),
+        "handed back as sent"
+    );
+    assert!(producer.take_refused().is_empty(), "taken once");
+    let stats = producer.close().await.unwrap();
+    assert_eq!((stats.refused, stats.confirmed_seq), (15, 20));
+    let mut consumer = Consumer::connect(ConsumerConfig::new(&addr, "t", "g"))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let batch = tokio::time::timeout(Duration::from_secs(5), consumer.recv())
+            .await
+            .expect("the held five arrive")
+            .unwrap()
+            .unwrap();
+        for d in batch {
+            got.push(d.event.payload.clone());
+            consumer.ack(vec![d.tag]);
+        }
+    }
+    assert_eq!(got, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
+}
