@@ -53,7 +53,11 @@ pub(crate) async fn attach(
             let resume = t.topic.attach_producer(conn, hello.producer_id);
             // The producer treats its resume point as confirmed, so it must be durable: a
             // barrier behind everything the topic accepted so far.
-            Ok((resume, shared.storage.append(&hello.topic, &[], 0), largest))
+            Ok((
+                resume,
+                shared.storage.append(&hello.topic, &[], 0, None),
+                largest,
+            ))
         }
     })?;
     if let Err(e) = durable.wait().await {

@@ -41,10 +41,12 @@ pub struct DiskOptions {
 }
 
 enum Job {
-    /// Events to append, how many of the last ones are spilled, and who waits for the sync.
+    /// Events to append, how many of the last ones are spilled, the producer's mark beyond
+    /// them (a dropped tail), and who waits for the sync.
     Append(
         Vec<(EventId, Vec<u8>)>,
         usize,
+        Option<EventId>,
         oneshot::Sender<io::Result<()>>,
     ),
     Acks(Vec<EventId>),
@@ -262,7 +264,13 @@ impl Storage for DiskStorage {
         Ok(found)
     }
 
-    fn append(&self, topic: &str, events: &[WireEvent], spilled: usize) -> Durable {
+    fn append(
+        &self,
+        topic: &str,
+        events: &[WireEvent],
+        spilled: usize,
+        mark: Option<EventId>,
+    ) -> Durable {
         let (tx, rx) = oneshot::channel();
         let records: Vec<(EventId, Vec<u8>)> = events
             .iter()
@@ -279,7 +287,7 @@ impl Storage for DiskStorage {
                     .map(|(_, data)| data.len() as u64 + RECORD_OVERHEAD)
                     .sum();
                 log.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-                log.send(Job::Append(records, spilled, tx));
+                log.send(Job::Append(records, spilled, mark, tx));
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -433,11 +441,14 @@ fn write_loop(mut log: Log, jobs: Receiver<Job>, (disk_bytes, queued_bytes): Siz
         let mut taken = 0;
         while let Some(job) = next {
             match job {
-                Job::Append(records, spilled, tx) => {
+                Job::Append(records, spilled, mark, tx) => {
                     let first_spilled = records.len().saturating_sub(spilled);
                     for (i, (id, data)) in records.iter().enumerate() {
                         log.append_event(*id, data, i >= first_spilled);
                         appended += data.len() as u64 + RECORD_OVERHEAD;
+                    }
+                    if let Some(mark) = mark {
+                        log.append_mark(mark);
                     }
                     waiters.push(tx);
                 }

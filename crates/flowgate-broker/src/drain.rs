@@ -79,7 +79,11 @@ impl Broker {
         // barrier per topic returns once they are written, so a restart does not deliver
         // again what was acknowledged.
         for topic in &topics {
-            let _ = shared.storage.append(&topic.name, &[], 0).wait().await;
+            let _ = shared
+                .storage
+                .append(&topic.name, &[], 0, None)
+                .wait()
+                .await;
         }
         shared.close_storage().await;
         report

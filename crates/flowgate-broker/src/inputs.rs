@@ -48,7 +48,13 @@ pub(crate) fn publish(
             let first = out.duplicates as usize;
             let fresh = &events[first..first + out.accepted as usize];
             let spilled = out.spilled as usize;
-            Ok((out, shared.storage.append(&topic.name, fresh, spilled)))
+            // A dropped or refused tail is confirmed too: the log keeps the producer's mark
+            // past it, or a restart would expect those sequence numbers again.
+            let mark = (out.dropped > 0).then(|| events[events.len() - 1].id);
+            Ok((
+                out,
+                shared.storage.append(&topic.name, fresh, spilled, mark),
+            ))
         })
         .map_err(|e| fatal_topic_error(&e))?;
     tell_refused(topic, outbox, &out);

@@ -73,7 +73,18 @@ pub trait Storage: Send + Sync {
     /// here. Called under the topic's lock, before the events can be delivered, so every ack
     /// is recorded after its event. An empty slice is a barrier: it resolves once everything
     /// recorded before it is durable.
-    fn append(&self, topic: &str, events: &[WireEvent], spilled: usize) -> Durable;
+    ///
+    /// `mark` is the batch's last event when the topic stored none of its tail (its policy
+    /// dropped or refused it, and it is confirmed all the same): the store keeps it as the
+    /// producer's high-water mark, durable with the batch, so a restart resumes the producer
+    /// past it.
+    fn append(
+        &self,
+        topic: &str,
+        events: &[WireEvent],
+        spilled: usize,
+        mark: Option<EventId>,
+    ) -> Durable;
 
     /// Reads back the oldest spilled events of `topic`, within `room` (at least one), and
     /// hands them to `done` from another thread: it is called with the topic's lock held, and
@@ -136,7 +147,13 @@ impl Storage for MemoryStorage {
         Ok(Vec::new())
     }
 
-    fn append(&self, _topic: &str, _events: &[WireEvent], _spilled: usize) -> Durable {
+    fn append(
+        &self,
+        _topic: &str,
+        _events: &[WireEvent],
+        _spilled: usize,
+        _mark: Option<EventId>,
+    ) -> Durable {
         Durable::now()
     }
 

@@ -310,6 +310,19 @@ impl Log {
         Record::Event(id, data.to_vec()).encode(&mut self.pending);
     }
 
+    /// Buffers a producer's high-water mark beyond its last event written here: the topic let
+    /// the events after it go (a policy dropped or refused them) and confirmed them, so after a
+    /// restart the producer must resume past them. Durable after the next commit; nothing is
+    /// written when the mark is not higher than what the log has.
+    pub fn append_mark(&mut self, id: EventId) {
+        let h = self.high.entry(id.producer).or_default();
+        if id.seq <= *h {
+            return;
+        }
+        *h = id.seq;
+        Record::Checkpoint(vec![id]).encode(&mut self.pending);
+    }
+
     /// Stops carrying these producer ids' marks into new segments' checkpoints: their topic
     /// has forgotten them (idle past its TTL, or past its cap). Events of theirs still in the
     /// log bring their marks back at a restart.

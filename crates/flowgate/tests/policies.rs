@@ -304,3 +304,46 @@ fn a_topic_declared_with_max_disk_bytes_holds_its_producer_at_its_own_log_limit(
     );
     broker.stop();
 }
+
+#[test]
+fn a_producer_streaming_into_a_dropping_topic_goes_on_across_a_disk_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let flags = format!(
+        "--config {} --storage disk --data-dir {} --metrics-addr 127.0.0.1:0",
+        config.display(),
+        dir.path().join("data").display()
+    );
+    let (broker, _) = BrokerProc::start_on(dir.path(), "127.0.0.1:0", "b0.json", &flags);
+    let addr = broker.addr.clone();
+    let summary = dir.path().join("p.json");
+    let log = dir.path().join("p.log");
+    // Nobody consumes: after the first 100, every event is dropped, and confirmed.
+    let producer = spawn_logged(
+        &format!(
+            "produce --broker {addr} --topic newest --rate 2000 --duration 5s --json {}",
+            summary.display()
+        ),
+        &log,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, _) = broker.terminate();
+    assert!(status.success());
+    // The restarted broker must know the producer is past what it dropped, or the
+    // producer's next sequence number is a gap and its session ends.
+    let (broker, _) = BrokerProc::start_on(dir.path(), &addr, "b1.json", &flags);
+    assert!(
+        finish(producer, Duration::from_secs(60)).success(),
+        "the producer went on: {}",
+        tail(&log, 20)
+    );
+    let p = json(&summary);
+    assert!(p["sessions"].as_u64() >= Some(2), "it reconnected: {p}");
+    assert_eq!(p["confirmed_seq"], p["sent"], "{p}");
+    assert_eq!(
+        consume(dir.path(), &addr, "newest"),
+        (1..=100).collect::<Vec<_>>()
+    );
+    broker.stop();
+}

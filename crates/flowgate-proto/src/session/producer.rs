@@ -271,7 +271,8 @@ impl ClientSession for ProducerSession {
                 });
             }
             Frame::Refused(r) => {
-                // Written, so in flight until the confirm that follows covers them.
+                // Handed back now; they stay in flight until the confirm that follows covers
+                // them (the broker holds their numbers as seen, so they are never resent).
                 let mut count = 0;
                 for e in self
                     .inflight
@@ -284,8 +285,6 @@ impl ClientSession for ProducerSession {
                     }
                     self.refused.push_back(e.to_event());
                 }
-                self.inflight
-                    .retain(|e| !(r.from_seq..=r.to_seq).contains(&e.id.seq));
                 self.stats.refused += count;
                 self.events.push_back(ProducerEvent::Refused { count });
             }
