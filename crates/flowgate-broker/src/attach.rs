@@ -20,6 +20,8 @@ pub(crate) struct Attached {
     pub resume_seq: u64,
     /// The largest event the topic can ever grant, for `WELCOME`.
     pub largest: u64,
+    /// A producer's latest refused runs, for `WELCOME`.
+    pub refused: Vec<(u64, u64)>,
 }
 
 /// Attaches the peer that said `hello`, or says why not.
@@ -34,7 +36,7 @@ pub(crate) async fn attach(
         .open(&hello.topic)
         .map_err(|e| (ErrorCode::UnknownTopic, e.to_string()))?;
     let outbox = Arc::new(Outbox::default());
-    let (resume_seq, durable, largest) = topic.apply(|t| {
+    let (resume_seq, durable, largest, refused) = topic.apply(|t| {
         let largest = t.topic.largest_grant();
         if hello.role == Role::Consumer {
             session
@@ -47,7 +49,7 @@ pub(crate) async fn attach(
                     (ErrorCode::of_topic_error(&e), why)
                 })?;
             t.outboxes.insert(conn, Arc::clone(&outbox));
-            Ok((0, Durable::now(), largest))
+            Ok((0, Durable::now(), largest, Vec::new()))
         } else {
             t.outboxes.insert(conn, Arc::clone(&outbox));
             let resume = t.topic.attach_producer(conn, hello.producer_id);
@@ -57,6 +59,7 @@ pub(crate) async fn attach(
                 resume,
                 shared.storage.append(&hello.topic, &[], 0, None),
                 largest,
+                t.topic.refused_runs(hello.producer_id),
             ))
         }
     })?;
@@ -72,5 +75,6 @@ pub(crate) async fn attach(
         outbox,
         resume_seq,
         largest,
+        refused,
     })
 }

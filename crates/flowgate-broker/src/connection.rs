@@ -63,6 +63,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
         outbox,
         resume_seq,
         largest,
+        refused,
     } = match attach(&shared, &session, &hello, conn).await {
         Ok(attached) => attached,
         Err((code, why)) => return refuse(&shared, wr, code, why).await,
@@ -71,7 +72,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, conn: ConnId) 
     let mut writer = Writer(tokio::spawn(write_loop(
         wr,
         Arc::clone(&outbox),
-        Frame::Welcome(session.welcome(resume_seq, largest)),
+        Frame::Welcome(session.welcome(resume_seq, largest, refused)),
         hello.max_frame,
         config.idle_timeout,
         Arc::clone(&writer_gone),

@@ -57,14 +57,21 @@ pub(crate) fn publish(
             ))
         })
         .map_err(|e| fatal_topic_error(&e))?;
-    tell_refused(topic, outbox, &out);
+    // Refusals go out with the confirm, once the log holds the producer's mark past them: a
+    // producer told of a refusal never finds the broker expecting those numbers again.
+    let refusals = refusals(topic, &out);
     let outbox = Arc::clone(outbox);
     let shared = Arc::clone(shared);
     let topic_name = topic.name.clone();
     shared.confirming.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         match durable.wait().await {
-            Ok(()) => outbox.confirm(out.confirm_up_to),
+            Ok(()) => {
+                for (from, to, reason) in refusals {
+                    outbox.refuse(from, to, reason);
+                }
+                outbox.confirm(out.confirm_up_to);
+            }
             Err(e) => {
                 tracing::error!(topic = %topic_name, "storage failed, a batch is not confirmed: {e}");
                 shared.count_error(ErrorCode::StorageFailed);
@@ -79,21 +86,24 @@ pub(crate) fn publish(
     Ok(())
 }
 
-/// Tells the producer which of its events the topic's policy refused: the batch's last ones,
-/// up to the sequence number confirmed.
+/// Tells the producer which of its events the topic's policy refused.
 fn tell_refused(topic: &TopicHandle, outbox: &Outbox, out: &Published) {
-    if out.refused == 0 {
-        return;
+    for (from, to, reason) in refusals(topic, out) {
+        outbox.refuse(from, to, reason);
     }
+}
+
+/// The runs of events the topic's policy refused, `(from, to, reason)`: any retried ones it
+/// refused before, then the batch's last ones, up to the sequence number confirmed.
+fn refusals(topic: &TopicHandle, out: &Published) -> Vec<(u64, u64, String)> {
     let reason = format!(
         "topic '{}' is full and its policy is reject: the event was not stored",
         topic.name
     );
-    outbox.refuse(
-        out.confirm_up_to + 1 - out.refused,
-        out.confirm_up_to,
-        reason,
-    );
+    out.refused_runs()
+        .into_iter()
+        .map(|(from, to)| (from, to, reason.clone()))
+        .collect()
 }
 
 pub(crate) fn notice_rejections(shared: &Shared, outbox: &Outbox, rejected: Vec<TopicError>) {

@@ -5,7 +5,8 @@ use bytes::{Bytes, BytesMut};
 use flowgate_core::{Credit, EventId};
 use flowgate_proto::{
     Ack, Blocked, Confirm, Deliver, DeliveredEvent, ErrorCode, ErrorFrame, Frame, FrameDecoder,
-    Grant, Heartbeat, Hello, Nack, Publish, Request, Role, Settle, Welcome, WireEvent, encode,
+    Grant, Heartbeat, Hello, Nack, Publish, Refused, Request, Role, Settle, Welcome, WireEvent,
+    encode,
 };
 use proptest::prelude::*;
 
@@ -70,17 +71,26 @@ fn frame() -> impl Strategy<Value = Frame> {
             any::<u32>(),
             any::<u64>(),
             any::<u32>(),
-            any::<u64>()
+            any::<u64>(),
+            prop::collection::vec((1u64..1000, 0u64..1000), 0..4)
         )
-            .prop_map(|(v, m, r, i, l)| {
+            .prop_map(|(v, m, r, i, l, runs)| {
                 Frame::Welcome(Welcome {
                     version: v,
                     max_frame: m,
                     resume_seq: r,
                     idle_timeout_ms: i,
                     largest_payload: l,
+                    refused: runs.into_iter().map(|(from, n)| (from, from + n)).collect(),
                 })
             }),
+        (1u64..u64::MAX / 2, 0u64..1000, "[a-z ]{0,40}").prop_map(|(from, n, reason)| {
+            Frame::Refused(Refused {
+                from_seq: from,
+                to_seq: from + n,
+                reason,
+            })
+        }),
         prop::collection::vec(event(), 0..6).prop_map(|events| Frame::Publish(Publish { events })),
         any::<u64>().prop_map(|s| Frame::Confirm(Confirm { up_to_seq: s })),
         (any::<u64>(), any::<u64>()).prop_map(|(e, b)| Frame::Credit(Grant {

@@ -3,12 +3,16 @@
 //!
 //! - **cap**: the topic never holds more than its capacity, in events or bytes;
 //! - **credit**: what the topic holds plus the credit it counts as granted never exceeds its
-//!   capacity, and the credit producers hold plus what is in flight never exceeds what the
-//!   topic counts as granted (nobody spends credit twice, nothing is granted twice);
+//!   capacity (under a policy that drops, the credit alone: it is not paced by what is held),
+//!   and the credit producers hold plus what is in flight never exceeds what the topic counts
+//!   as granted (nobody spends credit twice, nothing is granted twice);
 //! - **liveness**: whenever nothing is in flight and no commit is running, no producer waits
-//!   for an event that the topic has room for;
+//!   for an event that the topic has room for (room for credit, under a policy that drops);
 //! - **ledger** (at the end): every producer's every event was confirmed, accepted once,
-//!   acked, and committed as a row; no row the producers did not send;
+//!   acked, and committed as a row; no row the producers did not send. Under another policy
+//!   or a max age: every event sent was accepted, dropped or refused (the producers counting
+//!   each refusal), every accepted one acked, dropped, replaced or expired, nothing held, and
+//!   every acked one committed;
 //! - **drain** (at the end): the run finished before its deadline.
 
 use std::fmt;
@@ -74,7 +78,14 @@ impl World {
             ));
         }
         let granted = s.producer_credit;
-        if held_events + granted.events > cap.events || held_bytes + granted.bytes > cap.bytes {
+        let paces = self.scenario.policy.overflow.paces();
+        // Under a policy that drops, credit is bounded by the capacity alone.
+        let (paced_events, paced_bytes) = if paces {
+            (held_events, held_bytes)
+        } else {
+            (0, 0)
+        };
+        if paced_events + granted.events > cap.events || paced_bytes + granted.bytes > cap.bytes {
             return Err(self.violation(
                 "credit",
                 format!(
@@ -102,8 +113,8 @@ impl World {
             .sum();
         self.report.peak_memory_bytes = self.report.peak_memory_bytes.max(held_bytes + unconfirmed);
         if quiet {
-            let room_events = cap.events - held_events - granted.events;
-            let room_bytes = cap.bytes - held_bytes - granted.bytes;
+            let room_events = cap.events - paced_events - granted.events;
+            let room_bytes = cap.bytes - paced_bytes - granted.bytes;
             for (i, p) in self.producers.iter().enumerate() {
                 let Some(event) = &p.pending else { continue };
                 let need = event.size_bytes();
@@ -140,6 +151,9 @@ impl World {
                     ),
                 ));
             }
+            if self.scenario.policy != flowgate_core::TopicPolicy::default() {
+                continue;
+            }
             for seq in 1..=p.sent {
                 if !self.rows.contains_key(&(i as u64 + 1, seq)) {
                     return Err(self.violation(
@@ -150,6 +164,9 @@ impl World {
             }
         }
         let total: u64 = self.producers.iter().map(|p| p.sent).sum();
+        if self.scenario.policy != flowgate_core::TopicPolicy::default() {
+            return self.check_policy_ledger(total);
+        }
         if self.rows.len() as u64 != total || s.accepted != total || s.acked != total {
             return Err(self.violation(
                 "ledger",
@@ -162,5 +179,45 @@ impl World {
             ));
         }
         Ok(())
+    }
+
+    /// The ledger of a run whose topic may let events go: each one is accounted for once.
+    fn check_policy_ledger(&self, total: u64) -> Result<(), crate::Violation> {
+        let s = self.topic.stats();
+        let refused: u64 = self
+            .producers
+            .iter()
+            .map(|p| p.session.stats().refused)
+            .sum();
+        let rows = self.rows.len() as u64;
+        let sent_all = self.rows.keys().all(|&(producer, seq)| {
+            let i = producer as usize - 1;
+            i < self.producers.len() && seq <= self.producers[i].sent
+        });
+        let fine = s.accepted + s.dropped_newest + s.rejected == total
+            && refused == s.rejected
+            && s.acked + s.dropped_oldest + s.conflated + s.expired == s.accepted
+            && s.held == 0
+            && rows >= s.acked
+            && rows <= s.accepted
+            && sent_all;
+        if fine {
+            return Ok(());
+        }
+        Err(self.violation(
+            "ledger",
+            format!(
+                "{total} sent: {} accepted, {} dropped new, {} rejected ({refused} refused at the producers); {} acked, {} dropped old, {} conflated, {} expired, {} held; {rows} rows{}",
+                s.accepted,
+                s.dropped_newest,
+                s.rejected,
+                s.acked,
+                s.dropped_oldest,
+                s.conflated,
+                s.expired,
+                s.held,
+                if sent_all { "" } else { ", one the producers did not send" }
+            ),
+        ))
     }
 }

@@ -22,7 +22,17 @@ pub use world::World;
 /// Runs the scenario of `seed`; the steps it took, or the first invariant it broke. With
 /// `trace`, prints every event.
 pub fn run_seed(seed: u64, trace: bool) -> Result<u64, Violation> {
-    let mut world = World::new(Scenario::small(seed));
+    run(Scenario::small(seed), trace)
+}
+
+/// Runs [`Scenario::with_policy`] of `seed`: the same run on a topic that drops, refuses or
+/// conflates, and maybe has a max age.
+pub fn run_policy_seed(seed: u64, trace: bool) -> Result<u64, Violation> {
+    run(Scenario::with_policy(seed), trace)
+}
+
+fn run(scenario: Scenario, trace: bool) -> Result<u64, Violation> {
+    let mut world = World::new(scenario);
     world.trace = trace;
     world.run()?;
     Ok(world.steps())

@@ -2,7 +2,7 @@
 //! (event sizes, how many, how fast, when), the consumers (commit latency, crashes), the links
 //! (delay), the faults (producer disconnects) and the topic's ack deadline.
 
-use flowgate_core::Credit;
+use flowgate_core::{Credit, Overflow, TopicPolicy};
 
 use crate::rng::Rng;
 
@@ -61,6 +61,8 @@ pub struct Scenario {
     /// The topic's ack wait, if any: at times shorter than a commit, so deliveries are taken
     /// back from consumers still committing them.
     pub ack_wait_ns: Option<u64>,
+    /// The topic's overflow policy and max age (block and none but in [`Scenario::with_policy`]).
+    pub policy: TopicPolicy,
 }
 
 const MS: u64 = 1_000_000;
@@ -150,7 +152,33 @@ impl Scenario {
             heavy_every: 1,
             vary_prefetch: true,
             ack_wait_ns,
+            policy: TopicPolicy::default(),
         }
+    }
+
+    /// [`Scenario::small`] of `seed` on a topic that does not block: drop-newest, drop-oldest,
+    /// reject or conflate (its producers then give their events one of three keys), half the
+    /// time with a max age of 5 to 500 ms. Drawn from a stream of its own, so the rest of the
+    /// run is `small(seed)`'s.
+    pub fn with_policy(seed: u64) -> Scenario {
+        let mut rng = Rng::new(seed ^ 0x0070_11c7);
+        let overflow = Overflow::ALL[rng.range(1, 4) as usize];
+        let max_age = rng
+            .chance(0.5)
+            .then(|| std::time::Duration::from_millis(rng.range(5, 500)));
+        let mut scenario = Scenario {
+            policy: TopicPolicy { overflow, max_age },
+            ..Scenario::small(seed)
+        };
+        if overflow == Overflow::Conflate {
+            // Room for the one-byte key within the largest event that fits.
+            for p in &mut scenario.producers {
+                for s in &mut p.sizes {
+                    *s = s.saturating_sub(1);
+                }
+            }
+        }
+        scenario
     }
 
     /// One topic of the scale run: `producers` producers wanting 20 events/s each, of sizes
@@ -197,6 +225,7 @@ impl Scenario {
             heavy_every: 1_000,
             vary_prefetch: false,
             ack_wait_ns: None,
+            policy: TopicPolicy::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use flowgate_core::{ConnId, Credit, Event, EventId, Topic};
+use flowgate_core::{ConnId, Credit, Event, EventId, Overflow, Topic};
 use flowgate_proto::session::{ClientSession, Input, ServerLimits, memory};
 use flowgate_proto::{
     ConsumerSession, Frame, Hello, ProducerSession, Role, ServerSession, WireEvent,
@@ -139,6 +139,11 @@ const LIMITS: ServerLimits = ServerLimits {
     handshake_timeout: Duration::from_secs(100_000),
 };
 
+/// An event's key, for a topic that conflates.
+fn wire_key(e: &WireEvent) -> Option<&[u8]> {
+    e.key.as_deref()
+}
+
 impl World {
     /// The world for `scenario`, nothing run yet.
     pub fn new(scenario: Scenario) -> World {
@@ -166,6 +171,7 @@ impl World {
         };
         w.topic
             .set_ack_wait(w.scenario.ack_wait_ns.map(Duration::from_nanos));
+        w.topic.set_policy(w.scenario.policy, Some(wire_key));
         for (i, p) in w.scenario.producers.clone().into_iter().enumerate() {
             let hello = Hello::producer("t", i as u64 + 1, LIMITS.max_frame);
             w.producers.push(ProducerActor {
@@ -224,10 +230,12 @@ impl World {
             if self.trace {
                 println!("{:>12.6} {:?}", t as f64 / 1e9, brief(&ev));
             }
-            // As the broker does before each input: the time, then what it takes back goes out.
-            let timeouts = self.topic.stats().ack_timeouts;
+            // As the broker does before each input: the time, then what it takes back (or
+            // the room expired events leave) goes out.
+            let before = self.topic.stats();
             self.topic.tick(Duration::from_nanos(t));
-            if self.topic.stats().ack_timeouts > timeouts {
+            let after = self.topic.stats();
+            if after.ack_timeouts > before.ack_timeouts || after.expired > before.expired {
                 self.route();
             }
             self.handle(ev)?;
@@ -238,14 +246,19 @@ impl World {
     }
 
     /// While deliveries are outstanding, the topic checks its deadlines four times per ack
-    /// wait (as the broker ticks its topics), and what it takes back is delivered again.
+    /// wait, and while events wait, their age four times per max age (as the broker ticks its
+    /// topics); what it takes back is delivered again.
     fn schedule_tick(&mut self) {
-        let Some(wait) = self.scenario.ack_wait_ns else {
+        let s = self.topic.stats();
+        let wait = self.scenario.ack_wait_ns.filter(|_| s.unacked > 0);
+        let age = self.scenario.policy.max_age.map(|a| a.as_nanos() as u64);
+        let age = age.filter(|_| s.ready > 0);
+        let Some(every) = wait.into_iter().chain(age).min() else {
             return;
         };
-        if !self.tick_due && self.topic.stats().unacked > 0 {
+        if !self.tick_due {
             self.tick_due = true;
-            self.at(self.now_ns + (wait / 4).max(1), Ev::Tick);
+            self.at(self.now_ns + (every / 4).max(1), Ev::Tick);
         }
     }
 
@@ -573,9 +586,12 @@ impl World {
             if p.pending.is_none() && p.remaining > 0 {
                 let size = p.sizes[self.rng.range(0, p.sizes.len() as u64 - 1) as usize];
                 p.remaining -= 1;
+                // Three keys when the topic conflates, so events replace each other.
+                let key = (self.scenario.policy.overflow == Overflow::Conflate)
+                    .then(|| vec![(p.sent % 3) as u8]);
                 p.pending = Some(Event {
                     id: EventId::default(),
-                    key: None,
+                    key,
                     created_us: 1,
                     payload: vec![0; size as usize],
                 });
@@ -698,6 +714,10 @@ fn brief(ev: &Ev) -> String {
         Frame::Blocked(b) => format!("BLOCKED returned {} need {}", b.returned, b.need_bytes),
         Frame::Request(r) => format!("REQUEST {}", r.credit),
         Frame::Confirm(c) => format!("CONFIRM {}", c.up_to_seq),
+        Frame::Refused(r) => format!("REFUSED {}..={}", r.from_seq, r.to_seq),
+        Frame::Welcome(w) if !w.refused.is_empty() => {
+            format!("WELCOME resume {} refused {:?}", w.resume_seq, w.refused)
+        }
         Frame::Ack(a) => format!("ACK {}", a.items.len()),
         other => other.frame_type().name().to_string(),
     };

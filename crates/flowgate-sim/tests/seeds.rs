@@ -3,6 +3,7 @@
 //! ```text
 //! cargo test -p flowgate-sim --test seeds                     # the CI run: seeds 0..N and the kept ones
 //! cargo test -p flowgate-sim --test seeds -- --seed 42        # replay one seed (--trace: every event)
+//! cargo test -p flowgate-sim --test seeds -- --seed 42 --policy  # replay one of the policy runs
 //! cargo test -p flowgate-sim --test seeds -- --seeds 100000   # a longer search
 //! cargo test --release -p flowgate-sim --test seeds -- --scale  # 10,000 producers, 100 topics
 //! ```
@@ -32,6 +33,9 @@ const FAIR_FLOOR: f64 = 0.75;
 /// Seeds the CI run tries after the kept ones.
 const CI_SEEDS: u64 = 2_000;
 
+/// Seeds the CI run also tries on topics that drop, refuse or conflate (`Scenario::with_policy`).
+const CI_POLICY_SEEDS: u64 = 1_000;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
@@ -44,9 +48,17 @@ fn main() {
             })
     };
     if let Some(seed) = value("--seed") {
-        let scenario = flowgate_sim::Scenario::small(seed);
+        let policy = args.iter().any(|a| a == "--policy");
+        let trace = args.iter().any(|a| a == "--trace");
+        let (scenario, result) = if policy {
+            let s = flowgate_sim::Scenario::with_policy(seed);
+            (s, flowgate_sim::run_policy_seed(seed, trace))
+        } else {
+            let s = flowgate_sim::Scenario::small(seed);
+            (s, flowgate_sim::run_seed(seed, trace))
+        };
         println!("{scenario:#?}");
-        match flowgate_sim::run_seed(seed, args.iter().any(|a| a == "--trace")) {
+        match result {
             Ok(steps) => println!("seed {seed}: ok, {steps} steps"),
             Err(v) => {
                 eprintln!("{v}");
@@ -77,10 +89,20 @@ fn main() {
             }
         }
     }
+    let policy_count = value("--policy-seeds").unwrap_or(CI_POLICY_SEEDS);
+    for seed in 0..policy_count {
+        match flowgate_sim::run_policy_seed(seed, false) {
+            Ok(n) => steps += n,
+            Err(v) => {
+                eprintln!("{v} --policy");
+                failures.push(seed);
+            }
+        }
+    }
     let took = started.elapsed();
     println!(
-        "{} seeds, {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",
-        KEPT.len() as u64 + count,
+        "{} seeds ({policy_count} of them on topics that drop), {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",
+        KEPT.len() as u64 + count + policy_count,
         steps as f64 / took.as_secs_f64(),
         failures.len()
     );

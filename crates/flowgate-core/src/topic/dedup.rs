@@ -64,6 +64,8 @@ impl<T: Clone> Topic<T> {
         let booked = self.granted_total.take(wanted);
         self.book(booked);
         let mut out = Published::default();
+        let prior = high;
+        let batch_first = batch.first().map(|(seq, _, _)| *seq);
         // Once the policy drops or refuses an event, the rest of the batch goes the same way,
         // so what is stored is one run: the batch less its duplicates and its dropped tail.
         let mut turned_away = None;
@@ -95,7 +97,19 @@ impl<T: Clone> Topic<T> {
             }
             out.accepted += 1;
         }
+        // A retry: the confirm reaches the mark, past this batch perhaps, so the producer is
+        // told again of every refusal from the batch's start to the mark (it may never have
+        // read them), before the confirm that covers them.
+        if out.duplicates > 0
+            && let Some(first) = batch_first
+        {
+            out.refused_again = self.marks.refused_within(producer_id, first, prior);
+        }
         self.marks.set_high(producer_id, high);
+        if out.refused > 0 {
+            self.marks
+                .note_refused(producer_id, high + 1 - out.refused, high);
+        }
         out.confirm_up_to = high;
         self.stats.accepted += out.accepted;
         self.stats.spilled += out.spilled;

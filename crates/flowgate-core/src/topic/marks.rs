@@ -3,7 +3,7 @@
 //! Producer ids are random per process, so without both bounds the table would grow by one
 //! entry for every producer the broker ever met.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 /// How long, and how many, producer ids a topic remembers once their producers have left.
@@ -35,10 +35,16 @@ struct Mark {
     idle_since: Option<Duration>,
 }
 
+/// The most refused runs remembered per producer id (a reject topic's refusals, for a producer
+/// that reconnects before it read them; see [`Marks::refused`]).
+pub const MAX_REFUSED_RUNS: usize = 64;
+
 /// The table. It keeps no clock: the topic passes its time to every call that needs one.
 #[derive(Debug, Default)]
 pub(super) struct Marks {
     map: HashMap<u64, Mark>,
+    /// Per id, its latest refused runs of sequence numbers, oldest first (reject topics).
+    refused: HashMap<u64, VecDeque<(u64, u64)>>,
     /// `(idle since, id)` of every id with no producer attached, longest idle first.
     idle: BTreeSet<(Duration, u64)>,
     limits: MarkLimits,
@@ -95,6 +101,41 @@ impl Marks {
         }
     }
 
+    /// Records that `id`'s events `from..=to` were refused (a run next to the last one joins
+    /// it); the oldest runs give way beyond [`MAX_REFUSED_RUNS`].
+    pub fn note_refused(&mut self, id: u64, from: u64, to: u64) {
+        let runs = self.refused.entry(id).or_default();
+        match runs.back_mut() {
+            Some(last) if last.1 + 1 == from => last.1 = to,
+            _ => {
+                if runs.len() == MAX_REFUSED_RUNS {
+                    runs.pop_front();
+                }
+                runs.push_back((from, to));
+            }
+        }
+    }
+
+    /// `id`'s latest refused runs within `from..=to`, clipped to it, oldest first.
+    pub fn refused_within(&self, id: u64, from: u64, to: u64) -> Vec<(u64, u64)> {
+        self.refused
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.1 >= from && r.0 <= to)
+            .map(|r| (r.0.max(from), r.1.min(to)))
+            .collect()
+    }
+
+    /// `id`'s latest refused runs, oldest first: a producer that reconnects is told them in
+    /// `WELCOME`, in case the connection that carried its `REFUSED` broke first.
+    pub fn refused(&self, id: u64) -> Vec<(u64, u64)> {
+        self.refused
+            .get(&id)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Puts back a mark a store recovered: idle from now, as if its producer had just left.
     pub fn restore(&mut self, id: u64, seq: u64, now: Duration) {
         let mark = self.map.entry(id).or_default();
@@ -144,6 +185,7 @@ impl Marks {
     fn forget_first_idle(&mut self, since: Duration, id: u64) {
         self.idle.remove(&(since, id));
         self.map.remove(&id);
+        self.refused.remove(&id);
         self.forgotten.push(id);
         self.forgotten_total += 1;
     }

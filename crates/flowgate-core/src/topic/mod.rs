@@ -147,7 +147,7 @@ pub enum Action<T> {
 }
 
 /// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Published {
     /// New events stored.
     pub accepted: u64,
@@ -164,6 +164,23 @@ pub struct Published {
     /// Of the dropped, how many were refused (reject): the producer must be told, they are
     /// the sequence numbers up to `confirm_up_to`.
     pub refused: u64,
+    /// For a retry: the runs the topic refused before between the batch's first sequence
+    /// number and the mark it had, `(from, to)`. The producer must be told again before the
+    /// confirm covers them: it retried, so it may never have read those refusals (the
+    /// connection that carried them broke, or was still carrying a batch when the producer
+    /// moved to a new one).
+    pub refused_again: Vec<(u64, u64)>,
+}
+
+impl Published {
+    /// Every run of sequence numbers the producer must be told were refused, in order.
+    pub fn refused_runs(&self) -> Vec<(u64, u64)> {
+        let mut runs = self.refused_again.clone();
+        if self.refused > 0 {
+            runs.push((self.confirm_up_to + 1 - self.refused, self.confirm_up_to));
+        }
+        runs
+    }
 }
 
 /// Unacked deliveries by id. Ids are handed out in increasing order and mostly settled in
@@ -337,6 +354,12 @@ impl<T: Clone> Topic<T> {
             },
         );
         self.marks.attach(producer_id).unwrap_or(0)
+    }
+
+    /// The latest runs of `producer_id`'s events a reject policy refused, oldest first, `(from,
+    /// to)`: told to a producer that attaches, in case it never read their refusal.
+    pub fn refused_runs(&self, producer_id: u64) -> Vec<(u64, u64)> {
+        self.marks.refused(producer_id)
     }
 
     /// Detaches a producer; its unused credit returns to the free space.

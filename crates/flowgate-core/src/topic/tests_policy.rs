@@ -273,3 +273,29 @@ fn policy_names_parse_back_and_a_wrong_one_names_the_choices() {
     let e = "drop".parse::<Overflow>().unwrap_err().to_string();
     assert!(e.contains("'drop'") && e.contains("drop-oldest"), "{e}");
 }
+
+#[test]
+fn a_retried_refused_event_is_refused_again_and_a_reattached_producer_is_told_its_runs() {
+    let mut t = with(Overflow::Reject, 2);
+    let _ = t.poll_actions();
+    let out = t.publish(P, batch(1..=2)).unwrap();
+    assert!(out.refused_runs().is_empty());
+    let _ = t.poll_actions();
+    let out = t.publish(P, batch(3..=4)).unwrap();
+    assert_eq!(out.refused_runs(), [(3, 4)]);
+    let _ = t.poll_actions();
+    let out = t.publish(P, batch(5..=5)).unwrap();
+    assert_eq!(out.refused_runs(), [(5, 5)]);
+    assert_eq!(t.refused_runs(7), [(3, 5)], "adjacent runs join");
+    // The producer never read those refusals and sends 2..=6 again on a new connection.
+    t.detach_producer(P);
+    assert_eq!(t.attach_producer(P, 7), 5);
+    let _ = t.poll_actions();
+    let out = t.publish(P, batch(2..=3)).unwrap();
+    assert_eq!(
+        (out.duplicates, out.refused_again.clone()),
+        (2, vec![(3, 5)]),
+        "every refusal from the batch to the mark, since the confirm reaches the mark"
+    );
+    assert_eq!(t.stats().rejected, 3, "counted once");
+}

@@ -101,13 +101,13 @@ impl Link {
             State::Handshaking { .. } => match frame {
                 Frame::Welcome(w) => {
                     self.state = State::Open {
-                        welcome: *w,
+                        welcome: w.clone(),
                         last_read: now,
                         last_write: now,
                         heartbeat_due: false,
                     };
                     self.backoff.reset();
-                    Ok(Some(*w))
+                    Ok(Some(w.clone()))
                 }
                 Frame::Error(e) => Err(SessionError::Refused {
                     code: e.code,

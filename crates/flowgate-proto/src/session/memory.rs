@@ -31,7 +31,12 @@ pub fn apply(
                 }
             };
             let largest = topic.largest_grant();
-            out.push((conn, Frame::Welcome(session.welcome(resume, largest))));
+            let refused = match hello.role {
+                Role::Producer => topic.refused_runs(hello.producer_id),
+                Role::Consumer => Vec::new(),
+            };
+            let welcome = session.welcome(resume, largest, refused);
+            out.push((conn, Frame::Welcome(welcome)));
         }
         Input::Publish(events) => {
             let batch = events
@@ -42,10 +47,10 @@ pub fn apply(
                 })
                 .collect();
             let published = topic.publish(conn, batch)?;
-            if published.refused > 0 {
+            for (from_seq, to_seq) in published.refused_runs() {
                 let refused = Refused {
-                    from_seq: published.confirm_up_to + 1 - published.refused,
-                    to_seq: published.confirm_up_to,
+                    from_seq,
+                    to_seq,
                     reason: "the topic is full and its policy is reject".to_string(),
                 };
                 out.push((conn, Frame::Refused(refused)));

@@ -87,6 +87,9 @@ pub struct ProducerSession {
     largest_payload: Option<u64>,
     /// Refused by the broker, not yet taken by the caller (at most [`MAX_UNTAKEN_REFUSED`]).
     refused: VecDeque<Event>,
+    /// The highest sequence number handed back as refused: refusals come in order, so one at
+    /// or below it that a `WELCOME` lists again was handed back already.
+    refused_through: u64,
 }
 
 impl ProducerSession {
@@ -104,6 +107,7 @@ impl ProducerSession {
             events: VecDeque::new(),
             largest_payload: None,
             refused: VecDeque::new(),
+            refused_through: 0,
         }
     }
 
@@ -192,12 +196,16 @@ impl ProducerSession {
     }
 
     /// A new connection was welcomed: everything unconfirmed is resent in order, except what
-    /// the broker says it already holds.
-    fn welcomed(&mut self, held: u64) {
+    /// the broker says it already holds; what it lists as refused and was not yet handed back
+    /// (its `REFUSED` was lost with the last connection) is handed back now.
+    fn welcomed(&mut self, held: u64, refused: &[(u64, u64)]) {
         self.window = CreditWindow::new();
         let mut pending: VecDeque<WireEvent> = self.inflight.drain(..).collect();
         pending.append(&mut self.to_send);
         pending.append(&mut self.resend);
+        let found = self.refused_in(&pending, refused);
+        let through = refused.last().map_or(0, |r| r.1);
+        self.hand_back(found, through);
         pending.retain(|e| e.id.seq > held);
         self.resend = pending;
         self.next_seq = self.next_seq.max(held + 1);
@@ -205,6 +213,37 @@ impl ProducerSession {
         self.stats.sessions += 1;
         self.events
             .push_back(ProducerEvent::Connected { resume_seq: held });
+    }
+
+    /// The events of `events` in one of the refused `runs` and not handed back before.
+    fn refused_in<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a WireEvent>,
+        runs: &[(u64, u64)],
+    ) -> Vec<Event> {
+        events
+            .into_iter()
+            .filter(|e| e.id.seq > self.refused_through)
+            .filter(|e| runs.iter().any(|r| (r.0..=r.1).contains(&e.id.seq)))
+            .map(WireEvent::to_event)
+            .collect()
+    }
+
+    /// Hands refused events back to the caller, counted, and notes how far refusals reached.
+    fn hand_back(&mut self, events: Vec<Event>, through: u64) {
+        self.refused_through = self.refused_through.max(through);
+        if events.is_empty() {
+            return;
+        }
+        let count = events.len() as u64;
+        for e in events {
+            if self.refused.len() == MAX_UNTAKEN_REFUSED {
+                self.refused.pop_front();
+            }
+            self.refused.push_back(e);
+        }
+        self.stats.refused += count;
+        self.events.push_back(ProducerEvent::Refused { count });
     }
 
     /// Pays for resends first, in order, from the connection's credit.
@@ -247,7 +286,7 @@ impl ClientSession for ProducerSession {
     fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), SessionError> {
         if let Some(welcome) = self.link.on_frame(now, &frame)? {
             self.largest_payload = Some(welcome.largest_payload);
-            self.welcomed(welcome.resume_seq);
+            self.welcomed(welcome.resume_seq, &welcome.refused);
             return Ok(());
         }
         match frame {
@@ -273,20 +312,9 @@ impl ClientSession for ProducerSession {
             Frame::Refused(r) => {
                 // Handed back now; they stay in flight until the confirm that follows covers
                 // them (the broker holds their numbers as seen, so they are never resent).
-                let mut count = 0;
-                for e in self
-                    .inflight
-                    .iter()
-                    .filter(|e| (r.from_seq..=r.to_seq).contains(&e.id.seq))
-                {
-                    count += 1;
-                    if self.refused.len() == MAX_UNTAKEN_REFUSED {
-                        self.refused.pop_front();
-                    }
-                    self.refused.push_back(e.to_event());
-                }
-                self.stats.refused += count;
-                self.events.push_back(ProducerEvent::Refused { count });
+                let run = [(r.from_seq, r.to_seq)];
+                let found: Vec<Event> = self.refused_in(&self.inflight, &run);
+                self.hand_back(found, r.to_seq);
             }
             Frame::Heartbeat(_) => {}
             other => return Err(link::unexpected(other, "producer")),

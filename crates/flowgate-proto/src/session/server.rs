@@ -102,8 +102,14 @@ impl ServerSession {
     /// The `WELCOME` for this connection: the broker's limits, the largest event of a topic
     /// whose largest grant is `largest_grant` credit bytes, and the producer's resume point
     /// (0 for a consumer).
-    pub fn welcome(&self, resume_seq: u64, largest_grant: u64) -> Welcome {
+    pub fn welcome(
+        &self,
+        resume_seq: u64,
+        largest_grant: u64,
+        refused: Vec<(u64, u64)>,
+    ) -> Welcome {
         Welcome {
+            refused,
             version: VERSION,
             max_frame: self.limits.max_frame,
             resume_seq,
