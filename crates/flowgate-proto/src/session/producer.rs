@@ -87,8 +87,9 @@ pub struct ProducerSession {
     largest_payload: Option<u64>,
     /// Refused by the broker, not yet taken by the caller (at most [`MAX_UNTAKEN_REFUSED`]).
     refused: VecDeque<Event>,
-    /// The highest sequence number handed back as refused: refusals come in order, so one at
-    /// or below it that a `WELCOME` lists again was handed back already.
+    /// The highest sequence number handed back as refused. Events are sent in order and a
+    /// refusal always comes before the confirm that covers it, so a refused event at or below
+    /// it that a `WELCOME` or a later `REFUSED` lists again was handed back already.
     refused_through: u64,
 }
 
@@ -204,8 +205,7 @@ impl ProducerSession {
         pending.append(&mut self.to_send);
         pending.append(&mut self.resend);
         let found = self.refused_in(&pending, refused);
-        let through = refused.last().map_or(0, |r| r.1);
-        self.hand_back(found, through);
+        self.hand_back(found);
         pending.retain(|e| e.id.seq > held);
         self.resend = pending;
         self.next_seq = self.next_seq.max(held + 1);
@@ -229,14 +229,16 @@ impl ProducerSession {
             .collect()
     }
 
-    /// Hands refused events back to the caller, counted, and notes how far refusals reached.
-    fn hand_back(&mut self, events: Vec<Event>, through: u64) {
-        self.refused_through = self.refused_through.max(through);
+    /// Hands refused events back to the caller, counted, and notes the highest one. (A run
+    /// may reach past what was sent so far: those are handed back when they are sent again
+    /// and refused again.)
+    fn hand_back(&mut self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
         let count = events.len() as u64;
         for e in events {
+            self.refused_through = self.refused_through.max(e.id.seq);
             if self.refused.len() == MAX_UNTAKEN_REFUSED {
                 self.refused.pop_front();
             }
@@ -314,7 +316,7 @@ impl ClientSession for ProducerSession {
                 // them (the broker holds their numbers as seen, so they are never resent).
                 let run = [(r.from_seq, r.to_seq)];
                 let found: Vec<Event> = self.refused_in(&self.inflight, &run);
-                self.hand_back(found, r.to_seq);
+                self.hand_back(found);
             }
             Frame::Heartbeat(_) => {}
             other => return Err(link::unexpected(other, "producer")),
