@@ -57,21 +57,17 @@ pub(crate) fn publish(
             ))
         })
         .map_err(|e| fatal_topic_error(&e))?;
-    // Refusals go out with the confirm, once the log holds the producer's mark past them: a
-    // producer told of a refusal never finds the broker expecting those numbers again.
-    let refusals = refusals(topic, &out);
+    // Refusals are queued now, in the order the batches came, and go out with the confirm
+    // that reaches them, once the log holds the producer's mark past them: a producer told of
+    // a refusal never finds the broker expecting those numbers again.
+    tell_refused(topic, outbox, &out);
     let outbox = Arc::clone(outbox);
     let shared = Arc::clone(shared);
     let topic_name = topic.name.clone();
     shared.confirming.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         match durable.wait().await {
-            Ok(()) => {
-                for (from, to, reason) in refusals {
-                    outbox.refuse(from, to, reason);
-                }
-                outbox.confirm(out.confirm_up_to);
-            }
+            Ok(()) => outbox.confirm(out.confirm_up_to),
             Err(e) => {
                 tracing::error!(topic = %topic_name, "storage failed, a batch is not confirmed: {e}");
                 shared.count_error(ErrorCode::StorageFailed);

@@ -51,6 +51,10 @@ impl Pending {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pending: Mutex<Pending>,
+    /// Refusals waiting for the confirm that covers them, in the order the batches came:
+    /// a refusal goes out just before the first confirm that reaches it, and never after it,
+    /// whichever order the batches' durability waits end in.
+    awaiting: Mutex<std::collections::VecDeque<(u64, u64, String)>>,
     /// Woken whenever something is added.
     pub wake: Notify,
 }
@@ -70,18 +74,28 @@ impl Outbox {
         self.push(|p| p.grant = p.grant.saturating_add(credit));
     }
 
-    /// Confirms up to `seq`.
+    /// Confirms up to `seq`, after the refusals this confirm reaches.
     pub fn confirm(&self, seq: u64) {
-        self.push(|p| p.confirm = Some(p.confirm.map_or(seq, |c| c.max(seq))));
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        self.push(|p| {
+            while awaiting.front().is_some_and(|r| r.1 <= seq) {
+                let Some((from, to, reason)) = awaiting.pop_front() else {
+                    break;
+                };
+                match p.refused.last_mut() {
+                    Some(last) if last.1 + 1 == from && last.2 == reason => last.1 = to,
+                    _ => p.refused.push((from, to, reason)),
+                }
+            }
+            p.confirm = Some(p.confirm.map_or(seq, |c| c.max(seq)));
+        });
     }
 
-    /// Tells the producer its events `from..=to` were refused, and why (before the confirm
-    /// that covers them).
+    /// Tells the producer its events `from..=to` were refused, and why: just before the first
+    /// confirm that reaches `to`. Called in the order the batches came.
     pub fn refuse(&self, from: u64, to: u64, reason: String) {
-        self.push(|p| match p.refused.last_mut() {
-            Some(last) if last.1 + 1 == from && last.2 == reason => last.1 = to,
-            _ => p.refused.push((from, to, reason)),
-        });
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        awaiting.push_back((from, to, reason));
     }
 
     /// Queues deliveries.
@@ -152,6 +166,23 @@ mod tests {
         assert_eq!(p.grant, Credit::new(5, 50));
         assert_eq!(p.confirm, Some(5));
         assert!(o.take().is_idle());
+    }
+
+    #[test]
+    fn a_refusal_goes_out_with_the_first_confirm_that_reaches_it_whatever_order_they_end() {
+        let o = Outbox::default();
+        o.refuse(5, 10, "full".into());
+        o.refuse(15, 20, "full".into());
+        o.confirm(20);
+        let p = o.take();
+        let runs: Vec<(u64, u64)> = p.refused.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!((runs, p.confirm), (vec![(5, 10), (15, 20)], Some(20)));
+        o.refuse(21, 25, "full".into());
+        o.confirm(12);
+        let p = o.take();
+        assert!(p.refused.is_empty(), "not reached yet");
+        o.confirm(25);
+        assert_eq!(o.take().refused, [(21, 25, "full".to_string())]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use flowgate_core::{
-    Action, ConnId, GroupStats, StageClock, StageSplit, StageState, Topic, TopicStats,
+    Action, ConnId, GroupStats, Overflow, StageClock, StageSplit, StageState, Topic, TopicStats,
 };
 use flowgate_proto::WireEvent;
 
@@ -145,6 +145,7 @@ impl TopicHandle {
             })
             .collect();
         let mut inner = self.lock();
+        inner.topic.tick(self.epoch.elapsed());
         inner.topic.loaded(items);
         self.route(&mut inner);
     }
@@ -291,11 +292,12 @@ impl Topics {
             let memory = self.config.capacity_of(name);
             let policy = self.config.policies.get(name).copied().unwrap_or_default();
             // A store that keeps events beyond memory bounds the topic; memory keeps the
-            // configured capacity and the rest spills. A topic that drops or refuses what does
-            // not fit builds no backlog: its capacity is the configured one, disk or not (the
-            // log keeps what it holds across a restart).
+            // configured capacity and the rest spills. A topic that drops, refuses or
+            // conflates builds no backlog on disk (conflation works on what is in memory):
+            // its capacity is the configured one, and the log keeps what it holds across a
+            // restart, read back in if a restart finds more than fits.
             let mut topic = match self.storage.capacity(name) {
-                Some(disk) if policy.overflow.paces() => {
+                Some(disk) if policy.overflow == Overflow::Block => {
                     let mut t = Topic::new(disk);
                     t.spill_beyond(memory);
                     // The log keeps attempt counts across restarts.
@@ -304,6 +306,7 @@ impl Topics {
                 }
                 Some(_) => {
                     let mut t = Topic::new(memory);
+                    t.spill_beyond(memory);
                     t.record_attempts();
                     t
                 }

@@ -9,7 +9,7 @@
 //! - **liveness**: whenever nothing is in flight and no commit is running, no producer waits
 //!   for an event that the topic has room for (room for credit, under a policy that drops);
 //! - **ledger** (at the end): every producer's every event was confirmed, accepted once,
-//!   acked, and committed as a row; no row the producers did not send. Under another policy
+//!   acked, and committed as a row by every consumer group; no row the producers did not send. Under another policy
 //!   or a max age: every event sent was accepted, dropped or refused (the producers counting
 //!   each refusal), every accepted one acked, dropped, replaced or expired, nothing held, and
 //!   every acked one committed;
@@ -69,8 +69,9 @@ impl World {
     pub(crate) fn check_step(&mut self) -> Result<(), crate::Violation> {
         let cap = self.scenario.capacity;
         let s = self.topic.stats();
-        let held_events = s.ready + s.unacked;
-        let held_bytes = s.ready_bytes + s.unacked_bytes;
+        // Held once however many groups have still to ack it.
+        let held_events = s.held;
+        let held_bytes = s.held_bytes;
         if held_events > cap.events || held_bytes > cap.bytes {
             return Err(self.violation(
                 "cap",
@@ -154,12 +155,17 @@ impl World {
             if self.scenario.policy != flowgate_core::TopicPolicy::default() {
                 continue;
             }
-            for seq in 1..=p.sent {
-                if !self.rows.contains_key(&(i as u64 + 1, seq)) {
-                    return Err(self.violation(
-                        "ledger",
-                        format!("producer {i} event {seq} confirmed but never committed"),
-                    ));
+            for g in self.groups_in_use() {
+                for seq in 1..=p.sent {
+                    if !self.rows[g].contains_key(&(i as u64 + 1, seq)) {
+                        return Err(self.violation(
+                            "ledger",
+                            format!(
+                                "producer {i} event {seq} confirmed but never committed by group {}",
+                                crate::scenario::GROUPS[g]
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -167,18 +173,29 @@ impl World {
         if self.scenario.policy != flowgate_core::TopicPolicy::default() {
             return self.check_policy_ledger(total);
         }
-        if self.rows.len() as u64 != total || s.accepted != total || s.acked != total {
+        let groups = self.groups_in_use();
+        let rows: Vec<usize> = groups.iter().map(|&g| self.rows[g].len()).collect();
+        let every_group = rows.iter().all(|&n| n as u64 == total);
+        if !every_group || s.accepted != total || s.acked != total * groups.len() as u64 {
             return Err(self.violation(
                 "ledger",
                 format!(
-                    "{total} events sent, {} rows, {} accepted, {} acked",
-                    self.rows.len(),
+                    "{total} events sent, rows per group {rows:?}, {} accepted, {} acked over {} group(s)",
                     s.accepted,
-                    s.acked
+                    s.acked,
+                    groups.len()
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// The groups some consumer of the run belongs to.
+    fn groups_in_use(&self) -> Vec<usize> {
+        let mut groups: Vec<usize> = self.scenario.consumers.iter().map(|c| c.group).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
     }
 
     /// The ledger of a run whose topic may let events go: each one is accounted for once.
@@ -189,8 +206,9 @@ impl World {
             .iter()
             .map(|p| p.session.stats().refused)
             .sum();
-        let rows = self.rows.len() as u64;
-        let sent_all = self.rows.keys().all(|&(producer, seq)| {
+        // Policy runs have one group.
+        let rows = self.rows[0].len() as u64;
+        let sent_all = self.rows[0].keys().all(|&(producer, seq)| {
             let i = producer as usize - 1;
             i < self.producers.len() && seq <= self.producers[i].sent
         });

@@ -31,6 +31,11 @@ pub fn run_policy_seed(seed: u64, trace: bool) -> Result<u64, Violation> {
     run(Scenario::with_policy(seed), trace)
 }
 
+/// Runs [`Scenario::with_groups`] of `seed`: the same run with two blocking consumer groups.
+pub fn run_groups_seed(seed: u64, trace: bool) -> Result<u64, Violation> {
+    run(Scenario::with_groups(seed), trace)
+}
+
 fn run(scenario: Scenario, trace: bool) -> Result<u64, Violation> {
     let mut world = World::new(scenario);
     world.trace = trace;

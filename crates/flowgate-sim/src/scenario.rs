@@ -33,7 +33,12 @@ pub struct ConsumerPlan {
     /// Times at which it crashes (dropping what it has not acked) and restarts after a
     /// pause.
     pub crashes: Vec<(u64, u64)>,
+    /// Its consumer group: an index into [`GROUPS`] (0 but in [`Scenario::with_groups`]).
+    pub group: usize,
 }
+
+/// The consumer groups a run's consumers belong to; both block.
+pub const GROUPS: [&str; 2] = ["g", "audit"];
 
 /// A whole run.
 #[derive(Debug, Clone)]
@@ -120,6 +125,7 @@ impl Scenario {
                         0
                     },
                     crashes,
+                    group: 0,
                 }
             })
             .collect();
@@ -181,6 +187,27 @@ impl Scenario {
         scenario
     }
 
+    /// [`Scenario::small`] of `seed` with its consumers split between two blocking groups
+    /// (a second consumer is added when it has one): every event must reach both, and the
+    /// topic hold it until both acked. Drawn from a stream of its own.
+    pub fn with_groups(seed: u64) -> Scenario {
+        let mut rng = Rng::new(seed ^ 0x0067_7005);
+        let mut scenario = Scenario::small(seed);
+        if scenario.consumers.len() == 1 {
+            let mut twin = scenario.consumers[0].clone();
+            twin.commit_ns = (rng.range(0, 2) * MS, rng.range(2, 40) * MS);
+            scenario.consumers.push(twin);
+        }
+        for (i, c) in scenario.consumers.iter_mut().enumerate() {
+            c.group = match i {
+                0 => 0,
+                1 => 1,
+                _ => rng.range(0, 1) as usize,
+            };
+        }
+        scenario
+    }
+
     /// One topic of the scale run: `producers` producers wanting 20 events/s each, of sizes
     /// from 100 B to 10 KiB, for `seconds` of virtual time, against `consumers` consumers
     /// that together commit about half of that (batches of 5 taking 40-60 ms each), on a
@@ -210,6 +237,7 @@ impl Scenario {
                         )
                     })
                     .collect(),
+                group: 0,
             })
             .collect();
         Scenario {

@@ -15,7 +15,7 @@ use flowgate_proto::{
 
 use crate::check::{Report, Violation};
 use crate::rng::Rng;
-use crate::scenario::Scenario;
+use crate::scenario::{GROUPS, Scenario};
 
 /// Who is at the client end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +119,8 @@ pub struct World {
     next_conn: ConnId,
     pub(crate) producers: Vec<ProducerActor>,
     pub(crate) consumers: Vec<ConsumerActor>,
-    /// Committed rows: (producer id, seq) → times written.
-    pub(crate) rows: BTreeMap<(u64, u64), u32>,
+    /// Committed rows: (producer id, seq) → times written, per consumer group.
+    pub(crate) rows: Vec<BTreeMap<(u64, u64), u32>>,
     pub(crate) frames_inflight: u64,
     pub(crate) commits_pending: u64,
     pub(crate) steps: u64,
@@ -160,7 +160,7 @@ impl World {
             next_conn: 1,
             producers: Vec::new(),
             consumers: Vec::new(),
-            rows: BTreeMap::new(),
+            rows: vec![BTreeMap::new(); GROUPS.len()],
             frames_inflight: 0,
             commits_pending: 0,
             steps: 0,
@@ -172,6 +172,14 @@ impl World {
         w.topic
             .set_ack_wait(w.scenario.ack_wait_ns.map(Duration::from_nanos));
         w.topic.set_policy(w.scenario.policy, Some(wire_key));
+        // With two groups, both exist from the start, as a broker's declared groups do: a
+        // group that appeared later would start at the oldest event still held.
+        if w.scenario.consumers.iter().any(|c| c.group > 0) {
+            for name in GROUPS {
+                let declared = w.topic.declare_group(name, flowgate_core::GroupMode::Block);
+                debug_assert!(declared.is_ok(), "{declared:?}");
+            }
+        }
         for (i, p) in w.scenario.producers.clone().into_iter().enumerate() {
             let hello = Hello::producer("t", i as u64 + 1, LIMITS.max_frame);
             w.producers.push(ProducerActor {
@@ -189,7 +197,7 @@ impl World {
             w.at(p.start_ns, Ev::Connect(Client::Producer(i)));
         }
         for (j, c) in w.scenario.consumers.clone().into_iter().enumerate() {
-            let hello = Hello::consumer("t", "g", LIMITS.max_frame);
+            let hello = Hello::consumer("t", GROUPS[c.group], LIMITS.max_frame);
             let session = ConsumerSession::new(hello, c.prefetch, base).expect("prefetch");
             w.consumers.push(ConsumerActor {
                 session,
@@ -300,9 +308,9 @@ impl World {
                     return Ok(());
                 }
                 c.busy = false;
+                let group = self.scenario.consumers[j].group;
                 for d in &batch {
-                    *self
-                        .rows
+                    *self.rows[group]
                         .entry((d.event.id.producer, d.event.id.seq))
                         .or_default() += 1;
                 }

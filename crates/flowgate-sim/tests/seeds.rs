@@ -4,6 +4,7 @@
 //! cargo test -p flowgate-sim --test seeds                     # the CI run: seeds 0..N and the kept ones
 //! cargo test -p flowgate-sim --test seeds -- --seed 42        # replay one seed (--trace: every event)
 //! cargo test -p flowgate-sim --test seeds -- --seed 42 --policy  # replay one of the policy runs
+//! cargo test -p flowgate-sim --test seeds -- --seed 42 --groups  # replay one of the two-group runs
 //! cargo test -p flowgate-sim --test seeds -- --seeds 100000   # a longer search
 //! cargo test --release -p flowgate-sim --test seeds -- --scale  # 10,000 producers, 100 topics
 //! ```
@@ -36,6 +37,9 @@ const CI_SEEDS: u64 = 2_000;
 /// Seeds the CI run also tries on topics that drop, refuse or conflate (`Scenario::with_policy`).
 const CI_POLICY_SEEDS: u64 = 1_000;
 
+/// Seeds the CI run also tries with two blocking consumer groups (`Scenario::with_groups`).
+const CI_GROUP_SEEDS: u64 = 500;
+
 /// Policy seeds beyond the CI run's that once broke the ledger, kept (they run first): a
 /// retry's refusal run reached past the events resent so far, and the producer took the run's
 /// end as handed back, so the rest, refused again when resent, were never handed back.
@@ -54,10 +58,14 @@ fn main() {
     };
     if let Some(seed) = value("--seed") {
         let policy = args.iter().any(|a| a == "--policy");
+        let groups = args.iter().any(|a| a == "--groups");
         let trace = args.iter().any(|a| a == "--trace");
         let (scenario, result) = if policy {
             let s = flowgate_sim::Scenario::with_policy(seed);
             (s, flowgate_sim::run_policy_seed(seed, trace))
+        } else if groups {
+            let s = flowgate_sim::Scenario::with_groups(seed);
+            (s, flowgate_sim::run_groups_seed(seed, trace))
         } else {
             let s = flowgate_sim::Scenario::small(seed);
             (s, flowgate_sim::run_seed(seed, trace))
@@ -104,10 +112,20 @@ fn main() {
             }
         }
     }
+    let group_count = value("--group-seeds").unwrap_or(CI_GROUP_SEEDS);
+    for seed in 0..group_count {
+        match flowgate_sim::run_groups_seed(seed, false) {
+            Ok(n) => steps += n,
+            Err(v) => {
+                eprintln!("{v} --groups");
+                failures.push(seed);
+            }
+        }
+    }
     let took = started.elapsed();
     println!(
-        "{} seeds ({policy_count} of them on topics that drop), {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",
-        (KEPT.len() + KEPT_POLICY.len()) as u64 + count + policy_count,
+        "{} seeds ({policy_count} of them on topics that drop, {group_count} with two consumer groups), {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",
+        (KEPT.len() + KEPT_POLICY.len()) as u64 + count + policy_count + group_count,
         steps as f64 / took.as_secs_f64(),
         failures.len()
     );

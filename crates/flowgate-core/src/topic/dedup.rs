@@ -42,16 +42,16 @@ impl<T: Clone> Topic<T> {
             if known.is_none() && first > 0 {
                 high = first - 1;
             }
-            if first == 0 || first > high + 1 {
+            if first == 0 || first > high.saturating_add(1) {
                 return Err(TopicError::SequenceGap {
-                    expected: high + 1,
+                    expected: high.saturating_add(1),
                     got: first,
                 });
             }
             for (offset, (seq, _, _)) in (0u64..).zip(&batch) {
-                if *seq != first + offset {
+                if Some(*seq) != first.checked_add(offset) {
                     return Err(TopicError::SequenceGap {
-                        expected: first + offset,
+                        expected: first.saturating_add(offset),
                         got: *seq,
                     });
                 }

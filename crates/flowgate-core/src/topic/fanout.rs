@@ -207,6 +207,7 @@ impl<T: Clone> Topic<T> {
     /// The lobby became a best-effort group: nothing blocks, so nothing is held any more, and
     /// what was held leaves the topic (the group keeps its copies, within its max lag).
     fn unhold_all(&mut self) {
+        self.keys.clear();
         let held = self.held_total.get();
         let booked = self.held_total.take(held);
         self.book(booked);

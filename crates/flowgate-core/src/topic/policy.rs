@@ -15,6 +15,10 @@ use std::time::Duration;
 use super::{Entry, Topic};
 use crate::credit::Credit;
 
+/// How many waiting events of each blocking group drop-oldest looks at for one that no
+/// consumer holds, before it drops the new event instead.
+const DROP_OLDEST_LOOKS: usize = 16;
+
 /// What a full topic does with one more event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -178,7 +182,8 @@ impl<T: Clone> Topic<T> {
 
     /// Notes the waiting event with this key, just pushed under `delivery_id` (conflate).
     pub(super) fn note_key(&mut self, item: &T, delivery_id: u64) {
-        if self.policy.overflow != Overflow::Conflate {
+        // Held by no blocking group, an event is never released, so its key would stay.
+        if self.policy.overflow != Overflow::Conflate || self.blocking == 0 {
             return;
         }
         if let Some(key) = self.key_of.and_then(|f| f(item)) {
@@ -245,15 +250,22 @@ impl<T: Clone> Topic<T> {
         after.events <= self.capacity.events && after.bytes <= self.capacity.bytes
     }
 
-    /// Drops the oldest event waiting at the front of a blocking group that no consumer of a
-    /// blocking group holds.
+    /// Drops the oldest event waiting near the front of a blocking group that no consumer of
+    /// a blocking group holds.
     /// False when there is none (every held event is delivered, or only on disk).
     fn drop_oldest(&mut self) -> bool {
+        // The first few waiting in each blocking group: with two or more, the front of one
+        // may be held by a consumer of another while an event behind it is held by nobody.
         let mut fronts: Vec<u64> = self
             .groups
             .iter()
             .filter(|g| g.blocks())
-            .filter_map(|g| g.ready.front().map(|e| e.delivery_id))
+            .flat_map(|g| {
+                g.ready
+                    .iter()
+                    .take(DROP_OLDEST_LOOKS)
+                    .map(|e| e.delivery_id)
+            })
             .collect();
         fronts.sort_unstable();
         fronts.dedup();

@@ -299,3 +299,25 @@ fn a_retried_refused_event_is_refused_again_and_a_reattached_producer_is_told_it
     );
     assert_eq!(t.stats().rejected, 3, "counted once");
 }
+
+#[test]
+fn drop_oldest_with_two_blocking_groups_looks_past_fronts_another_group_holds() {
+    const B: ConnId = 4;
+    let mut t = with(Overflow::DropOldest, 3);
+    t.attach_consumer(C, "a", GroupMode::Block).unwrap();
+    t.attach_consumer(B, "b", GroupMode::Block).unwrap();
+    let _ = t.poll_actions();
+    t.publish(P, batch(1..=3)).unwrap();
+    t.request(C, Credit::new(1, 1_000)).unwrap();
+    t.request(B, Credit::new(2, 1_000)).unwrap();
+    let actions = t.poll_actions();
+    assert_eq!(delivered(&actions, C).len(), 1, "a holds 1");
+    let b = delivered(&actions, B);
+    t.nack(B, b[0].0, b[0].1).unwrap();
+    // a waits on [2, 3]; b waits on [1, 3] and holds 2: only 3 is held by nobody.
+    let _ = t.poll_actions();
+    let out = t.publish(P, batch(4..=4)).unwrap();
+    assert_eq!((out.accepted, out.dropped), (1, 0), "3 gave way");
+    assert_eq!(t.take_dropped(), [3]);
+    assert_eq!(t.stats().dropped_oldest, 1);
+}
