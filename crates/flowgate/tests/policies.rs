@@ -347,3 +347,50 @@ fn a_producer_streaming_into_a_dropping_topic_goes_on_across_a_disk_broker_resta
     );
     broker.stop();
 }
+
+#[test]
+fn the_declaration_in_broker_help_is_one_the_broker_takes() {
+    let help = std::process::Command::new(common::BIN)
+        .args(["broker", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let start = help.find("  [[topic]]").expect("a declaration in --help");
+    let toml: String = help[start..]
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("help.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let broker = BrokerProc::start(
+        dir.path(),
+        &format!("--config {} --metrics-addr 127.0.0.1:0", config.display()),
+    );
+    let t = topic(broker.metrics.as_deref().unwrap(), "telemetry");
+    assert_eq!(
+        (t["policy"].as_str(), t["max_age_ms"].as_u64()),
+        (Some("drop-oldest"), Some(30_000)),
+        "{toml}"
+    );
+    let groups: Vec<(String, Option<u64>)> = t["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_string(),
+                g["max_lag"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("db".to_string(), None),
+            ("dashboard".to_string(), Some(5000))
+        ]
+    );
+    broker.stop();
+}

@@ -37,6 +37,21 @@ With --storage disk a producer's batch is confirmed only after it is fsynced to 
 log in --data-dir; a restarted broker recovers every confirmed, unacknowledged event. Memory
 keeps --capacity per topic; a backlog beyond it waits on disk (up to --max-disk-bytes) and
 is read back, in order, as consumers make room.
+A --config file declares topics, each with its own capacity and, optionally, what it does
+when full (policy: block, the default, drop-newest, drop-oldest, reject or conflate), how old
+an event may get (max_age), its ack deadline, its log's size and its consumer groups:
+
+  [[topic]]
+  name = \"telemetry\"
+  capacity_events = 10000
+  capacity_bytes = 8388608
+  policy = \"drop-oldest\"
+  max_age = \"30s\"
+  ack_wait = \"10s\"
+  max_disk_bytes = 1073741824
+  group = [{ name = \"db\" }, { name = \"dashboard\", max_lag = 5000 }]
+
+Every drop is counted in /stats and the metrics (flowgate topics lists them).
 Tokens, each allowed to produce to and consume from named topics, are declared in the
 --config file ([[token]] name, secret, produce, consume); with any declared, every client
 needs one. With --tls-cert every client must use TLS. In a memory cgroup the broker keeps to
@@ -61,7 +76,7 @@ pub(crate) struct BrokerArgs {
     /// Bytes a topic (created on first use) holds in memory.
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     capacity_bytes: Size,
-    /// TOML file declaring topics (and default capacity); see the crate docs for the format.
+    /// TOML file declaring topics (and default capacity, tokens); the format is below.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Largest frame accepted from a peer. Events take at most this, less 49 bytes of
