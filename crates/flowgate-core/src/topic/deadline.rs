@@ -4,16 +4,22 @@
 //! ([`Topic::progress`]). So a consumer that reads but never acks (a stopped process whose
 //! socket stays open) holds its deliveries for the ack wait, not for ever, and another
 //! consumer of the group gets them. Each group keeps its own deadlines.
+//!
+//! A delivery's deadline lives in its entry alone: there is no queue of deadlines to push to
+//! on every delivery and prune on every settle. Each group keeps a bound, the earliest any of
+//! its unacked deliveries can fall due; only once the clock passes it are the unacked
+//! deliveries looked through, the overdue ones taken back, and the bound set again. With
+//! consumers that settle in time that is about once per ack wait.
 
 use std::time::Duration;
 
-use super::{ConnId, Group, Topic, TopicError};
+use super::{ConnId, Topic, TopicError};
 use crate::credit::Credit;
 
 impl<T: Clone> Topic<T> {
     /// Sets how long a delivery may stay unsettled, for every group (now and to come); `None`
-    /// (the default) waits for ever. Set it before the first delivery: deadlines are kept in
-    /// the order they fall due.
+    /// (the default) waits for ever. Set it before the first delivery: deliveries made before
+    /// keep the deadline they were given (none).
     pub fn set_ack_wait(&mut self, wait: Option<Duration>) {
         self.ack_wait = wait;
         for group in &mut self.groups {
@@ -36,9 +42,9 @@ impl<T: Clone> Topic<T> {
         let due = group.ack_wait.map(|w| self.now.saturating_add(w));
         match group.unacked.get_mut(&delivery_id) {
             Some((owner, entry)) if *owner == conn && entry.attempt == attempt => {
+                // Later than before: the group's bound still holds.
                 if let Some(due) = due {
                     entry.due = due;
-                    group.deadlines.push_back((due, delivery_id, attempt));
                 }
                 Ok(())
             }
@@ -60,14 +66,6 @@ impl<T: Clone> Topic<T> {
         }
     }
 
-    /// Drops stale deadline entries of every group (run by [`Topic::tick`], once per input
-    /// rather than per ack).
-    pub(super) fn prune_deadlines(&mut self) {
-        for group in &mut self.groups {
-            prune(group);
-        }
-    }
-
     /// Takes back every delivery whose deadline has passed, in every group.
     pub(super) fn expire_deliveries(&mut self) {
         for gi in 0..self.groups.len() {
@@ -78,16 +76,24 @@ impl<T: Clone> Topic<T> {
     fn expire_group(&mut self, gi: usize) {
         let now = self.now;
         let group = &mut self.groups[gi];
+        match group.next_due {
+            Some(due) if due <= now => {}
+            _ => return,
+        }
+        // A deadline of zero is none (a delivery made while no ack wait was set).
         let mut expired = Vec::new();
-        while let Some(&(due, id, attempt)) = group.deadlines.front() {
-            if due > now {
-                break;
+        let mut next_due: Option<Duration> = None;
+        for (id, (_, entry)) in &group.unacked {
+            if entry.due == Duration::ZERO {
+                continue;
             }
-            group.deadlines.pop_front();
-            if stands(group, (due, id, attempt)) {
-                expired.push(id);
+            if entry.due <= now {
+                expired.push(*id);
+            } else {
+                next_due = Some(next_due.map_or(entry.due, |d| d.min(entry.due)));
             }
         }
+        group.next_due = next_due;
         // Highest id first, each pushed to the front: the lowest ends up first.
         expired.sort_unstable_by(|a, b| b.cmp(a));
         for id in expired {
@@ -106,32 +112,5 @@ impl<T: Clone> Topic<T> {
             self.book(booked);
             self.requeue_front(gi, entry);
         }
-    }
-}
-
-/// Whether a deadline entry still stands: a settled delivery, a later attempt or a restarted
-/// deadline leaves a stale one behind.
-fn stands<T>(group: &Group<T>, (due, id, attempt): (Duration, u64, u32)) -> bool {
-    matches!(group.unacked.get(&id), Some((_, e)) if e.attempt == attempt && e.due == due)
-}
-
-/// Drops a group's stale deadline entries: those at the front, and all of them once they
-/// outnumber the deliveries outstanding, so the queue stays the size of what is unacked however
-/// the acks are ordered (not every delivery of the last ack wait).
-fn prune<T>(group: &mut Group<T>) {
-    while let Some(&front) = group.deadlines.front() {
-        if stands(group, front) {
-            break;
-        }
-        group.deadlines.pop_front();
-    }
-    if group.deadlines.len() > 2 * group.unacked.len() + 64 {
-        let kept: std::collections::VecDeque<_> = group
-            .deadlines
-            .iter()
-            .copied()
-            .filter(|d| stands(group, *d))
-            .collect();
-        group.deadlines = kept;
     }
 }

@@ -110,9 +110,7 @@ impl<T: Clone> Topic<T> {
                 slot.held += 1;
                 if let Some(due) = due {
                     entry.due = due;
-                    group
-                        .deadlines
-                        .push_back((due, entry.delivery_id, entry.attempt));
+                    group.next_due = Some(group.next_due.map_or(due, |d| d.min(due)));
                 }
                 group.unacked.insert(entry.delivery_id, (conn, entry));
             }

@@ -116,8 +116,10 @@ pub(super) struct Group<T> {
     pub last_served: Option<ConnId>,
     /// How long a delivery may stay unsettled.
     pub ack_wait: Option<Duration>,
-    /// `(due, delivery id, attempt)` of unacked deliveries, in the order they fall due.
-    pub deadlines: VecDeque<(Duration, u64, u32)>,
+    /// No unacked delivery falls due before this (`None`: none has a deadline). A bound, not
+    /// the exact earliest: a settle does not raise it, so a look at the deadlines can find
+    /// nothing due, and sets it again from what is unacked then.
+    pub next_due: Option<Duration>,
     pub counts: GroupCounts,
 }
 
@@ -133,7 +135,7 @@ impl<T: Clone> Group<T> {
             consumers: BTreeMap::new(),
             last_served: None,
             ack_wait,
-            deadlines: VecDeque::new(),
+            next_due: None,
             counts: GroupCounts::default(),
         }
     }

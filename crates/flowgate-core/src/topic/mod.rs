@@ -385,7 +385,6 @@ impl<T: Clone> Topic<T> {
         self.marks.expire(self.now);
         self.expire_old();
         self.expire_deliveries();
-        self.prune_deadlines();
     }
 
     /// The producer ids forgotten since the last call, for a store that keeps their marks.

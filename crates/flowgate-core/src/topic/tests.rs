@@ -559,7 +559,7 @@ fn recorded_attempts_are_reported_and_restored_events_keep_theirs() {
 }
 
 #[test]
-fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
+fn deadlines_are_looked_at_only_once_the_earliest_can_have_passed() {
     let mut t: Topic<u64> = Topic::new(Credit::new(100_000, 100_000_000));
     t.set_ack_wait(Some(Duration::from_secs(30)));
     t.attach_producer(P, 7);
@@ -567,35 +567,24 @@ fn settled_deliveries_leave_no_deadlines_behind_in_any_order() {
     let _ = t.poll_actions();
     t.publish(P, batch(1..=10)).unwrap();
     t.request(C, Credit::new(u64::MAX, u64::MAX)).unwrap();
-    let held = delivered(&t.poll_actions(), C);
-    // Acked last to first: the front entry stays until the oldest goes, then all do.
-    for (id, attempt, _) in held.iter().rev() {
+    let first = delivered(&t.poll_actions(), C);
+    assert_eq!(t.groups[0].next_due, Some(Duration::from_secs(30)));
+    // Every one acked but the last: the bound stays until the clock passes it.
+    for (id, attempt, _) in &first[..9] {
         t.ack(C, *id, *attempt).unwrap();
     }
-    t.tick(Duration::from_secs(1));
-    assert!(
-        t.groups[0].deadlines.is_empty(),
-        "{:?}",
-        t.groups[0].deadlines
-    );
-    // Each round leaves its first delivery unacked and acks the rest: stale entries pile up
-    // behind the oldest unacked one until they outnumber what is outstanding.
-    for round in 0..200u64 {
-        let first = 11 + round * 10;
-        t.publish(P, batch(first..=first + 9)).unwrap();
-        let held = delivered(&t.poll_actions(), C);
-        for (id, attempt, _) in &held[1..] {
-            t.ack(C, *id, *attempt).unwrap();
-        }
-        // The broker tells the topic the time before each input.
-        t.tick(Duration::from_secs(1));
-    }
-    assert_eq!(t.stats().unacked, 200);
-    assert!(
-        t.groups[0].deadlines.len() <= 2 * 200 + 64 + 10,
-        "{}",
-        t.groups[0].deadlines.len()
-    );
+    t.tick(Duration::from_secs(10));
+    t.publish(P, batch(11..=11)).unwrap();
+    let later = delivered(&t.poll_actions(), C);
+    assert_eq!(t.groups[0].next_due, Some(Duration::from_secs(30)));
+    // At 30 s the last of the first ten is overdue and taken back; the one delivered at
+    // 10 s is due at 40 s, the new bound.
+    t.tick(Duration::from_secs(30));
+    assert_eq!(t.stats().ack_timeouts, 1);
+    assert_eq!(t.groups[0].next_due, Some(Duration::from_secs(40)));
+    t.ack(C, later[0].0, later[0].1).unwrap();
+    t.tick(Duration::from_secs(41));
+    assert_eq!((t.stats().ack_timeouts, t.groups[0].next_due), (1, None));
 }
 
 #[test]
