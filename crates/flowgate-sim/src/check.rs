@@ -9,7 +9,8 @@
 //! - **liveness**: whenever nothing is in flight and no commit is running, no producer waits
 //!   for an event that the topic has room for (room for credit, under a policy that drops);
 //! - **ledger** (at the end): every producer's every event was confirmed, accepted once,
-//!   acked, and committed as a row by every consumer group; no row the producers did not send. Under another policy
+//!   acked, and committed as a row by every blocking consumer group, and by a best-effort
+//!   group committed or skipped; no row the producers did not send. Under another policy
 //!   or a max age: every event sent was accepted, dropped or refused (the producers counting
 //!   each refusal), every accepted one acked, dropped, replaced or expired, nothing held, and
 //!   every acked one committed;
@@ -19,6 +20,7 @@ use std::fmt;
 
 use flowgate_proto::session::ClientSession;
 
+use crate::scenario::{GROUPS, group_mode};
 use crate::world::World;
 
 /// A broken invariant, with where and when.
@@ -155,14 +157,18 @@ impl World {
             if self.scenario.policy != flowgate_core::TopicPolicy::default() {
                 continue;
             }
-            for g in self.groups_in_use() {
+            for g in self
+                .groups_in_use()
+                .into_iter()
+                .filter(|&g| group_mode(g) == flowgate_core::GroupMode::Block)
+            {
                 for seq in 1..=p.sent {
                     if !self.rows[g].contains_key(&(i as u64 + 1, seq)) {
                         return Err(self.violation(
                             "ledger",
                             format!(
                                 "producer {i} event {seq} confirmed but never committed by group {}",
-                                crate::scenario::GROUPS[g]
+                                GROUPS[g]
                             ),
                         ));
                     }
@@ -175,12 +181,29 @@ impl World {
         }
         let groups = self.groups_in_use();
         let rows: Vec<usize> = groups.iter().map(|&g| self.rows[g].len()).collect();
-        let every_group = rows.iter().all(|&n| n as u64 == total);
-        if !every_group || s.accepted != total || s.acked != total * groups.len() as u64 {
+        // A best-effort group committed or skipped each event: both, when a delivery taken
+        // back at its deadline was skipped while its consumer still committed it.
+        let stats = self.topic.groups();
+        let group_stats = |g: usize| stats.iter().find(|x| x.name == GROUPS[g]);
+        let mut every_group = true;
+        for (&g, &n) in groups.iter().zip(&rows) {
+            let acked = group_stats(g).map_or(0, |x| x.acked);
+            if group_mode(g) == flowgate_core::GroupMode::Block {
+                every_group &= n as u64 == total && acked == total;
+            } else {
+                let skipped = group_stats(g).map_or(0, |x| x.skipped);
+                every_group &= n as u64 <= total && n as u64 + skipped >= total;
+                every_group &= acked <= n as u64;
+            }
+        }
+        let acked: u64 = stats.iter().map(|x| x.acked).sum();
+        if !every_group || s.accepted != total || s.acked != acked {
+            let skipped: Vec<(String, u64)> =
+                stats.iter().map(|x| (x.name.clone(), x.skipped)).collect();
             return Err(self.violation(
                 "ledger",
                 format!(
-                    "{total} events sent, rows per group {rows:?}, {} accepted, {} acked over {} group(s)",
+                    "{total} events sent, rows per group {rows:?} (skipped {skipped:?}), {} accepted, {} acked over {} group(s)",
                     s.accepted,
                     s.acked,
                     groups.len()

@@ -31,7 +31,8 @@ pub fn run_policy_seed(seed: u64, trace: bool) -> Result<u64, Violation> {
     run(Scenario::with_policy(seed), trace)
 }
 
-/// Runs [`Scenario::with_groups`] of `seed`: the same run with two blocking consumer groups.
+/// Runs [`Scenario::with_groups`] of `seed`: the same run with two blocking consumer groups
+/// and a best-effort one.
 pub fn run_groups_seed(seed: u64, trace: bool) -> Result<u64, Violation> {
     run(Scenario::with_groups(seed), trace)
 }

@@ -37,8 +37,23 @@ pub struct ConsumerPlan {
     pub group: usize,
 }
 
-/// The consumer groups a run's consumers belong to; both block.
-pub const GROUPS: [&str; 2] = ["g", "audit"];
+/// The consumer groups a run's consumers belong to: two that block, and a best-effort one
+/// that skips beyond [`BEST_EFFORT_LAG`] unread events.
+pub const GROUPS: [&str; 3] = ["g", "audit", "dash"];
+
+/// The best-effort group's max lag.
+pub const BEST_EFFORT_LAG: u64 = 3;
+
+/// Each group's mode, by index into [`GROUPS`].
+pub fn group_mode(group: usize) -> flowgate_core::GroupMode {
+    if group == 2 {
+        flowgate_core::GroupMode::Skip {
+            max_lag: BEST_EFFORT_LAG,
+        }
+    } else {
+        flowgate_core::GroupMode::Block
+    }
+}
 
 /// A whole run.
 #[derive(Debug, Clone)]
@@ -187,22 +202,23 @@ impl Scenario {
         scenario
     }
 
-    /// [`Scenario::small`] of `seed` with its consumers split between two blocking groups
-    /// (a second consumer is added when it has one): every event must reach both, and the
-    /// topic hold it until both acked. Drawn from a stream of its own.
+    /// [`Scenario::small`] of `seed` with its consumers split between two blocking groups and
+    /// a best-effort one (consumers are added to give each one): every event must reach both
+    /// blocking groups, the topic hold it until both acked, and the best-effort group read or
+    /// skip each one. Drawn from a stream of its own.
     pub fn with_groups(seed: u64) -> Scenario {
         let mut rng = Rng::new(seed ^ 0x0067_7005);
         let mut scenario = Scenario::small(seed);
-        if scenario.consumers.len() == 1 {
+        while scenario.consumers.len() < GROUPS.len() {
             let mut twin = scenario.consumers[0].clone();
             twin.commit_ns = (rng.range(0, 2) * MS, rng.range(2, 40) * MS);
             scenario.consumers.push(twin);
         }
         for (i, c) in scenario.consumers.iter_mut().enumerate() {
-            c.group = match i {
-                0 => 0,
-                1 => 1,
-                _ => rng.range(0, 1) as usize,
+            c.group = if i < GROUPS.len() {
+                i
+            } else {
+                rng.range(0, GROUPS.len() as u64 - 1) as usize
             };
         }
         scenario

@@ -15,7 +15,7 @@ use flowgate_proto::{
 
 use crate::check::{Report, Violation};
 use crate::rng::Rng;
-use crate::scenario::{GROUPS, Scenario};
+use crate::scenario::{GROUPS, Scenario, group_mode};
 
 /// Who is at the client end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,11 +172,11 @@ impl World {
         w.topic
             .set_ack_wait(w.scenario.ack_wait_ns.map(Duration::from_nanos));
         w.topic.set_policy(w.scenario.policy, Some(wire_key));
-        // With two groups, both exist from the start, as a broker's declared groups do: a
+        // With several groups, all exist from the start, as a broker's declared groups do: a
         // group that appeared later would start at the oldest event still held.
         if w.scenario.consumers.iter().any(|c| c.group > 0) {
-            for name in GROUPS {
-                let declared = w.topic.declare_group(name, flowgate_core::GroupMode::Block);
+            for (i, name) in GROUPS.iter().enumerate() {
+                let declared = w.topic.declare_group(name, group_mode(i));
                 debug_assert!(declared.is_ok(), "{declared:?}");
             }
         }
@@ -197,7 +197,8 @@ impl World {
             w.at(p.start_ns, Ev::Connect(Client::Producer(i)));
         }
         for (j, c) in w.scenario.consumers.clone().into_iter().enumerate() {
-            let hello = Hello::consumer("t", GROUPS[c.group], LIMITS.max_frame);
+            let hello = Hello::consumer("t", GROUPS[c.group], LIMITS.max_frame)
+                .with_max_lag(group_mode(c.group).max_lag());
             let session = ConsumerSession::new(hello, c.prefetch, base).expect("prefetch");
             w.consumers.push(ConsumerActor {
                 session,

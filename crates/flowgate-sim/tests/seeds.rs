@@ -4,7 +4,7 @@
 //! cargo test -p flowgate-sim --test seeds                     # the CI run: seeds 0..N and the kept ones
 //! cargo test -p flowgate-sim --test seeds -- --seed 42        # replay one seed (--trace: every event)
 //! cargo test -p flowgate-sim --test seeds -- --seed 42 --policy  # replay one of the policy runs
-//! cargo test -p flowgate-sim --test seeds -- --seed 42 --groups  # replay one of the two-group runs
+//! cargo test -p flowgate-sim --test seeds -- --seed 42 --groups  # replay one of the three-group runs
 //! cargo test -p flowgate-sim --test seeds -- --seeds 100000   # a longer search
 //! cargo test --release -p flowgate-sim --test seeds -- --scale  # 10,000 producers, 100 topics
 //! ```
@@ -37,7 +37,8 @@ const CI_SEEDS: u64 = 2_000;
 /// Seeds the CI run also tries on topics that drop, refuse or conflate (`Scenario::with_policy`).
 const CI_POLICY_SEEDS: u64 = 1_000;
 
-/// Seeds the CI run also tries with two blocking consumer groups (`Scenario::with_groups`).
+/// Seeds the CI run also tries with two blocking consumer groups and a best-effort one
+/// (`Scenario::with_groups`).
 const CI_GROUP_SEEDS: u64 = 500;
 
 /// Policy seeds beyond the CI run's that once broke the ledger, kept (they run first): a
@@ -124,7 +125,7 @@ fn main() {
     }
     let took = started.elapsed();
     println!(
-        "{} seeds ({policy_count} of them on topics that drop, {group_count} with two consumer groups), {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",
+        "{} seeds ({policy_count} of them on topics that drop, {group_count} with three consumer groups), {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",
         (KEPT.len() + KEPT_POLICY.len()) as u64 + count + policy_count + group_count,
         steps as f64 / took.as_secs_f64(),
         failures.len()
