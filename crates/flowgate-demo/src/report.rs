@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::result::RunResult;
 use super::sample::Sample;
-use flowgate_observe::charts::{Series, line_chart};
+use flowgate_observe::charts::{Series, escape_html as escape, line_chart};
 use flowgate_observe::units::{human_bytes, thousands};
 
 /// A row of the summary table: its label and how to render one run's cell.
@@ -106,12 +106,6 @@ fn svg(chart: &Chart, runs: &[RunResult]) -> Result<String> {
         chart.unit,
         &series,
     )?)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// The whole report as one HTML document.

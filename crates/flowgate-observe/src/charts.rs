@@ -105,3 +105,10 @@ pub fn line_chart(
     }
     Ok(out)
 }
+
+/// Text made safe inside HTML, for the pages the charts go in.
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::charts::escape_html as escape;
 use crate::snapshot::BrokerSnapshot;
 use crate::units::thousands;
 
@@ -59,11 +60,4 @@ pub(crate) fn tables(snapshot: &BrokerSnapshot) -> String {
     }
     html.push_str("</table>\n");
     html
-}
-
-/// Text safe inside HTML.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

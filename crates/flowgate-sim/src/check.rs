@@ -20,7 +20,7 @@ use std::fmt;
 
 use flowgate_proto::session::ClientSession;
 
-use crate::scenario::{GROUPS, group_mode};
+use crate::scenario::{GROUPS, blocks};
 use crate::world::World;
 
 /// A broken invariant, with where and when.
@@ -157,11 +157,7 @@ impl World {
             if self.scenario.policy != flowgate_core::TopicPolicy::default() {
                 continue;
             }
-            for g in self
-                .groups_in_use()
-                .into_iter()
-                .filter(|&g| group_mode(g) == flowgate_core::GroupMode::Block)
-            {
+            for g in self.groups_in_use().into_iter().filter(|&g| blocks(g)) {
                 for seq in 1..=p.sent {
                     if !self.rows[g].contains_key(&(i as u64 + 1, seq)) {
                         return Err(self.violation(
@@ -188,7 +184,7 @@ impl World {
         let mut every_group = true;
         for (&g, &n) in groups.iter().zip(&rows) {
             let acked = group_stats(g).map_or(0, |x| x.acked);
-            if group_mode(g) == flowgate_core::GroupMode::Block {
+            if blocks(g) {
                 every_group &= n as u64 == total && acked == total;
             } else {
                 let skipped = group_stats(g).map_or(0, |x| x.skipped);

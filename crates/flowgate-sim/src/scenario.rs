@@ -44,6 +44,11 @@ pub const GROUPS: [&str; 3] = ["g", "audit", "dash"];
 /// The best-effort group's max lag.
 pub const BEST_EFFORT_LAG: u64 = 3;
 
+/// Whether the group of this index into [`GROUPS`] blocks.
+pub fn blocks(group: usize) -> bool {
+    group_mode(group) == flowgate_core::GroupMode::Block
+}
+
 /// Each group's mode, by index into [`GROUPS`].
 pub fn group_mode(group: usize) -> flowgate_core::GroupMode {
     if group == 2 {

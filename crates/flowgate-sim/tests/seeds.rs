@@ -94,35 +94,29 @@ fn main() {
     let started = Instant::now();
     let mut steps = 0u64;
     let mut failures = Vec::new();
-    for seed in KEPT.iter().copied().chain(0..count) {
-        match flowgate_sim::run_seed(seed, false) {
-            Ok(n) => steps += n,
-            Err(v) => {
-                eprintln!("{v}");
-                failures.push(seed);
+    // Each kind of run, with the flag that replays one of its seeds.
+    let mut run_all = |seeds: Vec<u64>, run: fn(u64, bool) -> Result<u64, _>, flag: &str| {
+        for seed in seeds {
+            match run(seed, false) {
+                Ok(n) => steps += n,
+                Err(v) => {
+                    eprintln!("{v}{flag}");
+                    failures.push(seed);
+                }
             }
         }
-    }
+    };
+    let seeds = |kept: &[u64], n: u64| kept.iter().copied().chain(0..n).collect::<Vec<u64>>();
+    run_all(seeds(KEPT, count), flowgate_sim::run_seed, "");
     let policy_count = value("--policy-seeds").unwrap_or(CI_POLICY_SEEDS);
-    for seed in KEPT_POLICY.iter().copied().chain(0..policy_count) {
-        match flowgate_sim::run_policy_seed(seed, false) {
-            Ok(n) => steps += n,
-            Err(v) => {
-                eprintln!("{v} --policy");
-                failures.push(seed);
-            }
-        }
-    }
+    let policy_seeds = seeds(KEPT_POLICY, policy_count);
+    run_all(policy_seeds, flowgate_sim::run_policy_seed, " --policy");
     let group_count = value("--group-seeds").unwrap_or(CI_GROUP_SEEDS);
-    for seed in 0..group_count {
-        match flowgate_sim::run_groups_seed(seed, false) {
-            Ok(n) => steps += n,
-            Err(v) => {
-                eprintln!("{v} --groups");
-                failures.push(seed);
-            }
-        }
-    }
+    run_all(
+        seeds(&[], group_count),
+        flowgate_sim::run_groups_seed,
+        " --groups",
+    );
     let took = started.elapsed();
     println!(
         "{} seeds ({policy_count} of them on topics that drop, {group_count} with three consumer groups), {steps} steps in {took:.1?} ({:.0} steps/s); {} failed",

@@ -100,6 +100,17 @@ fn consume(dir: &Path, broker: &str, name: &str) -> Vec<u64> {
     seqs
 }
 
+/// Flags of a disk broker in `dir` on the topics of [`CONFIG`], with `extra`.
+fn disk_flags(dir: &Path, extra: &str) -> String {
+    let config = dir.join("broker.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    format!(
+        "--config {} --storage disk --data-dir {} {extra} --metrics-addr 127.0.0.1:0",
+        config.display(),
+        dir.join("data").display()
+    )
+}
+
 fn counts(t: &Value) -> [u64; 5] {
     [
         "dropped_newest",
@@ -232,15 +243,9 @@ fn every_policy_drops_refuses_or_replaces_exactly_what_does_not_fit_and_counts_i
 #[test]
 fn with_a_disk_log_what_drop_oldest_dropped_stays_dropped_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(&config, CONFIG).unwrap();
     // A topic that drops holds its capacity with a log too (it builds no backlog on disk);
     // the log keeps what it holds across a restart, and forgets what it dropped.
-    let flags = format!(
-        "--config {} --storage disk --data-dir {} --max-disk-bytes 64KiB --segment-bytes 4KiB --metrics-addr 127.0.0.1:0",
-        config.display(),
-        dir.path().join("data").display()
-    );
+    let flags = disk_flags(dir.path(), "--max-disk-bytes 64KiB --segment-bytes 4KiB");
     let (broker, _) = BrokerProc::start_on(dir.path(), "127.0.0.1:0", "b0.json", &flags);
     let (addr, d) = (broker.addr.clone(), dir.path());
     let (code, _) = produce(d, &addr, "oldest", "--rate 1000000 --count 1000");
@@ -308,13 +313,7 @@ fn a_topic_declared_with_max_disk_bytes_holds_its_producer_at_its_own_log_limit(
 #[test]
 fn a_producer_streaming_into_a_dropping_topic_goes_on_across_a_disk_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let flags = format!(
-        "--config {} --storage disk --data-dir {} --metrics-addr 127.0.0.1:0",
-        config.display(),
-        dir.path().join("data").display()
-    );
+    let flags = disk_flags(dir.path(), "");
     let (broker, _) = BrokerProc::start_on(dir.path(), "127.0.0.1:0", "b0.json", &flags);
     let addr = broker.addr.clone();
     let summary = dir.path().join("p.json");

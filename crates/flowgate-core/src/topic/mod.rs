@@ -2,11 +2,14 @@
 //! event, what an ack or a disconnect changes. No sockets, no clock; the broker's connection
 //! tasks feed it inputs and carry out the [`Action`]s it returns from [`Topic::poll_actions`].
 //!
-//! Invariants (checked by the property tests in `tests/topic_model.rs`):
+//! Invariants (checked by the property tests in `tests/topic_model.rs`, `tests/fanout_model.rs`
+//! and `tests/policy_model.rs`):
 //!
 //! * `held + credit granted to producers <= capacity`, in events and in bytes, where held
 //!   counts once every event some blocking consumer group has not acked (`fanout.rs`), so a
-//!   producer that only publishes within its credit can never overfill the topic;
+//!   producer that only publishes within its credit can never overfill the topic. Under a
+//!   policy that drops or refuses instead of pacing (`policy.rs`), held and the credit are
+//!   each within the capacity, and what does not fit is dropped or refused, counted;
 //! * a consumer never receives more than it requested (its demand), with one exception: a
 //!   consumer that holds nothing and asks for at least one event may be given the front
 //!   event alone when it is larger than the bytes it asked for (an event beyond its prefetch
