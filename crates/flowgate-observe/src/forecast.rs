@@ -9,7 +9,9 @@
 //! share is to all of the window, the less exact the estimate: from the broker's side (the
 //! share of the window the topic was full with a producer blocked) it read 40,000/s for a
 //! producer asking 20,000/s that waited 96% of the time; `top --producer`, with the producer's
-//! own split, reads closer.
+//! own split, reads closer. Held back beyond [`MOST_BACKPRESSURED`] of the window, the
+//! producers' accepted rate is all that is known: the forecast then says "at least" that, and
+//! sizes the topic and its consumers as lower bounds ([`Forecast::offered_at_least`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,16 +32,21 @@ pub struct Forecast {
     pub in_per_s: f64,
     /// Events freed per second (acknowledged by every blocking group, or skipped by all).
     pub out_per_s: f64,
-    /// What producers would send if never held back; `None` when they were held back almost
-    /// the whole window (no estimate).
+    /// What producers would send if never held back. When they were held back almost the whole
+    /// window it is only what they got accepted, a lower bound ([`Self::offered_at_least`]);
+    /// `None` when nothing was accepted then.
     pub offered_per_s: Option<f64>,
+    /// `offered_per_s` (and with it `stall_events` and `scale`) is a lower bound: producers were
+    /// held back almost the whole window, so how much more they wanted cannot be measured.
+    #[serde(default)]
+    pub offered_at_least: bool,
     /// At the window's net fill rate, seconds until the topic is full; `None` when it is not
     /// filling.
     pub seconds_to_full: Option<f64>,
     /// At the window's net drain rate, seconds until it is empty; `None` when not draining.
     pub seconds_to_drain: Option<f64>,
     /// Events the topic needs to ride out a [`STALL_SECONDS`] consumer stall at the offered
-    /// rate (Little's law); `None` without an offered rate.
+    /// rate (Little's law); `None` without an offered rate; a lower bound when it is.
     pub stall_events: Option<u64>,
     /// Their bytes, at the held events' mean size; `None` when nothing is held.
     pub stall_bytes: Option<u64>,
@@ -58,7 +65,8 @@ pub struct Scale {
     /// What it acknowledges per second now.
     pub acked_per_s: f64,
     /// How many more consumers at today's rate per consumer would keep up with the offered
-    /// rate.
+    /// rate; when the offered rate is a lower bound, how many more are needed at least (one,
+    /// at least, since the group held the topic full).
     pub more_consumers: u64,
 }
 
@@ -79,13 +87,27 @@ impl Forecast {
         let free = now.capacity_events.saturating_sub(now.held()) as f64;
         let seconds_to_full = (net > 0.0).then(|| free / net);
         let seconds_to_drain = (net < 0.0 && now.held() > 0).then(|| now.held() as f64 / -net);
-        let offered_per_s =
-            (backpressured < MOST_BACKPRESSURED).then(|| in_per_s / (1.0 - backpressured));
+        let offered_at_least = backpressured >= MOST_BACKPRESSURED;
+        let offered_per_s = if offered_at_least {
+            (in_per_s > 0.0).then_some(in_per_s)
+        } else {
+            Some(in_per_s / (1.0 - backpressured))
+        };
         let stall_events = offered_per_s.map(|o| (o * STALL_SECONDS).ceil() as u64);
         let mean_bytes = (now.held_events > 0).then(|| now.held_bytes / now.held_events);
         let stall_bytes = stall_events.zip(mean_bytes).map(|(e, b)| e * b);
         let scale = if backpressured >= 0.5 {
-            offered_per_s.and_then(|offered| scale_for(prev, now, secs, offered))
+            offered_per_s
+                .and_then(|offered| scale_for(prev, now, secs, offered))
+                .map(|s| Scale {
+                    // Held full all along: what it has now is too few.
+                    more_consumers: if offered_at_least {
+                        s.more_consumers.max(1)
+                    } else {
+                        s.more_consumers
+                    },
+                    ..s
+                })
         } else {
             None
         };
@@ -94,6 +116,7 @@ impl Forecast {
             in_per_s,
             out_per_s,
             offered_per_s,
+            offered_at_least,
             seconds_to_full,
             seconds_to_drain,
             stall_events,
@@ -124,6 +147,12 @@ impl Forecast {
             )),
         }
         match (self.offered_per_s, self.stall_events) {
+            (Some(offered), Some(events)) if self.offered_at_least => out.push(format!(
+                "producers were held back almost the whole window, so they offer at least {offered:.0}/s: to ride out a {STALL_SECONDS:.0} s consumer stall, {topic} needs at least {events} events{}",
+                self.stall_bytes
+                    .map(|b| format!(" ({})", crate::units::human_bytes(b)))
+                    .unwrap_or_default()
+            )),
             (Some(offered), Some(events)) => out.push(format!(
                 "to ride out a {STALL_SECONDS:.0} s consumer stall at today's {offered:.0}/s offered, {topic} needs {events} events{}",
                 self.stall_bytes
@@ -141,6 +170,10 @@ impl Forecast {
                 n => format!("{n} consumers"),
             };
             out.push(match s.more_consumers {
+                more if self.offered_at_least => format!(
+                    "group {} holds the topic full with {consumers} at {:.0}/s: at least {more} more like them are needed",
+                    s.group, s.acked_per_s
+                ),
                 0 => format!(
                     "group {} holds the topic full with {consumers} at {:.0}/s",
                     s.group, s.acked_per_s
@@ -245,8 +278,25 @@ mod tests {
     }
 
     #[test]
-    fn producers_held_back_all_the_time_give_no_estimate() {
+    fn producers_held_back_all_the_time_give_lower_bounds() {
+        // Full all along at 10/s; the producers waited the whole window.
         let f = Forecast::between(&topic(0, 10_000, 0), &topic(10, 10_000, 10), 1.0, 1.0);
+        assert!(f.offered_at_least);
+        assert_eq!((f.offered_per_s, f.stall_events), (Some(10.0), Some(50)));
+        let scale = f.scale.clone().unwrap();
+        assert_eq!(
+            (scale.group.as_str(), scale.more_consumers),
+            ("db", 1),
+            "too few now, so at least one more"
+        );
+        let text = f.text("orders");
+        assert!(text[1].contains("at least 10/s") && text[1].contains("at least 50 events"));
+        assert!(text[2].contains("at least 1 more"), "{}", text[2]);
+    }
+
+    #[test]
+    fn producers_held_back_with_nothing_accepted_give_no_estimate() {
+        let f = Forecast::between(&topic(0, 10_000, 0), &topic(0, 10_000, 0), 1.0, 1.0);
         assert_eq!(
             (f.offered_per_s, f.stall_events, f.scale.clone()),
             (None, None, None)

@@ -384,7 +384,7 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         kind: Kind::Gauge,
         labels: &["topic"],
         help: "what producers would send unblocked: events accepted per second over the share of the window the topic was not backpressured (absent when it was backpressured almost all of it)",
-        read: |t| forecast(t, |f| f.offered_per_s),
+        read: |t| forecast(t, |f| f.offered_per_s.filter(|_| !f.offered_at_least)),
     },
     Metric {
         name: "flowgate_topic_stall_events",
