@@ -6,12 +6,14 @@
 
 mod cmd_broker;
 mod cmd_consume;
+mod cmd_gateway;
 mod cmd_produce;
 mod cmd_top;
 mod cmd_topics;
 mod dial_args;
 mod fail;
 mod frame_flag;
+mod http_args;
 mod logging;
 mod shutdown;
 
@@ -59,6 +61,10 @@ enum Command {
     /// once the next topic confirmed it.
     #[command(after_help = cmd_consume::RELAY_EXAMPLES)]
     Relay(cmd_consume::ConsumeArgs),
+    /// Serve the HTTP API in front of a broker: publish and consume from any language, with
+    /// 503/429 and Retry-After when there is no room.
+    #[command(after_help = cmd_gateway::EXAMPLES)]
+    Gateway(cmd_gateway::GatewayArgs),
     /// Live view of a running pipeline: rates, time split per stage, the bottleneck named.
     Top(cmd_top::TopArgs),
     /// Every topic of a broker with live figures, its groups and forecasts.
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => cmd_consume::run(args).map(|()| 0),
         Command::Relay(args) => cmd_consume::run_relay(args).map(|()| 0),
         Command::Bench(args) => flowgate_bench::run(args),
+        Command::Gateway(args) => cmd_gateway::run(args).map(|()| 0),
         Command::Top(args) => cmd_top::run(args).map(|()| 0),
         Command::Topics(args) => cmd_topics::run(args).map(|()| 0),
         Command::BenchRaw(args) => flowgate_bench::run_raw(args),

@@ -1,6 +1,8 @@
 //! [`AnyProducer`] and [`AnyConsumer`]: a producer or consumer of whichever backend the broker
 //! address names, behind [`Publish`] and [`Subscribe`].
 
+use std::future::Future;
+
 use flowgate_core::{Credit, Event, EventId};
 
 use super::{BrokerAddr, Monitor, Publish, Subscribe};
@@ -44,6 +46,25 @@ impl Publish for AnyProducer {
     async fn send(&mut self, event: Event) -> Result<EventId, SendError> {
         match self {
             AnyProducer::Flowgate(p) => p.send(event).await,
+        }
+    }
+
+    fn room_for(
+        &self,
+        events: u64,
+        bytes: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        match self {
+            AnyProducer::Flowgate(p) => p.room_for(events, bytes),
+        }
+    }
+
+    fn confirmed_through(
+        &self,
+        seq: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        match self {
+            AnyProducer::Flowgate(p) => p.confirmed_through(seq),
         }
     }
 

@@ -125,6 +125,20 @@ pub trait Publish: Send + Sized {
             payload,
         })
     }
+    /// Waits until credit covers `events` events of `bytes` in all, so that many sends in a
+    /// row go out without waiting (all of a batch or none of it). Holds no borrow; cancel
+    /// safe.
+    fn room_for(
+        &self,
+        events: u64,
+        bytes: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static;
+    /// Waits until every sequence number of this producer up to `seq` is confirmed. Holds no
+    /// borrow, so sends may go on meanwhile.
+    fn confirmed_through(
+        &self,
+        seq: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static;
     /// Waits until everything sent so far is confirmed.
     fn flush(&mut self) -> impl Future<Output = Result<(), ClientError>> + Send;
     /// Flushes, then closes.

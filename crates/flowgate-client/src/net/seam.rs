@@ -1,6 +1,8 @@
 //! The network backend's side of the seam: [`Publish`] for [`Producer`] and [`Subscribe`] for
 //! [`Consumer`], by their inherent methods.
 
+use std::future::Future;
+
 use flowgate_core::{Credit, Event, EventId};
 
 use crate::backend::{Monitor, Publish, Subscribe};
@@ -19,6 +21,21 @@ impl Publish for Producer {
 
     async fn send(&mut self, event: Event) -> Result<EventId, SendError> {
         Producer::send(self, event).await
+    }
+
+    fn room_for(
+        &self,
+        events: u64,
+        bytes: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        Producer::room_for(self, events, bytes)
+    }
+
+    fn confirmed_through(
+        &self,
+        seq: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        Producer::confirmed_through(self, seq)
     }
 
     async fn flush(&mut self) -> Result<(), ClientError> {

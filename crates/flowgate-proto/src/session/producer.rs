@@ -123,6 +123,13 @@ impl ProducerSession {
         self.resend.is_empty() && self.window.admits(bytes)
     }
 
+    /// True when `events` events of `bytes` in all may be sent now, one after another: the
+    /// credit covers all of them and no resend is ahead.
+    pub fn admits_batch(&self, events: u64, bytes: u64) -> bool {
+        let credit = self.window.available();
+        self.resend.is_empty() && credit.events >= events && credit.bytes >= bytes
+    }
+
     /// The largest key plus payload one event may carry to this topic, as its `WELCOME`
     /// announced: what a lone `DELIVER` within the broker's frame limit holds, and what one
     /// grant of the topic can cover. `None` before the first `WELCOME`.

@@ -137,6 +137,12 @@ pub(crate) struct BrokerArgs {
     /// Serve /stats (JSON, for `flowgate top`) and /metrics (Prometheus) on this address.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Serve the HTTP API (docs/http.md) on this address, in-process: publishes are let in by
+    /// the topics' credit and refused whole with 503 or 429 and a Retry-After.
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    http: crate::http_args::HttpArgs,
     /// Write a summary of measured figures here at exit.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -231,6 +237,10 @@ async fn serve(
         .await?;
         println!("metrics on {bound}");
     }
+    if let Some(http_addr) = args.http_addr {
+        let bound = serve_http(&args, http_addr, addr, broker.reporter(), started).await?;
+        println!("HTTP API on {bound}");
+    }
     std::io::stdout().flush()?;
     let mut rss_samples = Vec::new();
     let mut tick = tokio::time::interval(args.stats_every.0);
@@ -278,6 +288,39 @@ async fn serve(
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Serves the HTTP API on `http_addr`, a client of this broker at `addr` over loopback, with
+/// the broker's own figures for `GET /v1/topics/{topic}`.
+async fn serve_http(
+    args: &BrokerArgs,
+    http_addr: SocketAddr,
+    addr: SocketAddr,
+    reporter: flowgate_broker::Reporter,
+    started: Instant,
+) -> Result<SocketAddr> {
+    if args.tls_cert.is_some() {
+        return Err(bad_input(
+            "--http-addr with --tls-cert: the in-process API would dial the broker in plain TCP; \
+             run `flowgate gateway --broker ADDR --tls-ca FILE` beside it instead",
+        ));
+    }
+    let loopback = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => {
+            SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        _ => addr,
+    };
+    let mut config = args.http.config(loopback.to_string());
+    config.topic_stats = Some(Arc::new(move |name: &str| {
+        let snapshot = report::snapshot(&reporter.stats(), started);
+        let topic = snapshot.topics.into_iter().find(|t| t.name == name)?;
+        serde_json::to_value(topic).ok()
+    }));
+    flowgate_http::serve(http_addr, config)
+        .await
+        .with_context(|| format!("cannot serve the HTTP API on {http_addr}"))
 }
 
 /// Resolves with the reason the broker should stop.

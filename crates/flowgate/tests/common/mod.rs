@@ -17,6 +17,8 @@ pub struct BrokerProc {
     pub addr: String,
     /// The /stats and /metrics address, when started with `--metrics-addr`.
     pub metrics: Option<String>,
+    /// The HTTP API's address, when started with `--http-addr`.
+    pub http: Option<String>,
     json: PathBuf,
 }
 
@@ -68,10 +70,19 @@ impl BrokerProc {
                 .expect("metrics line")
                 .to_string()
         });
+        let http = extra.contains("--http-addr").then(|| {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("HTTP API on ")
+                .expect("HTTP API line")
+                .to_string()
+        });
         let broker = BrokerProc {
             child,
             addr,
             metrics,
+            http,
             json,
         };
         (broker, took)

@@ -7,7 +7,7 @@
 //! Memory is bounded by credit: events exist in the producer only between being paid for and
 //! being confirmed, and the broker never grants more than its free space.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -183,6 +183,59 @@ impl Producer {
         self.enqueue(event).map_err(TrySendError::NoCredit)
     }
 
+    /// Waits until credit covers `events` events of `bytes` in all, so that many sends in a
+    /// row go out without waiting: a caller that must send all of a batch or none of it
+    /// waits here first (with its own deadline) and then sends. Nothing is taken; the
+    /// returned future holds no borrow of the producer.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub fn room_for(
+        &self,
+        events: u64,
+        bytes: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        poll_fn(move |cx| {
+            if let Some(e) = failure(&shared) {
+                return Poll::Ready(Err(e));
+            }
+            let mut inner = shared.lock();
+            if inner.session.admits_batch(events, bytes) {
+                inner.stop_waiting();
+                return Poll::Ready(Ok(()));
+            }
+            inner.park(cx.waker());
+            // Blocked on the batch's whole cost, as the broker should see it.
+            let tell = inner.session.wait_for(bytes);
+            drop(inner);
+            if tell {
+                shared.driver.notify_one();
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Waits until the broker confirmed every sequence number up to `seq`. The returned
+    /// future holds no borrow of the producer, so sends may go on meanwhile.
+    pub fn confirmed_through(
+        &self,
+        seq: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        poll_fn(move |cx| {
+            if let Some(e) = failure(&shared) {
+                return Poll::Ready(Err(e));
+            }
+            let mut inner = shared.lock();
+            if inner.session.stats().confirmed_seq >= seq {
+                return Poll::Ready(Ok(()));
+            }
+            inner.listen(cx.waker());
+            Poll::Pending
+        })
+    }
+
     /// Waits until the broker confirmed everything sent so far.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         poll_fn(|cx| self.poll_confirmed(cx)).await
@@ -255,12 +308,7 @@ impl Producer {
 
     /// The failure the producer cannot recover from, if any.
     fn failure(&self) -> Option<ClientError> {
-        let inner = self.shared.lock();
-        match &inner.failed {
-            Some(e) => Some(e.duplicate()),
-            None if inner.stopped => Some(ClientError::Closed),
-            None => None,
-        }
+        failure(&self.shared)
     }
 
     /// Ready when one event of `bytes` is covered by credit (and no resend is ahead of it).
@@ -333,6 +381,16 @@ impl Permit<'_> {
             event,
             reason: ClientError::Closed,
         })
+    }
+}
+
+/// The failure a producer cannot recover from, if any.
+fn failure(shared: &Shared) -> Option<ClientError> {
+    let inner = shared.lock();
+    match &inner.failed {
+        Some(e) => Some(e.duplicate()),
+        None if inner.stopped => Some(ClientError::Closed),
+        None => None,
     }
 }
 
