@@ -2,8 +2,11 @@
 //! its deliveries to `fetch` requests, and passes their `ack` and `nack` on. It receives from
 //! the broker only while a fetch waits and nothing is buffered, so an HTTP consumer that
 //! stops fetching stops the group's demand and, through the topic, slows the producers. A
-//! delivery fetched and never settled is taken back by the broker at the group's ack deadline
-//! and fetched again (attempt + 1); its old tag is forgotten then.
+//! delivery fetched and never settled goes back to the group at the ack deadline: the broker
+//! takes it back, and the gateway, told the same ack wait, forgets its tag and nacks it, which
+//! also shows the broker this consumer is alive (a consumer that let a delivery pass its
+//! deadline gets nothing more until it settles something). A delivery received and not
+//! fetched by then goes the same way.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -29,6 +32,8 @@ pub struct GroupConfig {
     pub tls: Option<ClientTls>,
     /// What the consumer asks for ahead of the fetches.
     pub prefetch: Credit,
+    /// The group's ack wait on the broker; `None`: none.
+    pub ack_wait: Option<Duration>,
 }
 
 /// One fetch: at most `max` events and `max_bytes` of payload (at least one event), waiting up
@@ -77,7 +82,7 @@ impl Group {
             .map_err(|_| Answer::unavailable("the broker did not answer within 5 s", 1))?
             .map_err(|e| client_error(&e, had_token, topic))?;
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(run(consumer, rx));
+        tokio::spawn(run(consumer, rx, config.ack_wait));
         Ok(Group { tx })
     }
 
@@ -109,10 +114,10 @@ impl Group {
 
 struct Task {
     consumer: AnyConsumer,
-    /// Received, not yet fetched.
-    buffer: VecDeque<Delivery>,
-    /// Fetched, not yet settled: the HTTP tag's event and delivery tag.
-    outstanding: HashMap<u64, (EventId, DeliveryTag)>,
+    /// Received, not yet fetched, and when.
+    buffer: VecDeque<(Delivery, Instant)>,
+    /// Fetched, not yet settled: the HTTP tag's event, delivery tag, and when fetched.
+    outstanding: HashMap<u64, (EventId, DeliveryTag, Instant)>,
     /// The HTTP tag each outstanding event was last fetched with.
     tag_of: HashMap<EventId, u64>,
     next_tag: u64,
@@ -120,7 +125,7 @@ struct Task {
     fetches: VecDeque<(FetchLimits, Instant, oneshot::Sender<Answer>)>,
 }
 
-async fn run(consumer: AnyConsumer, mut rx: mpsc::Receiver<Command>) {
+async fn run(consumer: AnyConsumer, mut rx: mpsc::Receiver<Command>, ack_wait: Option<Duration>) {
     let mut task = Task {
         consumer,
         buffer: VecDeque::new(),
@@ -130,6 +135,9 @@ async fn run(consumer: AnyConsumer, mut rx: mpsc::Receiver<Command>) {
         fetches: VecDeque::new(),
     };
     let mut last_request = Instant::now();
+    // Looks for deliveries past the ack wait a few times per wait.
+    let sweep_every = ack_wait.map_or(IDLE, |w| (w / 4).max(Duration::from_millis(50)));
+    let mut sweep = tokio::time::interval(sweep_every);
     loop {
         task.answer_fetches();
         let receiving = !task.fetches.is_empty() && task.buffer.is_empty();
@@ -148,9 +156,14 @@ async fn run(consumer: AnyConsumer, mut rx: mpsc::Receiver<Command>) {
                 }
             }
             received = task.consumer.recv(), if receiving => match received {
-                Ok(Some(batch)) => task.buffer.extend(batch),
+                Ok(Some(batch)) => task.receive(batch),
                 Ok(None) | Err(_) => break,
             },
+            _ = sweep.tick() => {
+                if let Some(wait) = ack_wait {
+                    task.give_back_overdue(wait);
+                }
+            }
             _ = tokio::time::sleep_until(deadline.unwrap_or(last_request + IDLE)) => {
                 if deadline.is_none() && last_request.elapsed() >= IDLE {
                     break;
@@ -169,6 +182,44 @@ async fn run(consumer: AnyConsumer, mut rx: mpsc::Receiver<Command>) {
 }
 
 impl Task {
+    /// Buffers a batch; a redelivery (the broker took an event back at its ack deadline)
+    /// replaces a copy of the same event still buffered, whose tag is void now.
+    fn receive(&mut self, batch: Vec<Delivery>) {
+        for d in batch {
+            if d.tag.attempt() > 1 {
+                self.buffer.retain(|(b, _)| b.event.id != d.event.id);
+            }
+            self.buffer.push_back((d, Instant::now()));
+        }
+    }
+
+    /// Nacks every delivery fetched or received more than `wait` ago and not settled: the
+    /// broker has taken it back (or does now), and the nack tells it this consumer is alive.
+    fn give_back_overdue(&mut self, wait: Duration) {
+        let now = Instant::now();
+        let overdue = |at: &Instant| now.duration_since(*at) >= wait;
+        let mut back = Vec::new();
+        let tags: Vec<u64> = self
+            .outstanding
+            .iter()
+            .filter(|(_, (_, _, at))| overdue(at))
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in tags {
+            if let Some((id, delivery, _)) = self.outstanding.remove(&tag) {
+                self.tag_of.remove(&id);
+                back.push(delivery);
+            }
+        }
+        while self.buffer.front().is_some_and(|(_, at)| overdue(at)) {
+            let (d, _) = self.buffer.pop_front().expect("a front");
+            back.push(d.tag);
+        }
+        if !back.is_empty() {
+            self.consumer.nack(back);
+        }
+    }
+
     /// Answers waiting fetches from the buffer, oldest first.
     fn answer_fetches(&mut self) {
         while !self.buffer.is_empty() {
@@ -193,14 +244,14 @@ impl Task {
     fn take(&mut self, limits: FetchLimits) -> Vec<Value> {
         let mut out = Vec::new();
         let mut bytes = 0u64;
-        while let Some(d) = self.buffer.front() {
+        while let Some((d, _)) = self.buffer.front() {
             let size = d.event.payload.len() as u64;
             let full = out.len() as u64 >= limits.max
                 || (!out.is_empty() && bytes + size > limits.max_bytes);
             if full {
                 break;
             }
-            let d = self.buffer.pop_front().expect("a front");
+            let (d, _) = self.buffer.pop_front().expect("a front");
             bytes += size;
             let tag = self.next_tag;
             self.next_tag += 1;
@@ -213,7 +264,8 @@ impl Task {
                 "attempt": d.tag.attempt(),
                 "payload": payload_value(&d.event.payload),
             }));
-            self.outstanding.insert(tag, (d.event.id, d.tag));
+            self.outstanding
+                .insert(tag, (d.event.id, d.tag, Instant::now()));
         }
         out
     }
@@ -223,7 +275,7 @@ impl Task {
         let mut unknown = Vec::new();
         for tag in tags {
             match self.outstanding.remove(&tag) {
-                Some((id, delivery)) => {
+                Some((id, delivery, _)) => {
                     self.tag_of.remove(&id);
                     known.push(delivery);
                 }

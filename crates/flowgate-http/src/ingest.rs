@@ -1,7 +1,10 @@
 //! One topic's ingest: a task that takes HTTP publish requests, lets them in by turns
-//! ([`Admission`]) as the broker's credit allows, sends each whole request over its client's
-//! producer once credit covers all of it, and answers only when the broker confirmed every
-//! event. A request that finds no room within the admit wait is refused whole (503), and one
+//! ([`Admission`]) as the broker's credit allows, sends each whole request once the topic's
+//! one producer holds credit for all of it, and answers only when the broker confirmed every
+//! event. One producer per topic, not per client: the topic's room split among several would
+//! leave each too little for a whole request. A client's token is checked by the broker
+//! itself, with a connection of its own the first time it is seen (again after
+//! [`RECHECK`]). A request that finds no room within the admit wait is refused whole (503), and one
 //! from a client over its fair share while others wait is refused at once (429); both say when
 //! to come back, from the drain rate measured here. Nothing of a refused request was sent.
 
@@ -17,6 +20,9 @@ use tokio::time::Instant;
 use crate::admission::{Admission, Refusal, Waiting};
 use crate::drain::DrainMeter;
 use crate::status::{Answer, client_error};
+
+/// How long a token the broker accepted for a topic is taken as accepted.
+pub const RECHECK: Duration = Duration::from_secs(60);
 
 /// How to reach the broker, and how long and how much to let wait.
 #[derive(Debug, Clone)]
@@ -99,7 +105,6 @@ impl Ingest {
 
 /// A request waiting for room: its events, built and costed, and its reply.
 struct Pending {
-    token: Option<String>,
     events: Vec<Event>,
     reply: oneshot::Sender<Answer>,
 }
@@ -107,8 +112,10 @@ struct Pending {
 struct Task {
     config: IngestConfig,
     topic: String,
-    /// One producer per token, so the broker checks each client's scope.
-    producers: HashMap<Option<String>, AnyProducer>,
+    /// The topic's producer, connected with the first accepted client's token.
+    producer: Option<AnyProducer>,
+    /// Tokens the broker accepted for this topic, and when.
+    accepted: HashMap<Option<String>, Instant>,
     queue: Admission<Pending>,
     drained: Arc<Mutex<DrainMeter>>,
     figures: Arc<Mutex<IngestFigures>>,
@@ -124,7 +131,8 @@ async fn run(
         queue: Admission::new(config.max_queued),
         config,
         topic,
-        producers: HashMap::new(),
+        producer: None,
+        accepted: HashMap::new(),
         drained: Arc::new(Mutex::new(DrainMeter::default())),
         figures,
     };
@@ -146,7 +154,7 @@ async fn run(
             _ = sleep_until(deadline) => task.expire(),
         }
     }
-    for (_, producer) in task.producers.drain() {
+    if let Some(producer) = task.producer.take() {
         let _ = producer.close().await;
     }
 }
@@ -163,8 +171,8 @@ impl Task {
     /// Connects the client's producer if need be, checks the events' sizes, and queues the
     /// request, or answers it at once.
     async fn offer(&mut self, r: Request) {
-        let largest = match self.producer(&r.token).await {
-            Ok(p) => p.largest_payload(),
+        let largest = match self.check(&r.token).await {
+            Ok(largest) => largest,
             Err(e) => {
                 let _ = r
                     .reply
@@ -197,7 +205,6 @@ impl Task {
             bytes: events.iter().map(Event::size_bytes).sum(),
             deadline: now + self.config.admit_wait,
             request: Pending {
-                token: r.token,
                 events,
                 reply: r.reply,
             },
@@ -213,25 +220,40 @@ impl Task {
         }
     }
 
-    /// The producer for `token`, connected on first use.
-    async fn producer(&mut self, token: &Option<String>) -> Result<&mut AnyProducer, ClientError> {
-        if !self.producers.contains_key(token) {
-            let mut config = ProducerConfig::new(self.config.broker.clone(), self.topic.clone());
-            config.token = token.clone();
-            config.tls = self.config.tls.clone();
-            let wait = self.config.admit_wait.max(Duration::from_secs(1));
-            let producer = tokio::time::timeout(wait, AnyProducer::connect(config))
-                .await
-                .map_err(|_| ClientError::Disconnected)??;
-            self.producers.insert(token.clone(), producer);
+    /// Has the broker check `token` for producing to this topic (once per [`RECHECK`]), and
+    /// connects the topic's producer if there is none; returns the largest payload it takes.
+    async fn check(&mut self, token: &Option<String>) -> Result<u64, ClientError> {
+        let now = Instant::now();
+        let fresh = self
+            .accepted
+            .get(token)
+            .is_some_and(|at| now.duration_since(*at) < RECHECK);
+        if !fresh || self.producer.is_none() {
+            let producer = self.connect(token).await?;
+            self.accepted.insert(token.clone(), now);
+            match &self.producer {
+                // Only a check: the topic has its producer.
+                Some(_) => drop(producer.close().await),
+                None => self.producer = Some(producer),
+            }
         }
-        Ok(self.producers.get_mut(token).expect("inserted above"))
+        Ok(self.producer.as_ref().map_or(0, |p| p.largest_payload()))
+    }
+
+    async fn connect(&self, token: &Option<String>) -> Result<AnyProducer, ClientError> {
+        let mut config = ProducerConfig::new(self.config.broker.clone(), self.topic.clone());
+        config.token = token.clone();
+        config.tls = self.config.tls.clone();
+        let wait = self.config.admit_wait.max(Duration::from_secs(1));
+        tokio::time::timeout(wait, AnyProducer::connect(config))
+            .await
+            .map_err(|_| ClientError::Disconnected)?
     }
 
     /// Sends every request at the head of the turns that credit covers now.
     async fn admit_what_fits(&mut self) {
         while let Some(head) = self.queue.head() {
-            let Some(producer) = self.producers.get(&head.request.token) else {
+            let Some(producer) = &self.producer else {
                 break;
             };
             let credit = producer.credit();
@@ -245,13 +267,9 @@ impl Task {
 
     /// Sends a whole request (credit covers it), then answers it once it is confirmed.
     async fn send(&mut self, w: Waiting<Pending>) {
-        let Pending {
-            token,
-            events,
-            reply,
-        } = w.request;
+        let Pending { events, reply } = w.request;
         let count = events.len() as u64;
-        let Some(producer) = self.producers.get_mut(&token) else {
+        let Some(producer) = self.producer.as_mut() else {
             return;
         };
         let mut ids = Vec::with_capacity(events.len());
@@ -269,7 +287,7 @@ impl Task {
                         ),
                         1,
                     ));
-                    self.producers.remove(&token);
+                    self.producer = None;
                     return;
                 }
             }
@@ -304,8 +322,8 @@ impl Task {
         &self,
     ) -> impl std::future::Future<Output = Option<Result<(), ClientError>>> + Send + 'static {
         let wait = self.queue.head().and_then(|head| {
-            self.producers
-                .get(&head.request.token)
+            self.producer
+                .as_ref()
                 .map(|p| p.room_for(head.events, head.bytes))
         });
         async move {
@@ -316,12 +334,12 @@ impl Task {
         }
     }
 
-    /// The head's producer failed: answer it, drop the producer (the next request connects
-    /// again).
+    /// The producer failed for good: answer every waiting request (nothing of them was
+    /// sent), drop the producer (the next request connects again).
     fn fail_head(&mut self, e: ClientError) {
-        if let Some(w) = self.queue.pop() {
-            self.producers.remove(&w.request.token);
-            let answer = client_error(&e, w.request.token.is_some(), &self.topic);
+        self.producer = None;
+        while let Some(w) = self.queue.pop() {
+            let answer = Answer::unavailable(format!("the broker connection failed: {e}"), 1);
             let _ = w.request.reply.send(answer);
         }
     }

@@ -62,6 +62,9 @@ pub struct GatewayConfig {
     pub dedupe_window: Duration,
     /// What each group's consumer asks for ahead of the fetches.
     pub prefetch: Credit,
+    /// The broker's ack wait, so a fetched delivery not acked within it is given back (and the
+    /// group's consumer shown alive); `None`: deliveries wait for ever.
+    pub ack_wait: Option<Duration>,
     /// The most topics the gateway publishes to.
     pub max_topics: usize,
     /// The most group consumers the gateway holds.
@@ -72,7 +75,8 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Defaults for a gateway in front of `broker`: a 1 s admit wait, 10,000 events waiting
-    /// per topic, 8 MiB bodies, a 2 min dedupe window, a prefetch of 1,000 events / 8 MiB.
+    /// per topic, 8 MiB bodies, a 2 min dedupe window, a prefetch of 1,000 events / 8 MiB, the broker's default ack
+    /// wait of 30 s.
     pub fn new(broker: impl Into<String>) -> Self {
         GatewayConfig {
             broker: broker.into(),
@@ -83,6 +87,7 @@ impl GatewayConfig {
             max_body: 8 << 20,
             dedupe_window: Duration::from_secs(120),
             prefetch: Credit::new(1_000, 8 << 20),
+            ack_wait: Some(Duration::from_secs(30)),
             max_topics: 1_000,
             max_groups: 256,
             topic_stats: None,
@@ -103,6 +108,7 @@ impl GatewayConfig {
             broker: self.broker.clone(),
             tls: self.tls.clone(),
             prefetch: self.prefetch,
+            ack_wait: self.ack_wait,
         }
     }
 }

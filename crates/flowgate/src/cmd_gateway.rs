@@ -32,6 +32,10 @@ pub(crate) struct GatewayArgs {
     dial: DialArgs,
     #[command(flatten)]
     http: HttpArgs,
+    /// The broker's --ack-wait: a fetched delivery not acked within it goes back to its group.
+    /// "0s": the broker waits for ever.
+    #[arg(long, default_value = "30s")]
+    ack_wait: flowgate_observe::units::Span,
 }
 
 /// Serves until SIGTERM or Ctrl-C.
@@ -41,6 +45,7 @@ pub(crate) fn run(args: GatewayArgs) -> Result<()> {
         let mut config = args.http.config(args.dial.broker.clone());
         config.tls = args.dial.tls()?;
         config.default_token = args.dial.token();
+        config.ack_wait = Some(args.ack_wait.0).filter(|w| !w.is_zero());
         let bound = flowgate_http::serve(args.listen, config)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

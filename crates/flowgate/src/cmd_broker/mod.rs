@@ -313,6 +313,7 @@ async fn serve_http(
         _ => addr,
     };
     let mut config = args.http.config(loopback.to_string());
+    config.ack_wait = Some(args.ack_wait.0).filter(|w| !w.is_zero());
     config.topic_stats = Some(Arc::new(move |name: &str| {
         let snapshot = report::snapshot(&reporter.stats(), started);
         let topic = snapshot.topics.into_iter().find(|t| t.name == name)?;

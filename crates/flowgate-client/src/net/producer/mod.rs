@@ -186,7 +186,8 @@ impl Producer {
     /// Waits until credit covers `events` events of `bytes` in all, so that many sends in a
     /// row go out without waiting: a caller that must send all of a batch or none of it
     /// waits here first (with its own deadline) and then sends. Nothing is taken; the
-    /// returned future holds no borrow of the producer.
+    /// returned future holds no borrow of the producer. The credit held grows as the topic
+    /// grants room; a batch larger than the topic's capacity is never covered.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
@@ -205,13 +206,10 @@ impl Producer {
                 inner.stop_waiting();
                 return Poll::Ready(Ok(()));
             }
+            // No BLOCKED notice: it would hand back the credit held, to be granted one event
+            // again, and a batch would never be covered. Credit held accumulates instead, as
+            // the topic grants room.
             inner.park(cx.waker());
-            // Blocked on the batch's whole cost, as the broker should see it.
-            let tell = inner.session.wait_for(bytes);
-            drop(inner);
-            if tell {
-                shared.driver.notify_one();
-            }
             Poll::Pending
         })
     }
