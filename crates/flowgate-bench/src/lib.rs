@@ -2,8 +2,10 @@
 //! → broker process → consumer process — next to a reference measured in the same run: with
 //! the null sink, raw TCP (the same events, length-prefixed, batched writes, one hop); with a
 //! database sink, the database's own batched load rate (the same events written straight
-//! through the sink, no pipeline).
+//! through the sink, no pipeline); with `--http`, the native producer, against batched HTTP
+//! ingest through the broker's HTTP API (`http_load.rs`).
 
+mod http_load;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ Examples:
   flowgate bench
   flowgate bench --events 5000000 --runs 3 --json bench.json
   flowgate bench --storage disk --runs 3
+  flowgate bench --http --events 1000000 --runs 3
 
   flowgate bench --sink sqlite:/tmp/bench.db --events 500000
   flowgate bench --sink postgres://bench@127.0.0.1:5432/bench --events 500000
@@ -61,6 +64,16 @@ pub struct BenchArgs {
     /// confirm after an fsync).
     #[arg(long, default_value = "memory", value_parser = ["memory", "disk"])]
     storage: String,
+    /// Measure batched HTTP ingest (the broker's HTTP API) against the native producer as
+    /// the reference, both into the same broker and consumer.
+    #[arg(long)]
+    http: bool,
+    /// With --http: concurrent HTTP clients, each on one keep-alive connection.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    http_clients: u32,
+    /// With --http: events per HTTP request.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    http_batch: u64,
     /// Write the results here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -105,10 +118,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Runs the benchmark; returns the exit code.
 pub fn run(args: BenchArgs) -> Result<u8> {
     let sink = args.sink.clone();
-    let reference_name = if sink == SinkUrl::Null {
+    let reference_name = if args.http {
+        "native producer"
+    } else if sink == SinkUrl::Null {
         "raw TCP, one hop"
     } else {
         "direct batched load"
+    };
+    let measured_name = if args.http {
+        "HTTP ingest"
+    } else {
+        "through flowgate"
     };
     let exe = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("flowgate-bench-{}", std::process::id()));
@@ -120,6 +140,7 @@ pub fn run(args: BenchArgs) -> Result<u8> {
     let mut ratios = Vec::new();
     for run in 1..=args.runs {
         let raw = match &sink {
+            _ if args.http => through_flowgate(&exe, &args, &dir, &sink, false)?.0,
             SinkUrl::Null => raw_tcp(&exe, &args)?,
             db => direct_load(db, &args)?,
         };
@@ -127,10 +148,10 @@ pub fn run(args: BenchArgs) -> Result<u8> {
             "run {run}: {reference_name:<20} {:>12}/s",
             thousands(raw as u64)
         );
-        let (fg, peak, samples) = through_flowgate(&exe, &args, &dir, &sink)?;
+        let (fg, peak, samples) = through_flowgate(&exe, &args, &dir, &sink, args.http)?;
         eprintln!(
             "run {run}: {:<20} {:>12}/s (broker peak RSS {})",
-            "through flowgate",
+            measured_name,
             thousands(fg as u64),
             human_bytes(peak)
         );
@@ -163,6 +184,12 @@ pub fn run(args: BenchArgs) -> Result<u8> {
         result.machine
     );
     println!("sink                                {:>12}", result.sink);
+    if args.http {
+        println!(
+            "HTTP clients x events per request   {:>12}",
+            format!("{} x {}", args.http_clients, args.http_batch)
+        );
+    }
     println!("broker storage                      {:>12}", result.storage);
     println!(
         "{:<36}{:>12} events/s",
@@ -170,7 +197,12 @@ pub fn run(args: BenchArgs) -> Result<u8> {
         thousands(best_raw as u64)
     );
     println!(
-        "producer -> broker -> consumer      {:>12} events/s",
+        "{:<36}{:>12} events/s",
+        if args.http {
+            "HTTP -> broker -> consumer"
+        } else {
+            "producer -> broker -> consumer"
+        },
         thousands(best_fg as u64)
     );
     println!(
@@ -279,12 +311,27 @@ fn direct_load(sink: &SinkUrl, args: &BenchArgs) -> Result<f64> {
     })
 }
 
+/// A free loopback port, for the broker's HTTP API (the bench reads only its TCP address).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Producer (native, or over HTTP with `http`) -> broker -> consumer; the consumer's rate,
+/// the broker's peak RSS and its samples.
 fn through_flowgate(
     exe: &Path,
     args: &BenchArgs,
     dir: &Path,
     sink: &SinkUrl,
+    http: bool,
 ) -> Result<(f64, u64, Vec<u64>)> {
+    let http_addr = if http {
+        Some(format!("127.0.0.1:{}", free_port()?))
+    } else {
+        None
+    };
     let consumer_sink = match sink {
         SinkUrl::Null => "null".to_string(),
         db => {
@@ -308,6 +355,11 @@ fn through_flowgate(
                 "--json",
             ])
             .arg(&broker_json)
+            .args(
+                http_addr
+                    .iter()
+                    .flat_map(|a| ["--http-addr".to_string(), a.clone()]),
+            )
             .args(match args.storage.as_str() {
                 "disk" => vec![
                     "--storage".to_string(),
@@ -353,6 +405,27 @@ fn through_flowgate(
         .arg(&consumer_json)
         .stderr(Stdio::null())
         .spawn()?;
+    if let Some(http_addr) = &http_addr {
+        let load = runtime()?.block_on(http_load::run(
+            http_addr,
+            "bench",
+            args.events,
+            args.payload_size.0,
+            args.http_batch,
+            args.http_clients,
+        ))?;
+        if load.refused > 0 {
+            eprintln!(
+                "  HTTP: {} requests accepted, {} refused and sent again",
+                load.accepted_requests, load.refused
+            );
+        }
+        let status = wait_within(&mut consumer, Duration::from_secs(600), "consumer")?;
+        if !status.success() {
+            bail!("the consumer failed ({status})");
+        }
+        return finish_run(&mut broker, &consumer_json, &broker_json);
+    }
     let mut producer = Command::new(exe)
         .args([
             "produce",
@@ -378,10 +451,19 @@ fn through_flowgate(
             bail!("the {name} failed ({status})");
         }
     }
+    finish_run(&mut broker, &consumer_json, &broker_json)
+}
+
+/// Stops the broker and reads the consumer's rate and the broker's memory.
+fn finish_run(
+    broker: &mut std::process::Child,
+    consumer_json: &Path,
+    broker_json: &Path,
+) -> Result<(f64, u64, Vec<u64>)> {
     drop(broker.stdin.take());
-    wait_within(&mut broker, Duration::from_secs(10), "broker")?;
-    let c: Value = serde_json::from_str(&std::fs::read_to_string(&consumer_json)?)?;
-    let b: Value = serde_json::from_str(&std::fs::read_to_string(&broker_json)?)?;
+    wait_within(broker, Duration::from_secs(10), "broker")?;
+    let c: Value = serde_json::from_str(&std::fs::read_to_string(consumer_json)?)?;
+    let b: Value = serde_json::from_str(&std::fs::read_to_string(broker_json)?)?;
     let samples = b["rss_samples"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_u64).collect())

@@ -403,3 +403,30 @@ fn schemathesis_finds_no_server_error_and_every_response_matches_the_openapi_doc
     assert!(out.status.success(), "schemathesis failed:\n{text}");
     broker.stop();
 }
+
+#[test]
+fn bench_http_measures_http_ingest_next_to_the_native_producer_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let status = Command::new(common::BIN)
+        .args([
+            "bench",
+            "--http",
+            "--events",
+            "20000",
+            "--http-batch",
+            "500",
+            "--json",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let b = json(&out);
+    assert_eq!(b["reference"], "native producer");
+    assert!(b["reference_events_per_s"].as_f64() > Some(0.0), "{b}");
+    assert!(b["flowgate_events_per_s"].as_f64() > Some(0.0), "{b}");
+    assert_eq!(b["run_ratios"].as_array().unwrap().len(), 1, "{b}");
+}
