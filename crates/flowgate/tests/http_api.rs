@@ -430,3 +430,136 @@ fn bench_http_measures_http_ingest_next_to_the_native_producer_in_one_run() {
     assert!(b["flowgate_events_per_s"].as_f64() > Some(0.0), "{b}");
     assert_eq!(b["run_ratios"].as_array().unwrap().len(), 1, "{b}");
 }
+
+/// `curl` with `args`; the status and the body as JSON.
+fn curl(args: &[&str]) -> (u16, Value, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/stderr"])
+        .args(args)
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = serde_json::from_slice(&out.stderr).unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+#[test]
+fn a_gateway_in_front_of_a_broker_names_every_refusal_and_a_retried_key_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("broker.toml");
+    std::fs::write(
+        &config,
+        "[[token]]\nname = \"writer\"\nsecret = \"w-secret\"\nproduce = [\"t\"]\nconsume = [\"t\"]\n\n\
+         [[token]]\nname = \"reader\"\nsecret = \"r-secret\"\nproduce = []\nconsume = [\"t\"]\n",
+    )
+    .unwrap();
+    let broker = BrokerProc::start(
+        d,
+        &format!("--config {} --metrics-addr 127.0.0.1:0", config.display()),
+    );
+    let mut gateway = Command::new(common::BIN)
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            &broker.addr,
+            "--max-body",
+            "4KiB",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(gateway.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let http = line
+        .strip_prefix("HTTP API on ")
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("gateway said {line:?}"))
+        .to_string();
+    let url = format!("http://{http}/v1/topics/t/events");
+    let ndjson = ["-H", "Content-Type: application/x-ndjson"];
+    let post = |extra: &[&str], body: &str| {
+        let mut args = vec!["-X", "POST", &url[..]];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--data-binary", body]);
+        curl(&args)
+    };
+    let writer = "Authorization: Bearer w-secret";
+    let (s, b, _) = post(&ndjson, "1\n");
+    assert_eq!(s, 401, "no token: {b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("requires a token"),
+        "{b}"
+    );
+    let (s, b, _) = post(
+        &[ndjson[0], ndjson[1], "-H", "Authorization: Bearer r-secret"],
+        "1\n",
+    );
+    assert_eq!(s, 403, "a reader may not produce: {b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("may not produce to topic 't'"),
+        "{b}"
+    );
+    let (s, b, _) = post(&[ndjson[0], ndjson[1], "-H", writer], "1\n2\n{oops\n");
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().starts_with("line 3: not JSON"),
+        "{b}"
+    );
+    let (s, b, _) = post(&["-H", "Content-Type: text/csv", "-H", writer], "1,2\n");
+    assert_eq!(s, 415, "{b}");
+    let big = format!("\"{}\"\n", "x".repeat(5000));
+    let (s, b, _) = post(&[ndjson[0], ndjson[1], "-H", writer], &big);
+    assert_eq!(s, 413, "over --max-body: {b}");
+    // Nothing of the refused requests reached the broker.
+    let accepted = || {
+        let stats = get_json(broker.metrics.as_ref().unwrap(), "/stats");
+        stats["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "t")
+            .map_or(0, |t| t["accepted"].as_u64().unwrap())
+    };
+    assert_eq!(accepted(), 0);
+    // A request retried with its Idempotency-Key gets the first answer and is stored once.
+    let keyed = [
+        ndjson[0],
+        ndjson[1],
+        "-H",
+        writer,
+        "-H",
+        "Idempotency-Key: k-1",
+    ];
+    let (s1, first, _) = post(&keyed, "{\"n\":1}\n{\"n\":2}\n");
+    let (s2, again, _) = post(&keyed, "{\"n\":1}\n{\"n\":2}\n");
+    assert_eq!((s1, s2), (200, 200), "{first} {again}");
+    assert_eq!(first, again, "the retry gets the original answer");
+    assert_eq!(accepted(), 2, "stored once");
+    // The reader consumes them through the gateway.
+    let fetch = format!("http://{http}/v1/topics/t/groups/g/fetch?max=10&wait=1s");
+    let (s, b, _) = curl(&["-X", "POST", &fetch, "-H", "Authorization: Bearer r-secret"]);
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["events"].as_array().unwrap().len(), 2, "{b}");
+    let bad = format!("http://{http}/v1/topics/t/groups/g/fetch?max=0");
+    let (s, b, _) = curl(&["-X", "POST", &bad]);
+    assert_eq!(s, 400, "max=0 is refused by name: {b}");
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    broker.stop();
+}
