@@ -24,6 +24,9 @@ use crate::status::{Answer, client_error};
 /// How long a token the broker accepted for a topic is taken as accepted.
 pub const RECHECK: Duration = Duration::from_secs(60);
 
+/// The most accepted tokens remembered per topic.
+const MAX_TOKENS: usize = 10_000;
+
 /// How to reach the broker, and how long and how much to let wait.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -230,6 +233,10 @@ impl Task {
             .is_some_and(|at| now.duration_since(*at) < RECHECK);
         if !fresh || self.producer.is_none() {
             let producer = self.connect(token).await?;
+            if self.accepted.len() >= MAX_TOKENS {
+                // An open broker accepts any token: keep the table bounded all the same.
+                self.accepted.clear();
+            }
             self.accepted.insert(token.clone(), now);
             match &self.producer {
                 // Only a check: the topic has its producer.

@@ -21,7 +21,7 @@ use crate::snapshot::{GroupSnapshot, TopicSnapshot};
 pub const STALL_SECONDS: f64 = 5.0;
 
 /// Beyond this share of the window backpressured, the offered rate cannot be estimated.
-const MOST_BACKPRESSURED: f64 = 0.98;
+pub const MOST_BACKPRESSURED: f64 = 0.98;
 
 /// A topic's forecast over one window.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -563,3 +563,42 @@ fn a_gateway_in_front_of_a_broker_names_every_refusal_and_a_retried_key_is_store
     let _ = gateway.wait();
     broker.stop();
 }
+
+#[test]
+fn an_http_consumer_that_stops_fetching_holds_the_producer_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let broker = BrokerProc::start(d, "--capacity 200 --http-addr 127.0.0.1:0");
+    let http = broker.http.clone().unwrap();
+    // One fetch makes the blocking group "g" and its consumer in the API; then nobody fetches.
+    let fetch = format!("http://{http}/v1/topics/t/groups/g/fetch?max=1&wait=100ms");
+    let (s, b, _) = curl(&["-X", "POST", &fetch]);
+    assert_eq!(
+        (s, b["events"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{b}"
+    );
+    let produce = spawn_logged(
+        &format!(
+            "produce --broker {} --topic t --count 5000 --rate 100000 --duration 3s --json {}",
+            broker.addr,
+            d.join("p.json").display()
+        ),
+        &d.join("p.log"),
+    );
+    let _ = finish(produce, Duration::from_secs(30));
+    let p = json(&d.join("p.json"));
+    let confirmed = p["confirmed_seq"].as_u64().unwrap();
+    // The topic's 200: what the API's consumer received and nobody fetched or acked is still
+    // held by the group, so it counts against the capacity.
+    eprintln!("confirmed {confirmed} of 5000 in 3 s: {p}");
+    assert!(
+        confirmed <= 200,
+        "the producer got past the topic's bound: {p}"
+    );
+    assert!(
+        p["waited_s"].as_f64() > Some(2.0),
+        "it waited for credit: {p}"
+    );
+    broker.stop();
+}
