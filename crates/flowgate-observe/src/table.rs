@@ -383,7 +383,7 @@ pub const TOPIC: &[Metric<TopicSnapshot>] = &[
         name: "flowgate_topic_offered_per_second",
         kind: Kind::Gauge,
         labels: &["topic"],
-        help: "what producers would send unblocked: events accepted per second over the share of the window the topic was not backpressured (absent when it was backpressured almost all of it)",
+        help: "what producers would send unblocked: events accepted per second over the share of the window the topic was not backpressured (absent when it was backpressured almost all of it: then /stats gives the accepted rate as a lower bound)",
         read: |t| forecast(t, |f| f.offered_per_s.filter(|_| !f.offered_at_least)),
     },
     Metric {
