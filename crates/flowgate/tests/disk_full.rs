@@ -63,6 +63,52 @@ fn fill(path: &std::path::Path) {
     while f.write_all(&block).is_ok() {}
 }
 
+/// Another process filling the disk and keeping it full: whatever room frees up (the broker
+/// reclaiming acknowledged segments) it takes again, until released. A one-time fill would
+/// leave the freed room to the broker, which can then go on writing into it as fast as its
+/// consumer frees it, and never meet a full disk.
+struct Filler {
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Filler {
+    fn hold_full(path: &std::path::Path) -> Filler {
+        fill(path);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (path, stop) = (path.to_path_buf(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                let block = vec![0u8; 4096];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if f.write_all(&block).is_err() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            })
+        };
+        Filler {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops taking room and frees all of it.
+    fn release(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        std::fs::remove_file(&self.path).unwrap();
+    }
+}
+
 fn stop(mut broker: std::process::Child) {
     drop(broker.stdin.take());
     assert!(broker.wait().unwrap().success());
@@ -94,8 +140,7 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
         "produce --broker {addr} --topic t --rate 3000 --count 30000 --payload-size 100B"
     ));
     std::thread::sleep(Duration::from_secs(2));
-    let filler = mnt.join("filler");
-    fill(&filler);
+    let filler = Filler::hold_full(&mnt.join("filler"));
     let full_at = Instant::now();
     let mut seen = None;
     while seen.is_none() && full_at.elapsed() < Duration::from_secs(10) {
@@ -104,7 +149,7 @@ fn a_disk_filling_mid_run_is_said_once_shown_retried_and_nothing_is_lost() {
     }
     let seen = seen.expect("/stats shows the failing log");
     std::thread::sleep(Duration::from_secs(2));
-    std::fs::remove_file(&filler).unwrap();
+    filler.release();
     let freed_at = Instant::now();
     while storage_failure(&metrics).is_some() {
         assert!(
