@@ -37,6 +37,11 @@ pub enum Refusal {
         /// Events ahead of it.
         ahead: u64,
     },
+    /// It holds more events than the whole queue: it can never be let in (413).
+    LargerThanQueue {
+        /// The queue's bound.
+        max_queued: u64,
+    },
 }
 
 /// The waiting requests of one topic.
@@ -82,7 +87,8 @@ impl<R> Admission<R> {
         let share = self.max_queued / (others + 1);
         let ahead = self.ahead_of(&w.client, w.events);
         if w.events > self.max_queued {
-            return Err((Refusal::Full { ahead }, w));
+            let max_queued = self.max_queued;
+            return Err((Refusal::LargerThanQueue { max_queued }, w));
         }
         if others > 0 && own + w.events > share {
             return Err((Refusal::OverShare { ahead }, w));
@@ -255,12 +261,12 @@ mod tests {
     }
 
     #[test]
-    fn a_request_larger_than_the_queue_is_refused_full_and_nothing_is_pushed_out() {
+    fn a_request_larger_than_the_queue_is_refused_as_such_and_nothing_is_pushed_out() {
         let t = Instant::now();
         let mut a = Admission::new(1_000);
         a.offer(w("a", 600, t, 0)).unwrap();
         let (why, _) = a.offer(w("b", 1_001, t, 1)).unwrap_err();
-        assert!(matches!(why, Refusal::Full { .. }), "{why:?}");
+        assert_eq!(why, Refusal::LargerThanQueue { max_queued: 1_000 });
         assert_eq!((a.queued_events(), a.queued_requests()), (600, 1));
     }
 

@@ -364,6 +364,10 @@ impl Task {
         let drained = self.drained.lock().unwrap_or_else(|p| p.into_inner());
         let mut figures = self.figures.lock().unwrap_or_else(|p| p.into_inner());
         let answer = match why {
+            Refusal::LargerThanQueue { max_queued } => Answer::too_large(format!(
+                "a request of {} events is over the {max_queued} that may wait for room on a topic (--max-queued): send it in smaller requests",
+                w.events
+            )),
             Refusal::OverShare { ahead } => {
                 figures.refused_over_share += 1;
                 let after = drained.retry_after(now, ahead, self.config.admit_wait);

@@ -56,7 +56,7 @@ pub fn document() -> Value {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
         "400": error("A bad line (named, 1-based), no events, or an invalid topic name; nothing kept"),
         "404": error("No such topic, and the broker creates no more"),
-        "413": error("The body, or one event, is over the largest taken; nothing kept"),
+        "413": error("The body, one event, or the number of events is over the largest taken; nothing kept"),
         "415": error("Not application/x-ndjson or application/json; nothing kept"),
         "429": retry("The client is over its fair share of the topic's queue while others wait; nothing kept"),
         "503": retry("No room within the admit wait, or the broker out of reach; nothing kept"),

@@ -472,6 +472,8 @@ fn a_gateway_in_front_of_a_broker_names_every_refusal_and_a_retried_key_is_store
             &broker.addr,
             "--max-body",
             "4KiB",
+            "--max-queued",
+            "10",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -526,6 +528,10 @@ fn a_gateway_in_front_of_a_broker_names_every_refusal_and_a_retried_key_is_store
     let big = format!("\"{}\"\n", "x".repeat(5000));
     let (s, b, _) = post(&[ndjson[0], ndjson[1], "-H", writer], &big);
     assert_eq!(s, 413, "over --max-body: {b}");
+    let many = "1\n".repeat(20);
+    let (s, b, _) = post(&[ndjson[0], ndjson[1], "-H", writer], &many);
+    assert_eq!(s, 413, "more events than --max-queued: {b}");
+    assert!(b["error"].as_str().unwrap().contains("--max-queued"), "{b}");
     // Nothing of the refused requests reached the broker.
     let accepted = || {
         let stats = get_json(broker.metrics.as_ref().unwrap(), "/stats");
