@@ -17,12 +17,16 @@
 //! | [`limit`] | [`AimdLimit`]: batch size learned from commit latency |
 //! | [`stage`] | [`StageClock`]: busy / backpressured / idle time; [`bottleneck`] names the limiting stage |
 //! | [`event`] | the [`Event`] record and its size in credit |
+//! | [`admission`] | [`Admission`]: requests waiting for room, clients by turns, fair shares of a bounded queue |
+//! | [`drain`] | [`DrainMeter`]: a measured drain rate and the `Retry-After` it gives |
 //! | [`governor`] | [`MemoryGovernor`]: how many bytes all topics may hold, from a memory budget and the measured resident set |
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod backoff;
 pub mod credit;
+pub mod drain;
 pub mod event;
 pub mod governor;
 pub mod limit;
@@ -32,10 +36,12 @@ pub mod stage;
 pub mod token_bucket;
 pub mod topic;
 
+pub use admission::{Admission, Refusal, Waiting};
 pub use backoff::Backoff;
 pub use credit::{
     Credit, CreditError, CreditWindow, Demand, REFILL_AT_HALF, Ratio, grant_due, pay_debt,
 };
+pub use drain::{DrainMeter, MAX_RETRY_AFTER_S};
 pub use event::{Event, EventId, ORIGIN_PREFIX, RECORD_OVERHEAD_BYTES, credit_bytes};
 pub use governor::MemoryGovernor;
 pub use limit::AimdLimit;

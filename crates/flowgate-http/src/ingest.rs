@@ -13,12 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flowgate_client::{AnyProducer, ClientError, ClientTls, ProducerConfig, Publish};
-use flowgate_core::{Event, EventId};
+use flowgate_core::{Admission, DrainMeter, Event, EventId, Refusal, Waiting};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::admission::{Admission, Refusal, Waiting};
-use crate::drain::DrainMeter;
 use crate::status::{Answer, client_error};
 
 /// How long a token the broker accepted for a topic is taken as accepted.
@@ -114,6 +112,8 @@ struct Pending {
 
 struct Task {
     config: IngestConfig,
+    /// The origin of the times given to the queue and the drain meter.
+    origin: Instant,
     topic: String,
     /// The topic's producer, connected with the first accepted client's token.
     producer: Option<AnyProducer>,
@@ -131,6 +131,7 @@ async fn run(
     figures: Arc<Mutex<IngestFigures>>,
 ) {
     let mut task = Task {
+        origin: Instant::now(),
         queue: Admission::new(config.max_queued),
         config,
         topic,
@@ -143,7 +144,7 @@ async fn run(
         task.admit_what_fits().await;
         task.publish_figures();
         let room = task.head_room();
-        let deadline = task.queue.next_deadline().map(Instant::from_std);
+        let deadline = task.queue.next_deadline().map(|d| task.origin + d);
         tokio::select! {
             request = rx.recv() => match request {
                 Some(r) => task.offer(r).await,
@@ -151,7 +152,7 @@ async fn run(
             },
             Some(result) = room => {
                 if let Err(e) = result {
-                    task.fail_head(e);
+                    task.fail_all(e);
                 }
             }
             _ = sleep_until(deadline) => task.expire(),
@@ -201,7 +202,7 @@ impl Task {
                 payload,
             })
             .collect();
-        let now = Instant::now().into_std();
+        let now = self.now();
         let waiting = Waiting {
             client: r.client,
             events: events.len() as u64,
@@ -303,13 +304,14 @@ impl Task {
         let confirmed = producer.confirmed_through(last.seq);
         let drained = Arc::clone(&self.drained);
         let figures = Arc::clone(&self.figures);
+        let origin = self.origin;
         tokio::spawn(async move {
             let answer = match confirmed.await {
                 Ok(()) => {
                     drained
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .record(Instant::now().into_std(), count);
+                        .record(origin.elapsed(), count);
                     let mut f = figures.lock().unwrap_or_else(|p| p.into_inner());
                     f.accepted_events += count;
                     f.accepted_requests += 1;
@@ -343,7 +345,7 @@ impl Task {
 
     /// The producer failed for good: answer every waiting request (nothing of them was
     /// sent), drop the producer (the next request connects again).
-    fn fail_head(&mut self, e: ClientError) {
+    fn fail_all(&mut self, e: ClientError) {
         self.producer = None;
         while let Some(w) = self.queue.pop() {
             let answer = Answer::unavailable(format!("the broker connection failed: {e}"), 1);
@@ -353,15 +355,21 @@ impl Task {
 
     /// Refuses every request whose admit wait is over.
     fn expire(&mut self) {
-        for w in self.queue.take_expired(Instant::now().into_std()) {
+        for w in self.queue.take_expired(self.now()) {
             let ahead = self.queue.ahead_of(&w.client, w.events);
             self.refuse(w, Refusal::Full { ahead });
         }
     }
 
+    /// Now, as the queue and the drain meter count time.
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
     fn refuse(&mut self, w: Waiting<Pending>, why: Refusal) {
-        let now = Instant::now().into_std();
+        let now = self.now();
         let drained = self.drained.lock().unwrap_or_else(|p| p.into_inner());
+        let after = |ahead| drained.retry_after(now, ahead, self.config.admit_wait);
         let mut figures = self.figures.lock().unwrap_or_else(|p| p.into_inner());
         let answer = match why {
             Refusal::LargerThanQueue { max_queued } => Answer::too_large(format!(
@@ -370,25 +378,23 @@ impl Task {
             )),
             Refusal::OverShare { ahead } => {
                 figures.refused_over_share += 1;
-                let after = drained.retry_after(now, ahead, self.config.admit_wait);
                 Answer::over_share(
                     format!(
                         "client '{}' is over its share of topic '{}' while others wait: {ahead} events would go before this request",
                         w.client, self.topic
                     ),
-                    after,
+                    after(ahead),
                 )
             }
             Refusal::Full { ahead } => {
                 figures.refused_no_room += 1;
-                let after = drained.retry_after(now, ahead, self.config.admit_wait);
                 Answer::unavailable(
                     format!(
                         "no room on topic '{}' within {} ms; nothing of the request was kept",
                         self.topic,
                         self.config.admit_wait.as_millis()
                     ),
-                    after,
+                    after(ahead),
                 )
             }
         };
@@ -400,7 +406,7 @@ impl Task {
             .drained
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .rate(Instant::now().into_std());
+            .rate(self.now());
         let mut f = self.figures.lock().unwrap_or_else(|p| p.into_inner());
         f.queued_events = self.queue.queued_events();
         f.queued_requests = self.queue.queued_requests() as u64;

@@ -12,17 +12,13 @@
 //! |---|---|
 //! | `routes.rs` | the endpoints; checks of names, content types, sizes and queries |
 //! | `body.rs` | NDJSON and JSON-array bodies to events, naming the first bad line |
-//! | `admission.rs` | who goes next: clients by turns, a bounded queue, fair shares (plain logic) |
-//! | `ingest.rs` | a topic's task: waits for credit covering a whole request, sends, answers on confirm |
-//! | `drain.rs` | the measured drain rate and `Retry-After` |
+//! | `ingest.rs` | a topic's task: lets requests in by `flowgate_core::Admission`, waits for credit covering a whole request, sends, answers on confirm, `Retry-After` from `flowgate_core::DrainMeter` |
 //! | `fetch.rs` | a group's task: one consumer, fetches, acks and nacks by HTTP tag |
 //! | `idempotency.rs` | `Idempotency-Key` answers within the dedupe window |
 //! | `status.rs` | answers and statuses; client errors mapped to 401, 403, 404, 409, 503 |
 //! | `openapi.rs` | the OpenAPI 3 document |
 
-mod admission;
 mod body;
-mod drain;
 mod fetch;
 mod idempotency;
 mod ingest;

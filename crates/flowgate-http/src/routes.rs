@@ -114,13 +114,7 @@ impl Gateway {
             return Ok(i.clone());
         }
         if ingests.len() >= self.config.max_topics {
-            return Err(Answer::unavailable(
-                format!(
-                    "the gateway serves as many topics as it may ({})",
-                    self.config.max_topics
-                ),
-                crate::drain::MAX_RETRY_AFTER_S,
-            ));
+            return Err(at_limit("topics", self.config.max_topics));
         }
         let i = Ingest::start(self.config.ingest(), topic.to_string());
         ingests.insert(topic.to_string(), i.clone());
@@ -140,18 +134,20 @@ impl Gateway {
             return Ok(g.clone());
         }
         if groups.len() >= self.config.max_groups {
-            return Err(Answer::unavailable(
-                format!(
-                    "the gateway holds as many group consumers as it may ({})",
-                    self.config.max_groups
-                ),
-                crate::drain::MAX_RETRY_AFTER_S,
-            ));
+            return Err(at_limit("group consumers", self.config.max_groups));
         }
         let g = Group::connect(&self.config.group(), topic, group, token).await?;
         groups.insert(key, g.clone());
         Ok(g)
     }
+}
+
+/// 503: the gateway holds as many `what` as it may.
+fn at_limit(what: &str, limit: usize) -> Answer {
+    Answer::unavailable(
+        format!("the gateway holds as many {what} as it may ({limit})"),
+        flowgate_core::MAX_RETRY_AFTER_S,
+    )
 }
 
 async fn read_body(body: Body, max: usize) -> Result<Bytes, Answer> {

@@ -20,6 +20,8 @@ Examples:
        --data-binary $'{\"id\":1}\\n{\"id\":2}\\n' http://127.0.0.1:8080/v1/topics/orders/events
   curl -s -X POST 'http://127.0.0.1:8080/v1/topics/orders/groups/db/fetch?max=100&wait=2s'
 
+Clients send their own token (Authorization: Bearer SECRET), which the broker checks with its
+scopes; --token (or FLOWGATE_TOKEN) is used for requests that carry none.
 Every endpoint and status: docs/http.md, or GET /openapi.json.";
 
 /// `flowgate gateway` flags.

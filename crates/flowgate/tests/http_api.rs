@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{BrokerProc, distinct_rows, finish, get_json, json, spawn_logged, tail};
+use common::{BrokerProc, distinct_rows, finish, finish_ok, get_json, json, spawn_logged};
 use serde_json::Value;
 
 /// The virtualenv `scripts/test` creates.
@@ -94,16 +94,8 @@ fn a_python_producer_that_honours_retry_after_is_held_to_a_1000_per_s_consumer_a
         &d.join("p.log"),
     );
     let within = Duration::from_secs(120);
-    assert!(
-        finish(p, within).success(),
-        "{}",
-        tail(&d.join("p.log"), 20)
-    );
-    assert!(
-        finish(c, within).success(),
-        "{}",
-        tail(&d.join("c.log"), 20)
-    );
+    finish_ok(p, &d.join("p.log"), within);
+    finish_ok(c, &d.join("c.log"), within);
     broker.stop();
     let p = json(&d.join("p.json"));
     let c = json(&d.join("c.json"));
@@ -178,21 +170,9 @@ fn an_impolite_client_gets_429_and_503_the_broker_stays_bounded_and_a_polite_one
         &d.join("polite.log"),
     );
     let within = Duration::from_secs(60);
-    assert!(
-        finish(hammer, within).success(),
-        "{}",
-        tail(&d.join("hammer.log"), 20)
-    );
-    assert!(
-        finish(polite, within).success(),
-        "{}",
-        tail(&d.join("polite.log"), 20)
-    );
-    assert!(
-        finish(c, within).success(),
-        "{}",
-        tail(&d.join("c.log"), 20)
-    );
+    finish_ok(hammer, &d.join("hammer.log"), within);
+    finish_ok(polite, &d.join("polite.log"), within);
+    finish_ok(c, &d.join("c.log"), within);
     let stats = get_json(broker.metrics.as_ref().unwrap(), "/stats");
     broker.stop();
     let b = json(&d.join("broker.json"));
@@ -286,11 +266,7 @@ fn a_python_consumer_acks_every_event_and_one_that_never_acks_gets_its_deliverie
         ],
         &d.join("c.log"),
     );
-    assert!(
-        finish(c, Duration::from_secs(60)).success(),
-        "{}",
-        tail(&d.join("c.log"), 20)
-    );
+    finish_ok(c, &d.join("c.log"), Duration::from_secs(60));
     let lines = std::fs::read_to_string(&out).unwrap();
     assert_eq!(lines.lines().count(), 2000, "every event fetched once");
     // The lazy group goes on fetching and never acks: past the ack deadline (2 s), the 50 it

@@ -171,6 +171,12 @@ pub fn finish(mut child: Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// Waits for `child` (as [`finish`]) and fails, with the tail of its `log`, unless it exited 0.
+pub fn finish_ok(child: Child, log: &Path, within: Duration) {
+    let status = finish(child, within);
+    assert!(status.success(), "{status}: {}", tail(log, 20));
+}
+
 /// The consumer table's rows as (producer, seq), in the order they were committed.
 pub fn rows(db: &Path) -> Vec<(u64, u64)> {
     if !db.exists() {

@@ -196,21 +196,11 @@ impl Producer {
         events: u64,
         bytes: u64,
     ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
-        let shared = Arc::clone(&self.shared);
-        poll_fn(move |cx| {
-            if let Some(e) = failure(&shared) {
-                return Poll::Ready(Err(e));
-            }
-            let mut inner = shared.lock();
-            if inner.session.admits_batch(events, bytes) {
-                inner.stop_waiting();
-                return Poll::Ready(Ok(()));
-            }
-            // No BLOCKED notice: it would hand back the credit held, to be granted one event
-            // again, and a batch would never be covered. Credit held accumulates instead, as
-            // the topic grants room.
-            inner.park(cx.waker());
-            Poll::Pending
+        // No BLOCKED notice: it would hand back the credit held, to be granted one event
+        // again, and a batch would never be covered. Credit held accumulates instead, as the
+        // topic grants room.
+        wait_until(Arc::clone(&self.shared), true, move |session| {
+            session.admits_batch(events, bytes)
         })
     }
 
@@ -220,17 +210,9 @@ impl Producer {
         &self,
         seq: u64,
     ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
-        let shared = Arc::clone(&self.shared);
-        poll_fn(move |cx| {
-            if let Some(e) = failure(&shared) {
-                return Poll::Ready(Err(e));
-            }
-            let mut inner = shared.lock();
-            if inner.session.stats().confirmed_seq >= seq {
-                return Poll::Ready(Ok(()));
-            }
-            inner.listen(cx.waker());
-            Poll::Pending
+        // Waiting for confirms is not waiting for credit: the wait clock is not started.
+        wait_until(Arc::clone(&self.shared), false, move |session| {
+            session.stats().confirmed_seq >= seq
         })
     }
 
@@ -380,6 +362,33 @@ impl Permit<'_> {
             reason: ClientError::Closed,
         })
     }
+}
+
+/// Resolves once `ready` holds of the session, or with the producer's failure; holds no
+/// borrow of the producer. `for_credit`: the wait counts in the producer's wait clock.
+fn wait_until(
+    shared: Arc<Shared>,
+    for_credit: bool,
+    ready: impl Fn(&ProducerSession) -> bool + Send + 'static,
+) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+    poll_fn(move |cx| {
+        if let Some(e) = failure(&shared) {
+            return Poll::Ready(Err(e));
+        }
+        let mut inner = shared.lock();
+        if ready(&inner.session) {
+            if for_credit {
+                inner.stop_waiting();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if for_credit {
+            inner.park(cx.waker());
+        } else {
+            inner.listen(cx.waker());
+        }
+        Poll::Pending
+    })
 }
 
 /// The failure a producer cannot recover from, if any.

@@ -1,8 +1,9 @@
-//! A topic's measured drain rate through the gateway (events confirmed per second over the
-//! last few seconds), and the `Retry-After` it gives a caller with events ahead of it.
+//! A topic's measured drain rate (events confirmed per second over the last few seconds), and
+//! the `Retry-After` it gives a caller with events ahead of it. Times are durations since an
+//! origin the caller picks.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How far back the rate looks.
 const WINDOW: Duration = Duration::from_secs(5);
@@ -14,19 +15,19 @@ pub const MAX_RETRY_AFTER_S: u64 = 60;
 #[derive(Debug, Default)]
 pub struct DrainMeter {
     /// (when, events confirmed in all by then), oldest first, within [`WINDOW`].
-    samples: VecDeque<(Instant, u64)>,
+    samples: VecDeque<(Duration, u64)>,
     total: u64,
 }
 
 impl DrainMeter {
     /// `events` more were confirmed at `now`.
-    pub fn record(&mut self, now: Instant, events: u64) {
+    pub fn record(&mut self, now: Duration, events: u64) {
         self.total += events;
         self.samples.push_back((now, self.total));
         while self
             .samples
             .front()
-            .is_some_and(|&(at, _)| now.duration_since(at) > WINDOW)
+            .is_some_and(|&(at, _)| now.saturating_sub(at) > WINDOW)
         {
             self.samples.pop_front();
         }
@@ -34,19 +35,19 @@ impl DrainMeter {
 
     /// Events per second over the window up to `now`; `None` before two samples a moment
     /// apart, or when the last is older than the window (nothing drains).
-    pub fn rate(&self, now: Instant) -> Option<f64> {
+    pub fn rate(&self, now: Duration) -> Option<f64> {
         let &(first_at, first) = self.samples.front()?;
         let &(last_at, last) = self.samples.back()?;
-        if now.duration_since(last_at) > WINDOW {
+        if now.saturating_sub(last_at) > WINDOW {
             return Some(0.0);
         }
-        let secs = now.duration_since(first_at).as_secs_f64();
+        let secs = now.saturating_sub(first_at).as_secs_f64();
         (secs >= 0.05 && last > first).then(|| (last - first) as f64 / secs)
     }
 
     /// Seconds until `ahead` events have drained at the measured rate, at least 1 and at
     /// most [`MAX_RETRY_AFTER_S`]; with no rate measured yet, `fallback`.
-    pub fn retry_after(&self, now: Instant, ahead: u64, fallback: Duration) -> u64 {
+    pub fn retry_after(&self, now: Duration, ahead: u64, fallback: Duration) -> u64 {
         match self.rate(now) {
             Some(rate) if rate > 0.0 => ((ahead as f64 / rate).ceil() as u64).max(1),
             Some(_) => MAX_RETRY_AFTER_S,
@@ -62,7 +63,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_the_place_over_the_measured_rate() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut m = DrainMeter::default();
         assert_eq!(
             m.retry_after(t, 5_000, Duration::from_secs(2)),
@@ -89,7 +90,7 @@ mod tests {
 
     #[test]
     fn a_topic_that_stopped_draining_says_the_longest_wait() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut m = DrainMeter::default();
         m.record(t, 10);
         m.record(t + Duration::from_secs(1), 10);

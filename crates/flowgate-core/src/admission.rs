@@ -1,12 +1,12 @@
-//! Who is let in next, as plain logic: the requests waiting for room on one topic, a queue per
+//! Who is let in next: the requests waiting for room on one topic (the HTTP API's), a queue per
 //! client taken in turn (so a client with many requests in flight cannot starve one with a
 //! single request), a bound on the events waiting in all, and a fair share of that bound per
 //! waiting client. A client over its share while others wait is told to slow down (429); a
 //! request that finds no room before its deadline is refused whole (503). No clock is read:
-//! every call is told the time.
+//! times are durations since an origin the caller picks.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::Duration;
 
 /// One request waiting for room.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Waiting<R> {
     /// Their cost in credit bytes.
     pub bytes: u64,
     /// When it gives up.
-    pub deadline: Instant,
+    pub deadline: Duration,
     /// What the caller keeps with it (the events, the reply).
     pub request: R,
 }
@@ -128,7 +128,7 @@ impl<R> Admission<R> {
     }
 
     /// The earliest deadline of a waiting request.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Duration> {
         self.turns
             .iter()
             .flat_map(|(_, q)| q.iter().map(|w| w.deadline))
@@ -136,7 +136,7 @@ impl<R> Admission<R> {
     }
 
     /// Takes every request whose deadline has passed at `now`.
-    pub fn take_expired(&mut self, now: Instant) -> Vec<Waiting<R>> {
+    pub fn take_expired(&mut self, now: Duration) -> Vec<Waiting<R>> {
         let mut expired = Vec::new();
         for (_, queue) in &mut self.turns {
             let (gone, kept): (VecDeque<_>, VecDeque<_>) =
@@ -200,11 +200,9 @@ impl<R> Admission<R> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn w(client: &str, events: u64, at: Instant, id: u32) -> Waiting<u32> {
+    fn w(client: &str, events: u64, at: Duration, id: u32) -> Waiting<u32> {
         Waiting {
             client: client.into(),
             events,
@@ -216,7 +214,7 @@ mod tests {
 
     #[test]
     fn clients_take_turns_whatever_each_has_queued() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut a = Admission::new(10_000);
         for id in 0..3 {
             a.offer(w("hammer", 100, t, id)).unwrap();
@@ -233,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_client_over_its_share_while_others_wait_is_refused_and_told_its_place() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut a = Admission::new(1_000);
         a.offer(w("polite", 100, t, 0)).unwrap();
         for id in 1..=5 {
@@ -247,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_makes_room_for_a_client_within_its_share_by_pushing_out_the_greedy() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut a = Admission::new(1_000);
         for id in 0..10 {
             a.offer(w("hammer", 100, t, id)).unwrap(); // alone, it may fill the queue
@@ -262,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_request_larger_than_the_queue_is_refused_as_such_and_nothing_is_pushed_out() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut a = Admission::new(1_000);
         a.offer(w("a", 600, t, 0)).unwrap();
         let (why, _) = a.offer(w("b", 1_001, t, 1)).unwrap_err();
@@ -272,7 +270,7 @@ mod tests {
 
     #[test]
     fn expired_requests_leave_and_the_rest_keep_their_turns() {
-        let t = Instant::now();
+        let t = Duration::from_secs(100);
         let mut a = Admission::new(1_000);
         a.offer(w("a", 10, t, 0)).unwrap();
         a.offer(w("b", 10, t + Duration::from_secs(5), 1)).unwrap();
