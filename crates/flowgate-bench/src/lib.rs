@@ -23,7 +23,7 @@ use flowgate_sink::{AnySink, SinkUrl};
 
 pub use raw::{BenchRawArgs, run as run_raw};
 
-use flowgate_observe::child::{start_listening, wait_within};
+use flowgate_observe::child::{start_announcing, start_listening, wait_within};
 use flowgate_observe::units::{Size, human_bytes, thousands};
 
 const EXAMPLES: &str = "\
@@ -311,13 +311,6 @@ fn direct_load(sink: &SinkUrl, args: &BenchArgs) -> Result<f64> {
     })
 }
 
-/// A free loopback port, for the broker's HTTP API (the bench reads only its TCP address).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Producer (native, or over HTTP with `http`) -> broker -> consumer; the consumer's rate,
 /// the broker's peak RSS and its samples.
 fn through_flowgate(
@@ -327,11 +320,6 @@ fn through_flowgate(
     sink: &SinkUrl,
     http: bool,
 ) -> Result<(f64, u64, Vec<u64>)> {
-    let http_addr = if http {
-        Some(format!("127.0.0.1:{}", free_port()?))
-    } else {
-        None
-    };
     let consumer_sink = match sink {
         SinkUrl::Null => "null".to_string(),
         db => {
@@ -344,7 +332,13 @@ fn through_flowgate(
     };
     let broker_json = dir.join("broker.json");
     let consumer_json = dir.join("consumer.json");
-    let (mut broker, addr) = start_listening(
+    // With --http the broker announces its HTTP API on the next line, once it serves it.
+    let announced: &[&str] = if http {
+        &["listening on ", "HTTP API on "]
+    } else {
+        &["listening on "]
+    };
+    let (mut broker, mut addrs) = start_announcing(
         Command::new(exe)
             .args(["broker", "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"])
             .args([
@@ -355,11 +349,11 @@ fn through_flowgate(
                 "--json",
             ])
             .arg(&broker_json)
-            .args(
-                http_addr
-                    .iter()
-                    .flat_map(|a| ["--http-addr".to_string(), a.clone()]),
-            )
+            .args(if http {
+                vec!["--http-addr", "127.0.0.1:0"]
+            } else {
+                Vec::new()
+            })
             .args(match args.storage.as_str() {
                 "disk" => vec![
                     "--storage".to_string(),
@@ -373,7 +367,10 @@ fn through_flowgate(
             })
             .stderr(Stdio::null()),
         "broker",
+        announced,
     )?;
+    let addr = addrs.remove(0);
+    let http_addr = addrs.pop();
     let count = args.events.to_string();
     // The null sink takes big batches; a database takes the batch the direct load used.
     let prefetch = if *sink == SinkUrl::Null {

@@ -1,5 +1,6 @@
 //! flowgate services run as child processes (the demo's distributed mode, the bench): start
-//! one and learn the address it announces on its first line, and wait for one with a deadline.
+//! one and learn the addresses it announces on its first lines, and wait for one with a
+//! deadline.
 
 use std::io::{self, BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,6 +10,18 @@ use std::time::{Duration, Instant};
 /// `listening on ADDR`, and returns the child and the address. The rest of its stdout is
 /// drained on a thread so it never blocks on a full pipe.
 pub fn start_listening(cmd: &mut Command, name: &str) -> io::Result<(Child, String)> {
+    let (child, mut addrs) = start_announcing(cmd, name, &["listening on "])?;
+    Ok((child, addrs.remove(0)))
+}
+
+/// Starts `cmd` as [`start_listening`] does and reads one stdout line per prefix, in order
+/// (`listening on `, then e.g. `HTTP API on `), returning what follows each: the child is
+/// serving on every address once this returns.
+pub fn start_announcing(
+    cmd: &mut Command,
+    name: &str,
+    prefixes: &[&str],
+) -> io::Result<(Child, Vec<String>)> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -20,21 +33,21 @@ pub fn start_listening(cmd: &mut Command, name: &str) -> io::Result<(Child, Stri
         )));
     };
     let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let Some(addr) = line
-        .trim()
-        .strip_prefix("listening on ")
-        .map(str::to_string)
-    else {
-        let _ = child.kill();
-        return Err(io::Error::other(format!(
-            "the {name} did not start (it said {:?})",
-            line.trim()
-        )));
-    };
+    let mut addrs = Vec::new();
+    for prefix in prefixes {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix(prefix).map(str::to_string) else {
+            let _ = child.kill();
+            return Err(io::Error::other(format!(
+                "the {name} did not start (it said {:?})",
+                line.trim()
+            )));
+        };
+        addrs.push(addr);
+    }
     std::thread::spawn(move || for _ in reader.lines() {});
-    Ok((child, addr))
+    Ok((child, addrs))
 }
 
 /// Waits for `child` at most `limit`; kills it and fails past that.
